@@ -1,0 +1,197 @@
+"""The real data: competition files through the Kaggle API, and GLDv2 image shards from their public mirror.
+
+`landmark-recognition-2019` (the paper's competition) ships CSVs only; its images are the GLDv2 tar shards
+(`train/images_000.tar` … `images_499.tar`, `test/images_000.tar` … `images_019.tar`), each with an md5 file
+under `md5sum/`. `landmark-recognition-2020` ships GLDv2-clean with its images through the Kaggle API.
+Shards are verified by md5 and kept in a cache folder, so an interrupted download resumes where it stopped.
+"""
+import contextlib
+import hashlib
+import http.client
+import io
+import os
+import tarfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from landmark.data.layout import read_csv
+from landmark.errors import UserError
+from landmark.files import write_csv
+
+CREDENTIALS_HELP = (
+    "set KAGGLE_API_TOKEN, or save your token to ~/.kaggle/access_token (or a legacy ~/.kaggle/kaggle.json); "
+    "create one at https://www.kaggle.com/settings/api"
+)
+
+
+def kaggle_api():
+    """An authenticated KaggleApi. The `kaggle` package is imported here, not at the top: it authenticates on
+    import."""
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    api = KaggleApi()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            api.authenticate()
+    except SystemExit:
+        raise UserError(f"no Kaggle credentials found: {CREDENTIALS_HELP}")
+    return api
+
+
+def download_competition_files(api, competition: str, cache_dir) -> list:
+    """Download a competition's files (one zip) with the Kaggle API into cache_dir; returns the zips.
+
+    The client skips a zip already downloaded and resumes a partial one, so cache_dir is kept between runs.
+    """
+    import requests
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        api.competition_download_files(competition, path=str(cache_dir), quiet=False)
+    except requests.exceptions.HTTPError as error:
+        status = getattr(error.response, "status_code", None)
+        if status == 401:
+            raise UserError(f"Kaggle rejected the credentials (HTTP 401): {CREDENTIALS_HELP}")
+        if status == 403:
+            raise UserError(
+                f"Kaggle refused {competition} (HTTP 403): accept the rules at "
+                f"https://www.kaggle.com/competitions/{competition}/rules, then rerun"
+            )
+        if status == 404:
+            raise UserError(f"Kaggle has no competition {competition!r} (HTTP 404): check data.kaggle.competition")
+        raise UserError(f"Kaggle download of {competition} failed (HTTP {status}); rerun later")
+    except requests.exceptions.RequestException as error:
+        raise UserError(f"cannot reach Kaggle ({type(error).__name__}); check the network connection, then rerun")
+    return sorted(cache_dir.glob(f"{competition}*.zip"))
+
+
+def _inside(root: Path, name: str) -> bool:
+    target = (root / name).resolve()
+    return target == root or root in target.parents
+
+
+def extract_zip(archive, dest) -> None:
+    """Unpack a zip, refusing members that would land outside dest."""
+    dest = Path(dest).resolve()
+    with zipfile.ZipFile(archive) as bundle:
+        for member in bundle.namelist():
+            if not _inside(dest, member):
+                raise UserError(f"{archive}: member {member!r} points outside {dest}; refusing to extract")
+        bundle.extractall(dest)
+
+
+def extract_tar(archive, dest) -> None:
+    """Unpack a tar with the `data` filter: no absolute paths, no paths outside dest, no links out, no devices."""
+    try:
+        with tarfile.open(archive) as bundle:
+            bundle.extractall(dest, filter="data")
+    except tarfile.FilterError as error:
+        raise UserError(f"{archive}: {error}; refusing to extract")
+    except tarfile.TarError as error:
+        raise UserError(f"{archive}: not a readable tar ({error}); delete it and rerun to download it again")
+
+
+def fetch(url: str, dest, retries: int = 3, timeout: float = 60) -> Path:
+    """Download url to dest. A partial `dest.part` left by an interrupted transfer is resumed with an HTTP Range
+    request; a broken connection is retried up to `retries` times."""
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    problem = None
+    for _ in range(retries + 1):
+        offset = part.stat().st_size if part.exists() else 0
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+                if offset and response.status != 206:
+                    offset = 0
+                length = response.headers.get("Content-Length")
+                total = offset + int(length) if length is not None else None
+                with open(part, "ab" if offset else "wb") as handle, tqdm(
+                    total=total, initial=offset, desc=dest.name, unit="B", unit_scale=True, leave=False
+                ) as progress:
+                    while chunk := response.read(1 << 20):
+                        handle.write(chunk)
+                        progress.update(len(chunk))
+            if total is not None and part.stat().st_size != total:
+                raise http.client.IncompleteRead(b"", total - part.stat().st_size)
+            os.replace(part, dest)
+            return dest
+        except urllib.error.HTTPError as error:
+            if error.code == 416:
+                part.unlink(missing_ok=True)
+                problem = error
+                continue
+            raise UserError(f"cannot download {url}: HTTP {error.code}; check data.kaggle.shard_base_url")
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as error:
+            problem = error
+    raise UserError(f"cannot download {url} ({problem}); check the network, then rerun to resume")
+
+
+def md5_of(path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_verified_shard(base_url: str, split: str, index: int, cache_dir) -> Path:
+    """One GLDv2 shard (`{base}/{split}/images_NNN.tar`), checked against `{base}/md5sum/{split}/md5.images_NNN.txt`.
+
+    A shard that fails its md5 is downloaded once more; a second failure is an error. Verified shards are marked,
+    so a rerun neither downloads nor hashes them again.
+    """
+    name = f"images_{index:03d}.tar"
+    shard = Path(cache_dir) / split / name
+    verified = shard.with_name(name + ".verified")
+    if verified.exists() and shard.exists():
+        return shard
+    md5_file = fetch(f"{base_url}/md5sum/{split}/md5.images_{index:03d}.txt", shard.with_name(name + ".md5"))
+    expected = md5_file.read_text().split()[0].lower()
+    for attempt in range(2):
+        if not shard.exists():
+            fetch(f"{base_url}/{split}/{name}", shard)
+        if md5_of(shard) == expected:
+            verified.touch()
+            return shard
+        shard.unlink()
+    raise UserError(f"{base_url}/{split}/{name}: md5 mismatch twice (expected {expected}); the mirror may be corrupt, rerun later")
+
+
+def fetch_shards(base_url: str, split: str, count: int, cache_dir, extract_to) -> int:
+    """Download, verify and unpack the first `count` shards of a split into extract_to; returns the count."""
+    for index in tqdm(range(count), desc=f"{split} shards", unit="shard"):
+        extract_tar(fetch_verified_shard(base_url.rstrip("/"), split, index, cache_dir), extract_to)
+    return count
+
+
+def _image_ids(folder) -> set:
+    return {path.stem for path in Path(folder).rglob("*.jpg")}
+
+
+def download(dest, competition, shard_base_url, train_shards, test_shards, solution_url, cache_dir) -> dict:
+    """Lay out a Kaggle competition's data in dest (the Kaggle layout), from the API and, for 2019, GLDv2 shards.
+
+    train.csv keeps only the rows whose image arrived (a partial set of shards leaves the rest out).
+    """
+    dest, cache_dir = Path(dest), Path(cache_dir)
+    api = kaggle_api()
+    for archive in download_competition_files(api, competition, cache_dir / competition):
+        extract_zip(archive, dest)
+    if competition == "landmark-recognition-2019":
+        fetch_shards(shard_base_url, "train", train_shards, cache_dir / "gldv2", dest / "train")
+        fetch_shards(shard_base_url, "test", test_shards, cache_dir / "gldv2", dest / "test")
+        if solution_url:
+            fetch(solution_url, cache_dir / "gldv2" / "solution.csv")
+            os.link(cache_dir / "gldv2" / "solution.csv", dest / "solution.csv")
+    train = read_csv(dest / "train.csv", ["id", "landmark_id"])
+    present = train["id"].isin(_image_ids(dest / "train"))
+    write_csv(dest / "train.csv", train.loc[present, ["id", "landmark_id"]])
+    test = read_csv(dest / "test.csv", ["id"])
+    return {"train_rows": int(len(train)), "train_images": int(present.sum()), "test_images": int(len(test))}

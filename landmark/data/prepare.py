@@ -1,0 +1,37 @@
+"""Filter classes by size and split a seeded dev set, as the paper did (classes with ≥ 100 images; dev sampled
+from them). Vectorised, so the real 4.13M-row train.csv takes seconds."""
+import numpy as np
+import pandas as pd
+
+
+def filter_classes(train: pd.DataFrame, min_samples_per_class: int):
+    """Keep classes with at least `min_samples_per_class` images.
+
+    Returns the kept rows and the label encoding (landmark_id, class_index, images), class_index in landmark order.
+    """
+    counts = train["landmark_id"].value_counts()
+    kept_counts = counts[counts >= min_samples_per_class].sort_index()
+    classes = pd.DataFrame(
+        {
+            "landmark_id": kept_counts.index.to_numpy(np.int64),
+            "class_index": np.arange(len(kept_counts)),
+            "images": kept_counts.to_numpy(np.int64),
+        }
+    )
+    return train[train["landmark_id"].isin(kept_counts.index)], classes
+
+
+def split_dev(train: pd.DataFrame, dev_fraction: float, seed: int):
+    """Stratified random split: round(dev_fraction · n) images of each class go to dev, the rest to train.
+
+    Every class keeps at least one training image. Rows keep their file order within each part.
+    """
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(train))
+    shuffled_labels = train["landmark_id"].to_numpy()[order]
+    rank_in_class = pd.Series(shuffled_labels).groupby(shuffled_labels).cumcount().to_numpy()
+    class_size = pd.Series(shuffled_labels).map(pd.Series(shuffled_labels).value_counts()).to_numpy()
+    dev_quota = np.minimum(np.round(class_size * dev_fraction), class_size - 1)
+    is_dev = np.zeros(len(train), dtype=bool)
+    is_dev[order] = rank_in_class < dev_quota
+    return train[~is_dev], train[is_dev]

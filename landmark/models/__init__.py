@@ -1,0 +1,3 @@
+from landmark.models.registry import create_model
+
+__all__ = ["create_model"]

@@ -1,0 +1,96 @@
+"""Inference shared by evaluation and submission: load a trained model, predict top-1 class and confidence."""
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from landmark.data.loading import ImageFolderCSV, make_transform
+from landmark.errors import UserError
+from landmark.files import atomic_path
+from landmark.metrics import global_average_precision, mean_batch_gap
+from landmark.models import create_model
+
+
+def pick_device(setting: str = "auto") -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def make_loader(dataset, batch_size, num_workers, device, shuffle=False, generator=None, drop_last=False):
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=num_workers > 0,
+    )
+
+
+def save_model(path, model, variant: dict, landmark_ids, run_id: str) -> None:
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "variant": variant,
+        "landmark_ids": np.asarray(landmark_ids, dtype=np.int64).tolist(),
+        "mlflow_run_id": run_id,
+    }
+    with atomic_path(path) as temporary:
+        torch.save(checkpoint, temporary)
+
+
+def load_model(path, device):
+    """A trained model in eval mode, with its checkpoint (variant params, landmark ids, MLflow run id)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such model; run `dvc repro` to train it")
+    model = create_model(checkpoint["variant"], len(checkpoint["landmark_ids"]), pretrained="none")
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device).eval(), checkpoint
+
+
+def eval_dataset(model, image_size: int, images_root, split, ids, targets=None):
+    config = model.data_config
+    transform = make_transform(image_size, config["mean"], config["std"], train=False)
+    return ImageFolderCSV(images_root, split, ids, targets, transform)
+
+
+@torch.no_grad()
+def predict(model, loader, device, desc="predict"):
+    """Top-1 class index, its softmax confidence and, where targets are known, the per-image cross-entropy."""
+    was_training = model.training
+    model.eval()
+    classes, confidences, losses = [], [], []
+    for images, targets in tqdm(loader, desc=desc, unit="batch", leave=False, mininterval=1):
+        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(images).float()
+        confidence, predicted = logits.softmax(dim=1).max(dim=1)
+        classes.append(predicted.cpu())
+        confidences.append(confidence.cpu())
+        if (targets >= 0).all():
+            losses.append(F.cross_entropy(logits, targets.to(device), reduction="none").cpu())
+    model.train(was_training)
+    return (
+        torch.cat(classes).numpy(),
+        torch.cat(confidences).numpy(),
+        torch.cat(losses).numpy() if losses else None,
+    )
+
+
+def dev_metrics(ids, targets, classes, confidences, losses, paper_batch_size: int) -> dict:
+    """Kaggle GAP (every dev image shows a landmark), the paper's per-batch GAP, loss and top-1 accuracy."""
+    correct = classes == targets
+    predictions = pd.DataFrame({"id": ids, "landmark_id": classes, "confidence": confidences})
+    solution = pd.DataFrame({"id": ids, "landmarks": [[int(target)] for target in targets]})
+    return {
+        "gap": global_average_precision(predictions, solution),
+        "batch_gap": mean_batch_gap(confidences, correct, paper_batch_size),
+        "loss": float(np.mean(losses)),
+        "accuracy": float(np.mean(correct)),
+        "images": int(len(ids)),
+    }

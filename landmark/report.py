@@ -1,0 +1,86 @@
+"""The results table (the paper's Figure 5, with its numbers beside ours) and the training curves (Figure 4)."""
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from landmark.files import atomic_path, write_text  # noqa: E402
+
+# Figure 5 of Yep & Chen (2019): dev-set GAP (averaged per mini-batch) and final loss.
+PAPER_RESULTS = {
+    "resnet50": ("ResNet50", 0.241, 3.183),
+    "xception": ("Xception only", 0.674, 1.301),
+    "xception_spatial": ("Xception + SpatialAttention", 0.119, 3.079),
+    "xception_cbp": ("Xception + BilinearPooling", 0.812, 0.908),
+    "xception_cbp_selfattn": ("Xception + BilinearPooling + SelfAttention", 0.841, 0.932),
+}
+
+
+def _number(value):
+    return "—" if value is None else f"{value:.3f}"
+
+
+def results_table(metrics: dict, submission: dict | None) -> str:
+    """Markdown: one row per variant, ours beside the paper's; then the submission and its test GAP."""
+    lines = [
+        "| variant | dev GAP (Kaggle) | dev GAP (per batch, paper's) | dev loss | top-1 accuracy | paper GAP | paper loss |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    best = max(metrics, key=lambda name: metrics[name]["gap"]) if metrics else None
+    for name, result in metrics.items():
+        _, paper_gap, paper_loss = PAPER_RESULTS.get(name, (None, None, None))
+        shown = f"**{name}**" if name == best else name
+        lines.append(
+            f"| {shown} | {_number(result['gap'])} | {_number(result['batch_gap'])} | {_number(result['loss'])} "
+            f"| {_number(result['accuracy'])} | {_number(paper_gap)} | {_number(paper_loss)} |"
+        )
+    text = "# Results on the dev set\n\n" + "\n".join(lines) + "\n\nThe best variant by dev GAP is in bold.\n"
+    if submission:
+        text += f"\n## Submission\n\n`{submission['variant']}` predicted {submission['predicted']} of {submission['test_images']} test images."
+        if "gap" in submission:
+            splits = ", ".join(f"{key} {submission[key]:.4f}" for key in ("public", "private") if key in submission)
+            text += f" Test GAP against the solution file: {submission['gap']:.4f}" + (f" ({splits})" if splits else "") + "."
+        text += "\n"
+    return text
+
+
+def _smooth(values: pd.Series, weight: float = 0.9) -> pd.Series:
+    return values.ewm(alpha=1 - weight).mean()
+
+
+def plot_curves(plots_dir, variants, out_png) -> None:
+    """Train loss and batch GAP (smoothed), dev loss and GAP, one line per variant."""
+    figure, axes = plt.subplots(2, 2, figsize=(11, 8))
+    panels = [("train", "loss", axes[0, 0]), ("train", "batch_gap", axes[0, 1]), ("dev", "loss", axes[1, 0]), ("dev", "gap", axes[1, 1])]
+    for kind, column, axis in panels:
+        for name in variants:
+            path = Path(plots_dir) / kind / f"{name}.csv"
+            if not path.exists():
+                continue
+            curve = pd.read_csv(path)
+            values = _smooth(curve[column]) if kind == "train" else curve[column]
+            axis.plot(curve["step"], values, label=name, marker="" if kind == "train" else "o")
+        axis.set_title(f"{kind} {column.replace('_', ' ')}" + (" (smoothed)" if kind == "train" else ""))
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+    axes[0, 0].legend()
+    figure.tight_layout()
+    with atomic_path(out_png) as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
+    plt.close(figure)
+
+
+def write_report(metrics_dir, plots_dir, submission_json, variants, out_dir) -> dict:
+    metrics = {}
+    for name in variants:
+        path = Path(metrics_dir) / f"{name}.json"
+        if path.exists():
+            metrics[name] = json.loads(path.read_text())
+    submission = json.loads(Path(submission_json).read_text()) if Path(submission_json).exists() else None
+    write_text(Path(out_dir) / "results.md", results_table(metrics, submission))
+    plot_curves(plots_dir, variants, Path(out_dir) / "curves.png")
+    return metrics

@@ -1,0 +1,107 @@
+"""MLflow and DVC-plots logging in one place.
+
+MLflow's default store is the sqlite file `mlflow.db` at the project root, as an absolute URI, with artifacts in
+`mlartifacts/` beside it; `MLFLOW_TRACKING_URI` overrides it (a team server). Queued `dvc exp run` experiments
+run in a copy under `<root>/.dvc/tmp/exps/`, and still log to the project's own store.
+"""
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+from landmark.files import write_csv
+
+EXPERIMENT = "landmark"
+
+
+def project_root() -> Path:
+    root = Path(os.environ.get("DVC_ROOT", os.getcwd())).resolve()
+    parts = root.parts
+    for index in range(len(parts) - 3):
+        if parts[index : index + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:index])
+    return root
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def _git_commit() -> str:
+    result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+def _flatten(params: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _mlflow():
+    import logging
+
+    import mlflow
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(tracking_uri())
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        artifacts = None
+        if tracking_uri().startswith("sqlite:"):
+            artifacts = (project_root() / "mlartifacts").as_uri()
+        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+    mlflow.set_experiment(EXPERIMENT)
+    return mlflow
+
+
+class TrainingLog:
+    """One MLflow run per training of a variant, plus its DVC plots CSVs: plots_dir/train/<variant>.csv (per
+    step) and plots_dir/dev/<variant>.csv (per evaluation interval)."""
+
+    def __init__(self, variant_name: str, params: dict, plots_dir):
+        self.mlflow = _mlflow()
+        self.plot_paths = {kind: Path(plots_dir) / kind / f"{variant_name}.csv" for kind in ("train", "dev")}
+        self.rows = {"train": [], "dev": []}
+        tags = {"variant": variant_name, "git_commit": _git_commit()}
+        if os.environ.get("DVC_EXP_NAME"):
+            tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+        self.run = self.mlflow.start_run(run_name=variant_name, tags=tags)
+        self.mlflow.log_params(_flatten(params))
+
+    @property
+    def run_id(self) -> str:
+        return self.run.info.run_id
+
+    def log(self, kind: str, step: int, metrics: dict):
+        """kind is `train` (per-step loss, batch GAP) or `dev` (per-interval dev loss, GAP)."""
+        self.rows[kind].append({"step": step, **metrics})
+        self.mlflow.log_metrics({f"{kind}_{name}": value for name, value in metrics.items()}, step=step)
+
+    def write_plots(self):
+        for kind, rows in self.rows.items():
+            write_csv(self.plot_paths[kind], pd.DataFrame(rows))
+
+    def finish(self, artifacts=()):
+        self.write_plots()
+        for kind, path in self.plot_paths.items():
+            self.mlflow.log_artifact(str(path), artifact_path=f"plots/{kind}")
+        for path in artifacts:
+            self.mlflow.log_artifact(str(path))
+        self.mlflow.end_run()
+
+    def fail(self):
+        self.mlflow.end_run(status="FAILED")
+
+
+def log_evaluation(run_id: str, metrics: dict, metrics_path) -> None:
+    """Add a trained variant's dev-set evaluation to its training run."""
+    mlflow = _mlflow()
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics({f"eval_{name}": value for name, value in metrics.items()})
+        mlflow.log_artifact(str(metrics_path))

@@ -1,0 +1,36 @@
+"""Stage evaluate@VARIANT: dev GAP (Kaggle's), the paper's per-batch GAP, dev loss and top-1 accuracy.
+
+Usage: evaluate.py MODEL_PATH IMAGES_DIR DEV_CSV METRICS_JSON
+"""
+import sys
+
+from landmark.data.layout import read_labels
+from landmark.errors import exits_cleanly
+from landmark.files import write_json
+from landmark.params import load_params, section
+from landmark.predict import dev_metrics, eval_dataset, load_model, make_loader, pick_device, predict
+from landmark.tracking import log_evaluation
+
+
+@exits_cleanly
+def main(model_path, images_dir, dev_csv, metrics_json):
+    params = section(load_params(), "evaluate")
+    device = pick_device(params["device"])
+    model, checkpoint = load_model(model_path, device)
+    dev = read_labels(dev_csv)
+    class_of = {landmark: index for index, landmark in enumerate(checkpoint["landmark_ids"])}
+    targets = dev["landmark_id"].map(class_of).to_numpy()
+    dataset = eval_dataset(model, checkpoint["variant"]["image_size"], images_dir, "train", dev["id"], targets)
+    loader = make_loader(dataset, int(params["batch_size"]), int(params["num_workers"]), device)
+    classes, confidences, losses = predict(model, loader, device, desc="evaluate")
+    metrics = dev_metrics(dev["id"].to_numpy(), targets, classes, confidences, losses, int(params["paper_batch_size"]))
+    write_json(metrics_json, metrics)
+    log_evaluation(checkpoint["mlflow_run_id"], metrics, metrics_json)
+    print(
+        f"evaluate {model_path}: dev GAP {metrics['gap']:.3f} (per-batch {metrics['batch_gap']:.3f}), "
+        f"loss {metrics['loss']:.3f}, accuracy {metrics['accuracy']:.3f} on {metrics['images']} images"
+    )
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,66 @@
+"""Stage submission: the best variant by dev GAP (or submission.variant) predicts the test set.
+
+Writes a validated Kaggle submission and, where the data has a solution file (the synthetic set does), its GAP.
+Usage: submission.py MODELS_DIR METRICS_DIR IMAGES_DIR SUBMISSION_CSV SCORE_JSON
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from landmark.data.layout import image_path, read_csv
+from landmark.errors import UserError, exits_cleanly
+from landmark.files import write_json
+from landmark.params import load_params, section
+from landmark.predict import eval_dataset, load_model, make_loader, pick_device, predict
+from landmark.submission import read_solution, read_submission, score, write_validated_submission
+
+
+def choose_variant(requested: str, variants, metrics_dir) -> str:
+    if requested != "best":
+        if requested not in variants:
+            raise UserError(f"params.yaml submission.variant: {requested!r} is not in variants; use best or one of {', '.join(variants)}")
+        return requested
+    scores = {}
+    for name in variants:
+        path = Path(metrics_dir) / f"{name}.json"
+        if path.exists():
+            scores[name] = json.loads(path.read_text())["gap"]
+    if not scores:
+        raise UserError(f"{metrics_dir}: no variant metrics; run the evaluate stages first (dvc repro)")
+    return max(scores, key=scores.get)
+
+
+@exits_cleanly
+def main(models_dir, metrics_dir, images_dir, submission_csv, score_json):
+    params = load_params()
+    settings = section(params, "submission")
+    name = choose_variant(settings["variant"], list(section(params, "variants")), metrics_dir)
+    device = pick_device(settings["device"])
+    model, checkpoint = load_model(Path(models_dir) / name / "model.pt", device)
+    test_ids = read_csv(Path(images_dir) / "test.csv", ["id"])["id"].to_numpy()
+    has_image = np.array([image_path(images_dir, "test", image_id).exists() for image_id in test_ids], dtype=bool)
+    dataset = eval_dataset(model, checkpoint["variant"]["image_size"], images_dir, "test", test_ids[has_image])
+    loader = make_loader(dataset, int(settings["batch_size"]), int(settings["num_workers"]), device)
+    classes, confidences, _ = predict(model, loader, device, desc="test")
+
+    labels = np.full(len(test_ids), None, dtype=object)
+    scores = np.zeros(len(test_ids))
+    keep = confidences >= float(settings["min_confidence"])
+    labels[np.flatnonzero(has_image)[keep]] = np.asarray(checkpoint["landmark_ids"])[classes[keep]]
+    scores[np.flatnonzero(has_image)] = confidences
+    write_validated_submission(submission_csv, test_ids, labels, scores, test_ids)
+
+    result = {"variant": name, "test_images": int(len(test_ids)), "predicted": int(keep.sum())}
+    solution_path = Path(images_dir) / "solution.csv"
+    if solution_path.exists():
+        result.update(score(read_submission(submission_csv), read_solution(solution_path)))
+    write_json(score_json, result)
+    scored = f", test GAP {result['gap']:.4f}" if "gap" in result else ""
+    missing = f", {int((~has_image).sum())} without an image left empty" if (~has_image).any() else ""
+    print(f"submission: {name} predicted {result['predicted']} of {len(test_ids)} test images{missing}{scored} -> {submission_csv}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
