@@ -1,6 +1,6 @@
 """Stage evaluate@VARIANT: dev GAP (Kaggle's), the paper's per-batch GAP, dev loss and top-1 accuracy.
 
-Usage: evaluate.py MODEL_PATH IMAGES_DIR DEV_CSV METRICS_JSON
+Usage: python -m stages.evaluate MODEL_PATH IMAGES_DIR DEV_CSV METRICS_JSON
 """
 import sys
 

@@ -1,6 +1,6 @@
 """Stage report: reports/results.md (our dev metrics beside the paper's) and reports/curves.png.
 
-Usage: report.py METRICS_DIR PLOTS_DIR SUBMISSION_JSON OUT_DIR
+Usage: python -m stages.report METRICS_DIR PLOTS_DIR SUBMISSION_JSON OUT_DIR
 """
 import sys
 

@@ -1,7 +1,7 @@
 """Stage submission: the best variant by dev GAP (or submission.variant) predicts the test set.
 
 Writes a validated Kaggle submission and, where the data has a solution file (the synthetic set does), its GAP.
-Usage: submission.py MODELS_DIR METRICS_DIR IMAGES_DIR SUBMISSION_CSV SCORE_JSON
+Usage: python -m stages.submission MODELS_DIR METRICS_DIR IMAGES_DIR SUBMISSION_CSV SCORE_JSON
 """
 import json
 import sys

@@ -1,6 +1,6 @@
 """Stage train@VARIANT: train one variant of params.yaml (variants.VARIANT) and save the model.
 
-Usage: train.py VARIANT IMAGES_DIR SPLIT_DIR CLASSES_CSV MODEL_PATH PLOTS_DIR
+Usage: python -m stages.train VARIANT IMAGES_DIR SPLIT_DIR CLASSES_CSV MODEL_PATH PLOTS_DIR
 """
 import sys
 from pathlib import Path
