@@ -17,28 +17,63 @@ def gap_of_ranked(correct: np.ndarray, num_landmark_queries: int) -> float:
     return float(np.sum(precision_at_rank * correct) / num_landmark_queries)
 
 
-def global_average_precision(
-    predictions: pd.DataFrame, solution: pd.DataFrame, ignore_non_landmarks: bool = False
-) -> float:
-    """Kaggle's GAP.
+def rank_predictions(predictions: pd.DataFrame, solution: pd.DataFrame):
+    """Match each prediction to its query and sort them as the official scorer does.
 
     predictions: columns id, landmark_id, confidence; one row per query at most (empty predictions dropped).
     solution: columns id, landmarks (a list of ints, empty for a non-landmark query), one row per query.
-    Ties in confidence are broken by id, then landmark_id, ascending, as the official scorer does.
+    Returns, in rank order (confidence descending, ties by id then landmark_id ascending), each prediction's
+    row in the solution and whether it is correct. Predictions for ids outside the solution are dropped.
     """
-    truth = solution[["id", "landmarks"]].explode("landmarks").dropna()
-    truth_pairs = pd.MultiIndex.from_arrays([truth["id"].to_numpy(), truth["landmarks"].to_numpy(np.int64)])
-    num_landmark_queries = int(solution["landmarks"].map(len).astype(bool).sum())
+    solution_ids = pd.Index(solution["id"].to_numpy(dtype=object), dtype=object)
+    truth_counts = np.fromiter(map(len, solution["landmarks"]), np.int64, len(solution))
+    query = solution_ids.get_indexer(predictions["id"].to_numpy(dtype=object))
+    scored = query >= 0
+    query = query[scored]
+    labels = predictions["landmark_id"].to_numpy(np.int64)[scored]
+    confidences = predictions["confidence"].to_numpy(np.float64)[scored]
 
-    predictions = predictions[predictions["id"].isin(solution["id"])]
-    if ignore_non_landmarks:
-        predictions = predictions[predictions["id"].isin(truth["id"])]
-    ids = predictions["id"].to_numpy().astype(str)
-    labels = predictions["landmark_id"].to_numpy(np.int64)
-    confidences = predictions["confidence"].to_numpy(np.float64)
-    correct = pd.MultiIndex.from_arrays([ids, labels]).isin(truth_pairs)
-    order = np.lexsort((labels, ids, -confidences))
-    return gap_of_ranked(correct[order], num_landmark_queries)
+    # (query, label) pairs as one int64 key each, so membership is one vectorised isin.
+    truth_query = np.repeat(np.arange(len(solution)), truth_counts)
+    truth_labels = np.fromiter((label for labels in solution["landmarks"] for label in labels), np.int64)
+    low = min(labels.min(initial=0), truth_labels.min(initial=0))
+    span = max(labels.max(initial=0), truth_labels.max(initial=0)) - low + 1
+    correct = np.isin(query * span + (labels - low), truth_query * span + (truth_labels - low))
+
+    order = np.lexsort((labels, _tie_rank(solution_ids.to_numpy()[query], confidences), -confidences))
+    return query[order], correct[order]
+
+
+def gap_of_queries(query, correct, solution, selected=None, ignore_non_landmarks=False) -> float:
+    """GAP over the solution rows in `selected` (a boolean mask; all rows by default), from rank_predictions.
+
+    A subset of a ranked list is still ranked, so the Public and Private splits reuse one sort.
+    """
+    is_landmark = np.fromiter(map(len, solution["landmarks"]), np.int64, len(solution)) > 0
+    selected = np.ones(len(solution), dtype=bool) if selected is None else np.asarray(selected, dtype=bool)
+    keep = selected[query] & (is_landmark[query] if ignore_non_landmarks else True)
+    return gap_of_ranked(correct[keep], int(np.count_nonzero(is_landmark & selected)))
+
+
+def global_average_precision(
+    predictions: pd.DataFrame, solution: pd.DataFrame, ignore_non_landmarks: bool = False
+) -> float:
+    """Kaggle's GAP of predictions against a solution (see rank_predictions for the columns).
+
+    With ignore_non_landmarks, predictions on queries that show no landmark are dropped instead of ranked.
+    """
+    query, correct = rank_predictions(predictions, solution)
+    return gap_of_queries(query, correct, solution, ignore_non_landmarks=ignore_non_landmarks)
+
+
+def _tie_rank(ids: np.ndarray, confidences: np.ndarray) -> np.ndarray:
+    """The rank of each id among the predictions that share its confidence (0 elsewhere): sorting strings only
+    where confidences tie keeps a 100k-row sort fast."""
+    _, inverse, counts = np.unique(confidences, return_inverse=True, return_counts=True)
+    tied = counts[inverse] > 1
+    rank = np.zeros(len(ids), dtype=np.int64)
+    rank[tied] = pd.factorize(ids[tied], sort=True)[0]
+    return rank
 
 
 def batch_gap(confidences: np.ndarray, correct: np.ndarray) -> float:

@@ -64,7 +64,8 @@ def plot_curves(plots_dir, variants, out_png) -> None:
             curve = pd.read_csv(path)
             values = _smooth(curve[column]) if kind == "train" else curve[column]
             axis.plot(curve["step"], values, label=name, marker="" if kind == "train" else "o")
-        axis.set_title(f"{kind} {column.replace('_', ' ')}" + (" (smoothed)" if kind == "train" else ""))
+        label = {"loss": "loss", "gap": "GAP", "batch_gap": "batch GAP"}[column]
+        axis.set_title(f"{kind} {label}" + (" (smoothed)" if kind == "train" else ""))
         axis.set_xlabel("step")
         axis.grid(alpha=0.3)
     axes[0, 0].legend()

@@ -154,7 +154,7 @@ def fetch_verified_shard(base_url: str, split: str, index: int, cache_dir) -> Pa
         return shard
     md5_file = fetch(f"{base_url}/md5sum/{split}/md5.images_{index:03d}.txt", shard.with_name(name + ".md5"))
     expected = md5_file.read_text().split()[0].lower()
-    for attempt in range(2):
+    for _ in range(2):
         if not shard.exists():
             fetch(f"{base_url}/{split}/{name}", shard)
         if md5_of(shard) == expected:
@@ -175,13 +175,14 @@ def _image_ids(folder) -> set:
     return {path.stem for path in Path(folder).rglob("*.jpg")}
 
 
-def download(dest, competition, shard_base_url, train_shards, test_shards, solution_url, cache_dir) -> dict:
+def download(dest, competition, shard_base_url, train_shards, test_shards, solution_url, cache_dir, api=None) -> dict:
     """Lay out a Kaggle competition's data in dest (the Kaggle layout), from the API and, for 2019, GLDv2 shards.
 
-    train.csv keeps only the rows whose image arrived (a partial set of shards leaves the rest out).
+    train.csv keeps only the rows whose image arrived (a partial set of shards leaves the rest out). `api` is an
+    authenticated KaggleApi (by default, made from the user's credentials).
     """
     dest, cache_dir = Path(dest), Path(cache_dir)
-    api = kaggle_api()
+    api = api or kaggle_api()
     for archive in download_competition_files(api, competition, cache_dir / competition):
         extract_zip(archive, dest)
     if competition == "landmark-recognition-2019":

@@ -1,4 +1,5 @@
 """timm backbones, with pretrained weights resolved in one place."""
+import pickle
 from pathlib import Path
 
 import timm
@@ -35,7 +36,7 @@ def create_backbone(name: str, pretrained: str, where: str):
             model = timm.create_model(
                 name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path.resolve())), **options
             )
-        except (RuntimeError, KeyError, ValueError) as error:
+        except (RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as error:
             raise UserError(f"{where}.pretrained: {path} does not hold {name} weights ({str(error).splitlines()[0]})")
     return model, resolve_data_config({}, model=model)
 

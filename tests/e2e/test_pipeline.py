@@ -1,0 +1,96 @@
+"""`dvc repro` of the whole pipeline on a tiny config, in a temporary git repository, with a real MLflow store."""
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from landmark.submission import validate_submission
+from tests.conftest import TINY_SYNTHETIC
+
+ROOT = Path(__file__).parents[2]
+PROJECT_FILES = ["dvc.yaml", ".dvcignore", ".gitignore", "data/.gitignore", "stages", "landmark"]
+
+
+def tiny_params():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["synthetic"] = dict(TINY_SYNTHETIC)
+    params["filter"]["min_samples_per_class"] = 4
+    params["split"]["dev_fraction"] = 0.25
+    params["train"].update(log_every=1, eval_every=2)
+    for variant in params["variants"].values():
+        variant.update(image_size=32, batch_size=8, steps=3)
+    return params
+
+
+def run(command, repo, env):
+    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def stages_run(output):
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.mark.e2e
+def test_dvc_repro_end_to_end(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, repo / name)
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    dvc = [sys.executable, "-m", "dvc"]
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.name", "landmark test"],
+        ["git", "config", "user.email", "test@landmark.invalid"],
+        dvc + ["init", "-q"],
+        dvc + ["config", "core.analytics", "false"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "tiny pipeline"],
+    ):
+        run(command, repo, env)
+
+    first = run(dvc + ["repro"], repo, env)
+    assert stages_run(first) == {
+        "download", "filter", "split", "train@resnet50", "train@xception",
+        "evaluate@resnet50", "evaluate@xception", "submission", "report",
+    }
+    for variant in ("resnet50", "xception"):
+        metrics = json.loads((repo / f"metrics/{variant}.json").read_text())
+        assert set(metrics) >= {"gap", "batch_gap", "loss", "accuracy"} and 0 <= metrics["gap"] <= 1
+    test_ids = (repo / "data/raw/test.csv").read_text().split()[1:]
+    validate_submission(repo / "submission.csv", test_ids)
+    score = json.loads((repo / "reports/submission.json").read_text())
+    assert {"gap", "public", "private", "variant"} <= set(score)
+    results = (repo / "reports/results.md").read_text()
+    assert "resnet50" in results and "xception" in results and "0.674" in results
+    assert (repo / "reports/curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with sqlite3.connect(repo / "mlflow.db") as db:
+        assert db.execute("select count(*) from runs where status = 'FINISHED'").fetchone() == (2,)
+        assert db.execute("select count(distinct run_uuid) from metrics where key = 'eval_gap'").fetchone() == (2,)
+
+    second = run(dvc + ["repro"], repo, env)
+    assert stages_run(second) == set() and "Data and pipelines are up to date" in second
+
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "lock"], repo, env)
+    experiment = run(dvc + ["exp", "run", "-S", "variants.xception.lr=0.0001"], repo, env)
+    assert stages_run(experiment) == {"train@xception", "evaluate@xception", "submission", "report"}
+    with sqlite3.connect(repo / "mlflow.db") as db:
+        tagged = db.execute("select count(*) from tags where key = 'dvc_experiment'").fetchone()
+    assert tagged == (1,)

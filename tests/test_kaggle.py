@@ -1,0 +1,200 @@
+"""The real download path against a local HTTP server and the exceptions the real Kaggle client raises."""
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+import zipfile
+
+import pandas as pd
+import pytest
+import requests
+
+from landmark.data import kaggle
+from landmark.data.kaggle import download, download_competition_files, extract_tar, extract_zip, fetch, fetch_shards
+from landmark.errors import UserError
+
+
+class MirrorHandler(http.server.BaseHTTPRequestHandler):
+    """Serves server.files; honours Range; cuts the first transfer of each path in server.interrupt short."""
+
+    def do_GET(self):
+        self.server.requests.append((self.path, self.headers.get("Range")))
+        body = self.server.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        start = 0
+        if self.headers.get("Range"):
+            start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-"))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        if self.path in self.server.interrupt:
+            self.server.interrupt.discard(self.path)
+            self.wfile.write(body[start : start + (len(body) - start) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body[start:])
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def mirror():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), MirrorHandler)
+    server.files, server.requests, server.interrupt = {}, [], set()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def make_tar(members: dict) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as bundle:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            bundle.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def publish_shard(mirror, split, index, members, corrupt=False):
+    body = make_tar(members)
+    name = f"images_{index:03d}.tar"
+    mirror.files[f"/{split}/{name}"] = body + (b"x" if corrupt else b"")
+    mirror.files[f"/md5sum/{split}/md5.{name[:-4]}.txt"] = f"{hashlib.md5(body).hexdigest()}  {name}\n".encode()
+
+
+def test_fetch_resumes_an_interrupted_transfer(tmp_path, mirror):
+    body = bytes(range(256)) * 8192  # 2 MiB
+    mirror.files["/big.bin"] = body
+    mirror.interrupt.add("/big.bin")
+    path = fetch(f"{mirror.url}/big.bin", tmp_path / "big.bin", retries=2)
+    assert path.read_bytes() == body and not (tmp_path / "big.bin.part").exists()
+    assert mirror.requests == [("/big.bin", None), ("/big.bin", f"bytes={len(body) // 2}-")]
+
+
+def test_fetch_gives_up_with_one_line(tmp_path, mirror):
+    with pytest.raises(UserError, match=r"HTTP 404; check data.kaggle.shard_base_url"):
+        fetch(f"{mirror.url}/nothing.tar", tmp_path / "nothing.tar")
+
+
+def test_shards_are_verified_extracted_and_not_fetched_twice(tmp_path, mirror):
+    publish_shard(mirror, "train", 0, {"0/1/2/0123456789abcdef.jpg": b"jpeg-0"})
+    publish_shard(mirror, "train", 1, {"f/e/d/fedcba9876543210.jpg": b"jpeg-1"})
+    fetch_shards(mirror.url, "train", 2, tmp_path / "cache", tmp_path / "out")
+    assert (tmp_path / "out/0/1/2/0123456789abcdef.jpg").read_bytes() == b"jpeg-0"
+    assert (tmp_path / "out/f/e/d/fedcba9876543210.jpg").read_bytes() == b"jpeg-1"
+    assert (tmp_path / "cache/train/images_001.tar.verified").exists()
+    served = len(mirror.requests)
+    fetch_shards(mirror.url, "train", 2, tmp_path / "cache", tmp_path / "again")
+    assert len(mirror.requests) == served and (tmp_path / "again/0/1/2/0123456789abcdef.jpg").exists()
+
+
+def test_corrupt_shard_is_refused(tmp_path, mirror):
+    publish_shard(mirror, "train", 0, {"0/1/2/0123456789abcdef.jpg": b"jpeg"}, corrupt=True)
+    with pytest.raises(UserError, match="images_000.tar: md5 mismatch twice"):
+        fetch_shards(mirror.url, "train", 1, tmp_path / "cache", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "cache/train/images_000.tar").exists()
+    assert [path for path, _ in mirror.requests].count("/train/images_000.tar") == 2
+
+
+def test_archives_cannot_write_outside_their_folder(tmp_path):
+    evil_tar = tmp_path / "evil.tar"
+    evil_tar.write_bytes(make_tar({"../escaped.jpg": b"x"}))
+    with pytest.raises(UserError, match="refusing to extract"):
+        extract_tar(evil_tar, tmp_path / "out")
+    linked = tmp_path / "link.tar"
+    with tarfile.open(linked, "w") as bundle:
+        info = tarfile.TarInfo("a/passwd")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        bundle.addfile(info)
+    with pytest.raises(UserError, match="refusing to extract"):
+        extract_tar(linked, tmp_path / "out2")
+    evil_zip = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil_zip, "w") as bundle:
+        bundle.writestr("../../escaped.csv", "x")
+    with pytest.raises(UserError, match="points outside"):
+        extract_zip(evil_zip, tmp_path / "out3")
+    assert not (tmp_path / "escaped.jpg").exists() and not (tmp_path.parent / "escaped.csv").exists()
+
+
+class FakeKaggleApi:
+    """Stands in for KaggleApi.competition_download_files: raises what the real client raises, or writes a zip."""
+
+    def __init__(self, error=None, files=None):
+        self.error, self.files = error, files or {}
+
+    def competition_download_files(self, competition, path=None, quiet=True):
+        if self.error:
+            raise self.error
+        with zipfile.ZipFile(f"{path}/{competition}.zip", "w") as bundle:
+            for name, text in self.files.items():
+                bundle.writestr(name, text)
+
+
+def http_error(status):
+    response = requests.Response()
+    response.status_code = status
+    return requests.exceptions.HTTPError(f"{status} Client Error", response=response)
+
+
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        (http_error(403), r"HTTP 403\): accept the rules at https://www.kaggle.com/competitions/landmark-recognition-2019/rules"),
+        (http_error(401), r"HTTP 401\): set KAGGLE_API_TOKEN"),
+        (http_error(404), r"no competition 'landmark-recognition-2019'"),
+        (requests.exceptions.ConnectionError("Max retries exceeded"), "cannot reach Kaggle \\(ConnectionError\\)"),
+    ],
+)
+def test_kaggle_errors_become_one_line(tmp_path, error, message):
+    with pytest.raises(UserError, match=message):
+        download_competition_files(FakeKaggleApi(error), "landmark-recognition-2019", tmp_path)
+
+
+def test_missing_credentials_with_the_real_client(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / ".kaggle"))
+    for name in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(UserError, match="no Kaggle credentials found: set KAGGLE_API_TOKEN, or save your token to ~/.kaggle/access_token"):
+        kaggle.kaggle_api()
+
+
+def test_download_2019_lays_out_the_kaggle_layout(tmp_path, mirror):
+    publish_shard(mirror, "train", 0, {"0/1/2/0123456789abcdef.jpg": b"a", "4/5/6/456789abcdef0123.jpg": b"b"})
+    publish_shard(mirror, "test", 0, {"a/b/c/abcdef0123456789.jpg": b"c"})
+    mirror.files["/solution.csv"] = b"id,landmarks,Usage\nabcdef0123456789,7,Private\n"
+    api = FakeKaggleApi(
+        files={
+            "train.csv": "id,url,landmark_id\n0123456789abcdef,http://x,7\n456789abcdef0123,http://y,8\nfffffffffffffff0,http://z,9\n",
+            "test.csv": "id,url\nabcdef0123456789,http://t\n",
+            "sample_submission.csv": "id,landmarks\nabcdef0123456789,\n",
+        }
+    )
+    summary = download(
+        tmp_path / "raw",
+        competition="landmark-recognition-2019",
+        shard_base_url=mirror.url,
+        train_shards=1,
+        test_shards=1,
+        solution_url=f"{mirror.url}/solution.csv",
+        cache_dir=tmp_path / "downloads",
+        api=api,
+    )
+    assert summary == {"train_rows": 3, "train_images": 2, "test_images": 1}
+    train = pd.read_csv(tmp_path / "raw/train.csv", dtype=str)
+    assert train.to_dict("list") == {"id": ["0123456789abcdef", "456789abcdef0123"], "landmark_id": ["7", "8"]}
+    assert (tmp_path / "raw/test/a/b/c/abcdef0123456789.jpg").read_bytes() == b"c"
+    assert (tmp_path / "raw/solution.csv").exists()

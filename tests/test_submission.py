@@ -1,0 +1,113 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from landmark.errors import UserError
+from landmark.submission import parse_submission, read_solution, read_submission, score, validate_submission, write_validated_submission
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("a,1 0.5\nb,2 0.5 extra\n", ":3: landmarks must be"),
+        ("a,1 high\n", ":2: confidence 'high' is not a finite number"),
+        ("a,x 0.5\n", ":2: landmark_id 'x' is not an integer"),
+        ("a,1 inf\n", ":2: confidence 'inf' is not a finite number"),
+        ("a,1 0.5\nb,\na,2 0.1\n", ":4: duplicate id a"),
+        ("a,1 0.5\nb,1 0.5,extra\n", ":3: expected 2 fields \\(id,landmarks\\), found 3"),
+        ("a,1 0.5\nb,99999999999999999999999 0.5\n", ":3: landmark_id '99999999999999999999999' is not an integer"),
+    ],
+)
+def test_malformed_rows_name_the_line(tmp_path, body, message):
+    path = write(tmp_path / "sub.csv", "id,landmarks\n" + body)
+    with pytest.raises(UserError, match=message):
+        read_submission(path)
+
+
+def test_bad_header_and_missing_file(tmp_path):
+    with pytest.raises(UserError, match=":1: header must start with id,landmarks"):
+        read_submission(write(tmp_path / "sub.csv", "image,prediction\na,1 0.5\n"))
+    with pytest.raises(UserError, match="no such file"):
+        read_submission(tmp_path / "missing.csv")
+
+
+def test_reads_predictions_skipping_empty_ones(tmp_path):
+    path = write(tmp_path / "sub.csv", "\ufeffid,landmarks\na,12 0.25\nb,\n\nc, 7 1e-3 \n")
+    submission, ids = parse_submission(path)
+    assert submission.to_dict("list") == {"id": ["a", "c"], "landmark_id": [12, 7], "confidence": [0.25, 0.001]}
+    assert ids == {"a", "b", "c"}
+
+
+def test_validate_against_test_ids(tmp_path):
+    path = write(tmp_path / "sub.csv", "id,landmarks\na,1 0.5\nb,\n")
+    assert len(validate_submission(path, ["a", "b"])) == 1
+    with pytest.raises(UserError, match="1 test ids missing, e.g. c"):
+        validate_submission(path, ["a", "b", "c"])
+    with pytest.raises(UserError, match="1 ids not in the test set, e.g. b"):
+        validate_submission(path, ["a"])
+
+
+def test_score_splits_usage_and_drops_ignored(tmp_path):
+    solution = read_solution(
+        write(tmp_path / "solution.csv", "id,landmarks,Usage\na,1,Public\nb,2 3,Private\nc,,Private\nd,4,Ignored\n")
+    )
+    assert solution["landmarks"].tolist() == [[1], [2, 3], [], [4]]
+    submission = pd.DataFrame({"id": ["a", "b", "c", "d"], "landmark_id": [1, 3, 9, 4], "confidence": [0.1, 0.9, 0.95, 1.0]})
+    result = score(submission, solution)
+    # ranked (d dropped): c wrong, b right, a right -> (1/2 + 2/3) / 2
+    assert result["gap"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert result["public"] == 1.0
+    assert result["private"] == pytest.approx(0.5)  # c wrong then b right, M = 1
+
+
+def test_written_submission_round_trips(tmp_path):
+    path = tmp_path / "out" / "submission.csv"
+    write_validated_submission(path, ["a", "b"], [5, None], [0.75, 0.0], ["a", "b"])
+    assert path.read_text() == 'id,landmarks\na,5 0.750000\nb,\n'
+    with pytest.raises(UserError, match="test ids missing"):
+        write_validated_submission(tmp_path / "bad.csv", ["a"], [5], [0.5], ["a", "b"])
+    assert not (tmp_path / "bad.csv").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_cli_score_and_validate(tmp_path):
+    submission = write(tmp_path / "sub.csv", "id,landmarks\na,1 0.9\nb,5 0.8\nc,\n")
+    solution = write(tmp_path / "solution.csv", "id,landmarks\na,1\nb,2\nc,\n")
+    command = [sys.executable, "-m", "landmark.cli"]
+    result = subprocess.run(command + ["score", str(submission), str(solution), "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"gap": 0.5}
+    plain = subprocess.run(command + ["score", str(submission), str(solution)], capture_output=True, text=True)
+    assert plain.stdout.strip() == "gap: 0.500000"
+    test_csv = write(tmp_path / "test.csv", "id\na\nb\nc\n")
+    valid = subprocess.run(command + ["validate-submission", str(submission), "--test", str(test_csv)], capture_output=True, text=True)
+    assert valid.returncode == 0 and "valid, 3 ids, 2 predictions" in valid.stdout
+
+
+def test_cli_reports_a_malformed_row_in_one_line(tmp_path):
+    submission = write(tmp_path / "sub.csv", "id,landmarks\na,1 0.9 7\n")
+    solution = write(tmp_path / "solution.csv", "id,landmarks\na,1\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "landmark.cli", "score", str(submission), str(solution)], capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and f"{submission}:2:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_console_script_is_installed(tmp_path):
+    landmark = shutil.which("landmark")
+    assert landmark, "the `landmark` console script is missing: pip install -e ."
+    submission = write(tmp_path / "sub.csv", "id,landmarks\na,1 0.9\n")
+    solution = write(tmp_path / "solution.csv", "id,landmarks,Usage\na,1,Private\n")
+    result = subprocess.run([landmark, "score", str(submission), str(solution), "--json"], capture_output=True, text=True)
+    assert json.loads(result.stdout) == {"gap": 1.0, "private": 1.0}

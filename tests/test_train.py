@@ -1,0 +1,64 @@
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from landmark.data.layout import read_labels
+from landmark.data.prepare import filter_classes, split_dev
+from landmark.predict import dev_metrics, eval_dataset, load_model, make_loader, predict
+from landmark.train import train_variant
+
+VARIANT = dict(
+    backbone="resnet18", pooling="avg", attention="none", head="linear", pretrained="none", frozen_tensors=0,
+    image_size=32, batch_size=8, lr=0.001, steps=6,
+)
+SETTINGS = dict(seed=0, device="cpu", num_workers=0, log_every=2, eval_every=3, eval_batch_size=16)
+
+
+@pytest.fixture
+def prepared(tiny_dataset):
+    kept, classes = filter_classes(read_labels(tiny_dataset / "train.csv"), 4)
+    train, dev = split_dev(kept, 0.25, seed=0)
+    return train, dev, classes
+
+
+def test_training_saves_model_plots_and_an_mlflow_run(tmp_path, tiny_dataset, prepared, mlflow_store, monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "tidy-lark")
+    train, dev, classes = prepared
+    model_path = tmp_path / "models/tiny/model.pt"
+    metrics = train_variant("tiny", VARIANT, SETTINGS, tiny_dataset, train, dev, classes, model_path, tmp_path / "plots")
+
+    assert pd.read_csv(tmp_path / "plots/train/tiny.csv")["step"].tolist() == [2, 4, 6]
+    dev_curve = pd.read_csv(tmp_path / "plots/dev/tiny.csv")
+    assert dev_curve["step"].tolist() == [3, 6] and dev_curve["gap"].iloc[-1] == pytest.approx(metrics["gap"])
+
+    # The saved model reproduces the final dev metrics exactly.
+    model, checkpoint = load_model(model_path, torch.device("cpu"))
+    assert checkpoint["variant"] == VARIANT and checkpoint["landmark_ids"] == classes["landmark_id"].tolist()
+    targets = dev["landmark_id"].map(dict(zip(classes["landmark_id"], classes["class_index"]))).to_numpy()
+    loader = make_loader(eval_dataset(model, 32, tiny_dataset, "train", dev["id"], targets), 16, 0, torch.device("cpu"))
+    reloaded = dev_metrics(dev["id"].to_numpy(), targets, *predict(model, loader, torch.device("cpu")), 64)
+    assert reloaded["gap"] == metrics["gap"] and reloaded["loss"] == pytest.approx(metrics["loss"], rel=1e-6)
+
+    mlflow.set_tracking_uri(mlflow_store)
+    run = mlflow.get_run(checkpoint["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["variant.backbone"] == "resnet18" and run.data.params["variant.lr"] == "0.001"
+    assert run.data.tags["variant"] == "tiny" and run.data.tags["dvc_experiment"] == "tidy-lark"
+    assert len(run.data.tags["git_commit"]) in (40, len("unknown"))
+    history = mlflow.tracking.MlflowClient().get_metric_history(run.info.run_id, "train_loss")
+    assert [point.step for point in history] == [2, 4, 6]
+    artifacts = {item.path for item in mlflow.tracking.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"model.pt", "plots"} <= artifacts
+
+
+def test_same_seed_same_model(tmp_path, tiny_dataset, prepared, mlflow_store):
+    train, dev, classes = prepared
+    short = VARIANT | {"steps": 2}
+    first = train_variant("a", short, SETTINGS, tiny_dataset, train, dev, classes, tmp_path / "a.pt", tmp_path / "plots")
+    second = train_variant("b", short, SETTINGS, tiny_dataset, train, dev, classes, tmp_path / "b.pt", tmp_path / "plots")
+    assert first["loss"] == second["loss"]
+    a, b = (torch.load(tmp_path / name, weights_only=True)["state_dict"] for name in ("a.pt", "b.pt"))
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert np.isfinite(first["loss"])
