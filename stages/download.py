@@ -19,15 +19,19 @@ def main(out_dir):
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    if source == "synthetic":
-        summary = synthetic.generate(staging, **section(params, "data", "synthetic"))
-    elif source == "kaggle":
-        settings = section(params, "data", "kaggle")
-        summary = kaggle.download(staging, cache_dir=Path("data/downloads"), **settings)
-    elif source == "local":
-        summary = local.link_tree(section(params, "data", "local", "path"), staging)
-    else:
-        raise UserError(f"params.yaml data.source: unknown source {source!r}; choose synthetic, kaggle or local")
+    try:
+        if source == "synthetic":
+            summary = synthetic.generate(staging, **section(params, "data", "synthetic"))
+        elif source == "kaggle":
+            settings = section(params, "data", "kaggle")
+            summary = kaggle.download(staging, cache_dir=Path("data/downloads"), **settings)
+        elif source == "local":
+            summary = local.link_tree(section(params, "data", "local", "path"), staging)
+        else:
+            raise UserError(f"params.yaml data.source: unknown source {source!r}; choose synthetic, kaggle or local")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # downloads stay in data/downloads, so a rerun resumes
+        raise
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     print(f"download: {source} data in {out_dir}: " + ", ".join(f"{value} {key}" for key, value in summary.items()))

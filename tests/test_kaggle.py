@@ -198,3 +198,20 @@ def test_download_2019_lays_out_the_kaggle_layout(tmp_path, mirror):
     assert train.to_dict("list") == {"id": ["0123456789abcdef", "456789abcdef0123"], "landmark_id": ["7", "8"]}
     assert (tmp_path / "raw/test/a/b/c/abcdef0123456789.jpg").read_bytes() == b"c"
     assert (tmp_path / "raw/solution.csv").exists()
+
+
+def test_download_2020_takes_images_from_the_api(tmp_path):
+    api = FakeKaggleApi(
+        files={
+            "train.csv": "id,landmark_id\n0123456789abcdef,7\n456789abcdef0123,8\n",
+            "train/0/1/2/0123456789abcdef.jpg": "a",
+            "test/a/b/c/abcdef0123456789.jpg": "c",
+            "sample_submission.csv": "id,landmarks\nabcdef0123456789,1 0.5\n",
+        }
+    )
+    summary = download(
+        tmp_path / "raw", "landmark-recognition-2020", "http://127.0.0.1:9", 0, 0, "", tmp_path / "downloads", api=api
+    )
+    assert summary == {"train_rows": 2, "train_images": 1, "test_images": 1}
+    assert (tmp_path / "raw/test.csv").read_text() == "id\nabcdef0123456789\n"
+    assert (tmp_path / "downloads/landmark-recognition-2020/landmark-recognition-2020.zip").exists()

@@ -6,7 +6,8 @@ import torch
 
 from landmark.data.layout import read_labels
 from landmark.data.prepare import filter_classes, split_dev
-from landmark.predict import dev_metrics, eval_dataset, load_model, make_loader, predict
+from landmark.errors import UserError
+from landmark.predict import dev_metrics, eval_dataset, load_model, make_loader, pick_device, predict
 from landmark.train import train_variant
 
 VARIANT = dict(
@@ -62,3 +63,13 @@ def test_same_seed_same_model(tmp_path, tiny_dataset, prepared, mlflow_store):
     a, b = (torch.load(tmp_path / name, weights_only=True)["state_dict"] for name in ("a.pt", "b.pt"))
     assert all(torch.equal(a[key], b[key]) for key in a)
     assert np.isfinite(first["loss"])
+
+
+def test_device_choice_falls_back_to_the_cpu():
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(UserError, match="is not auto, cpu or cuda"):
+        pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="torch sees no GPU here; use auto or cpu"):
+            pick_device("cuda")

@@ -194,5 +194,7 @@ def download(dest, competition, shard_base_url, train_shards, test_shards, solut
     train = read_csv(dest / "train.csv", ["id", "landmark_id"])
     present = train["id"].isin(_image_ids(dest / "train"))
     write_csv(dest / "train.csv", train.loc[present, ["id", "landmark_id"]])
+    if not (dest / "test.csv").exists():  # 2020 ships its test ids only in sample_submission.csv
+        write_csv(dest / "test.csv", read_csv(dest / "sample_submission.csv", ["id"])[["id"]])
     test = read_csv(dest / "test.csv", ["id"])
     return {"train_rows": int(len(train)), "train_images": int(present.sum()), "test_images": int(len(test))}

@@ -1,0 +1,51 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from landmark.data.local import link_tree
+
+ROOT = Path(__file__).parents[1]
+
+
+def run_download(tmp_path, data_params, env=None):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": data_params}))
+    return subprocess.run(
+        [sys.executable, "-m", "stages.download", "data/raw"],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)} | (env or {}),
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_local_folder_is_linked_in_the_kaggle_layout(tmp_path, tiny_dataset):
+    summary = link_tree(tiny_dataset, tmp_path / "raw")
+    copied = sorted(path.relative_to(tmp_path / "raw") for path in (tmp_path / "raw").rglob("*") if path.is_file())
+    original = sorted(path.relative_to(tiny_dataset) for path in tiny_dataset.rglob("*") if path.is_file())
+    assert copied == original and summary == {"files": len(original)}
+
+
+def test_local_folder_missing_parts_is_one_line(tmp_path):
+    (tmp_path / "gld").mkdir()
+    result = run_download(tmp_path, {"source": "local", "local": {"path": str(tmp_path / "gld")}})
+    assert result.returncode == 1
+    assert result.stderr == f"error: data.local.path: {tmp_path / 'gld' / 'train.csv'} is missing; point it at a folder in the Kaggle layout\n"
+    assert not (tmp_path / "data/raw").exists() and not (tmp_path / "data/raw.partial").exists()
+
+
+def test_kaggle_without_credentials_leaves_nothing_behind(tmp_path):
+    kaggle = {
+        "competition": "landmark-recognition-2019", "shard_base_url": "http://127.0.0.1:9", "train_shards": 1,
+        "test_shards": 1, "solution_url": "",
+    }
+    result = run_download(tmp_path, {"source": "kaggle", "kaggle": kaggle}, env={"KAGGLE_CONFIG_DIR": str(tmp_path)})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: no Kaggle credentials found: set KAGGLE_API_TOKEN")
+    assert not (tmp_path / "data/raw").exists() and not (tmp_path / "data/raw.partial").exists()
+
+
+def test_unknown_source_names_the_key(tmp_path):
+    result = run_download(tmp_path, {"source": "s3"})
+    assert result.returncode == 1 and result.stderr.startswith("error: params.yaml data.source: unknown source 's3'")
