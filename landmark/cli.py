@@ -1,9 +1,10 @@
-"""The `landmark` command: score and validate Kaggle submissions."""
+"""The `landmark` command: score and validate Kaggle submissions; turn a profile into `dvc exp run` flags."""
 import argparse
 import json
 
 from landmark.data.layout import read_csv
 from landmark.errors import exits_cleanly
+from landmark.profiles import set_param_flags
 from landmark.submission import read_solution, read_submission, score, validate_submission
 
 
@@ -21,6 +22,10 @@ def _validate(args):
     print(f"{args.submission}: valid, {len(test_ids)} ids, {len(submission)} predictions")
 
 
+def _profile(args):
+    print(" ".join(set_param_flags(args.profile, args.params)))
+
+
 @exits_cleanly
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="landmark", description=__doc__)
@@ -35,6 +40,10 @@ def main(argv=None):
     validator.add_argument("submission")
     validator.add_argument("--test", required=True, help="the competition's test.csv")
     validator.set_defaults(run=_validate)
+    profile = commands.add_parser("profile", help="print the `-S key=value` flags that apply a profile with dvc exp run")
+    profile.add_argument("profile", help="a partial params file, e.g. profiles/paper.yaml")
+    profile.add_argument("--params", default="params.yaml")
+    profile.set_defaults(run=_profile)
     args = parser.parse_args(argv)
     args.run(args)
 

@@ -24,21 +24,47 @@ def _number(value):
     return "—" if value is None else f"{value:.3f}"
 
 
+def ordering_note(metrics: dict) -> str:
+    """Say plainly how our ranking of the paper's rows compares with the paper's."""
+    rows = [name for name in PAPER_RESULTS if name in metrics]
+    if len(rows) < 2:
+        return ""
+    ours = sorted(rows, key=lambda name: -metrics[name]["gap"])
+    paper = sorted(rows, key=lambda name: -PAPER_RESULTS[name][1])
+    text = f"Paper's rows by dev GAP — ours: {' > '.join(ours)}; the paper's: {' > '.join(paper)}.\n"
+    flipped = [
+        f"{first} vs {second}"
+        for index, first in enumerate(paper)
+        for second in paper[index + 1 :]
+        if metrics[first]["gap"] < metrics[second]["gap"]
+    ]
+    if flipped:
+        text += f"Pairs ranked the other way round from the paper: {', '.join(flipped)}.\n"
+    else:
+        text += "Every pair is ranked as in the paper.\n"
+    return text
+
+
 def results_table(metrics: dict, submission: dict | None) -> str:
-    """Markdown: one row per variant, ours beside the paper's; then the submission and its test GAP."""
+    """Markdown (the paper's Figure 5): one row per variant, ours beside the paper's; how the rankings compare;
+    then the submission and its test GAP."""
     lines = [
-        "| variant | dev GAP (Kaggle) | dev GAP (per batch, paper's) | dev loss | top-1 accuracy | paper GAP | paper loss |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | paper's model | dev GAP (Kaggle) | dev GAP (per batch, paper's) | dev loss | top-1 accuracy "
+        "| paper GAP (per batch) | paper loss |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     best = max(metrics, key=lambda name: metrics[name]["gap"]) if metrics else None
     for name, result in metrics.items():
-        _, paper_gap, paper_loss = PAPER_RESULTS.get(name, (None, None, None))
+        title, paper_gap, paper_loss = PAPER_RESULTS.get(name, ("— (extra row)", None, None))
         shown = f"**{name}**" if name == best else name
         lines.append(
-            f"| {shown} | {_number(result['gap'])} | {_number(result['batch_gap'])} | {_number(result['loss'])} "
+            f"| {shown} | {title} | {_number(result['gap'])} | {_number(result['batch_gap'])} | {_number(result['loss'])} "
             f"| {_number(result['accuracy'])} | {_number(paper_gap)} | {_number(paper_loss)} |"
         )
-    text = "# Results on the dev set\n\n" + "\n".join(lines) + "\n\nThe best variant by dev GAP is in bold.\n"
+    text = "# Results on the dev set\n\n" + "\n".join(lines) + "\n\nThe best variant by dev GAP is in bold. "
+    text += "The paper's numbers are on GLDv2 with ImageNet weights; ours are from this run's data and params.\n\n"
+    text += ordering_note(metrics)
+    text += "\nCurves (Figure 4): `curves.png`. Saliency maps (Figure 6): `saliency.png`.\n"
     if submission:
         text += f"\n## Submission\n\n`{submission['variant']}` predicted {submission['predicted']} of {submission['test_images']} test images."
         if "gap" in submission:

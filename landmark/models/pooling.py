@@ -1,4 +1,5 @@
 """Pooling parts: a spatial feature map (B, C, H, W) in, a descriptor out."""
+import torch
 from torch import nn
 
 
@@ -11,3 +12,57 @@ class GlobalAveragePooling(nn.Module):
 
     def forward(self, features):
         return features.mean(dim=(2, 3))
+
+
+class CountSketch(nn.Module):
+    """Ψ(x) = Σ_i s(i)·x_i·e_{h(i)}: a random projection from C to D dimensions (Charikar et al. 2002), with hash
+    h: [C] → [D] and sign s: [C] → {±1} drawn once from `seed` and kept in the state dict."""
+
+    def __init__(self, in_features: int, out_features: int, seed: int):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.out_features = out_features
+        self.register_buffer("hash", torch.randint(out_features, (in_features,), generator=generator))
+        self.register_buffer("sign", torch.randint(2, (in_features,), generator=generator).float() * 2 - 1)
+
+    def forward(self, x):
+        sketch = x.new_zeros(*x.shape[:-1], self.out_features)
+        return sketch.index_add(-1, self.hash, x * self.sign.to(x.dtype))
+
+
+def compact_bilinear(x, y, sketch_x: CountSketch, sketch_y: CountSketch):
+    """Ψ(x ⊗ y) without forming x ⊗ y: the circular convolution of two count sketches, computed as a product
+    in the frequency domain (Pham & Pagh 2013; Gao et al. 2016, "Compact Bilinear Pooling")."""
+    size = sketch_x.out_features
+    spectrum = torch.fft.rfft(sketch_x(x), dim=-1) * torch.fft.rfft(sketch_y(y), dim=-1)
+    return torch.fft.irfft(spectrum, n=size, dim=-1)
+
+
+class CompactBilinearVectorPooling(nn.Module):
+    """The paper's bilinear pooling (Yep & Chen 2019, after Hu's TensorFlow code): average-pool the map to one
+    C-vector x, then the compact sketch of x ⊗ x, C → dim (2048 → 8192)."""
+
+    def __init__(self, in_channels: int, dim: int = 8192, seed: int = 0):
+        super().__init__()
+        self.sketch_x, self.sketch_y = CountSketch(in_channels, dim, seed), CountSketch(in_channels, dim, seed + 1)
+        self.out_features = dim
+
+    def forward(self, features):
+        pooled = features.mean(dim=(2, 3))
+        return compact_bilinear(pooled, pooled, self.sketch_x, self.sketch_y)
+
+
+class CompactBilinearPooling(nn.Module):
+    """Compact bilinear pooling as Gao et al. (2016) define it: the sketch of x_p ⊗ x_p at every position p,
+    summed over positions, then signed square root and L2 normalisation."""
+
+    def __init__(self, in_channels: int, dim: int = 8192, seed: int = 0):
+        super().__init__()
+        self.sketch_x, self.sketch_y = CountSketch(in_channels, dim, seed), CountSketch(in_channels, dim, seed + 1)
+        self.out_features = dim
+
+    def forward(self, features):
+        positions = features.flatten(2).transpose(1, 2)  # (B, HW, C)
+        pooled = compact_bilinear(positions, positions, self.sketch_x, self.sketch_y).sum(dim=1)
+        signed_root = torch.sign(pooled) * torch.sqrt(pooled.abs() + 1e-12)
+        return nn.functional.normalize(signed_root, dim=-1)

@@ -18,8 +18,12 @@ ROOT = Path(__file__).parents[2]
 PROJECT_FILES = ["dvc.yaml", ".dvcignore", ".gitignore", "data/.gitignore", "stages", "landmark"]
 
 
+E2E_VARIANTS = ["resnet50", "xception", "xception_cbp_selfattn"]  # the parts are tested one by one elsewhere
+
+
 def tiny_params():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["variants"] = {name: params["variants"][name] for name in E2E_VARIANTS}
     params["data"]["synthetic"] = dict(TINY_SYNTHETIC)
     params["filter"]["min_samples_per_class"] = 4
     params["split"]["dev_fraction"] = 0.25
@@ -66,11 +70,9 @@ def test_dvc_repro_end_to_end(tmp_path):
         run(command, repo, env)
 
     first = run(dvc + ["repro"], repo, env)
-    assert stages_run(first) == {
-        "download", "filter", "split", "train@resnet50", "train@xception",
-        "evaluate@resnet50", "evaluate@xception", "submission", "report",
-    }
-    for variant in ("resnet50", "xception"):
+    per_variant = {f"{stage}@{name}" for stage in ("train", "evaluate") for name in E2E_VARIANTS}
+    assert stages_run(first) == {"download", "filter", "split", "submission", "saliency", "report"} | per_variant
+    for variant in E2E_VARIANTS:
         metrics = json.loads((repo / f"metrics/{variant}.json").read_text())
         assert set(metrics) >= {"gap", "batch_gap", "loss", "accuracy"} and 0 <= metrics["gap"] <= 1
     test_ids = (repo / "data/raw/test.csv").read_text().split()[1:]
@@ -79,10 +81,11 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert {"gap", "public", "private", "variant"} <= set(score)
     results = (repo / "reports/results.md").read_text()
     assert "resnet50" in results and "xception" in results and "0.674" in results
-    assert (repo / "reports/curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for figure in ("curves.png", "saliency.png"):
+        assert (repo / "reports" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with sqlite3.connect(repo / "mlflow.db") as db:
-        assert db.execute("select count(*) from runs where status = 'FINISHED'").fetchone() == (2,)
-        assert db.execute("select count(distinct run_uuid) from metrics where key = 'eval_gap'").fetchone() == (2,)
+        assert db.execute("select count(*) from runs where status = 'FINISHED'").fetchone() == (3,)
+        assert db.execute("select count(distinct run_uuid) from metrics where key = 'eval_gap'").fetchone() == (3,)
 
     second = run(dvc + ["repro"], repo, env)
     assert stages_run(second) == set() and "Data and pipelines are up to date" in second
@@ -90,7 +93,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "lock"], repo, env)
     experiment = run(dvc + ["exp", "run", "-S", "variants.xception.lr=0.0001"], repo, env)
-    assert stages_run(experiment) == {"train@xception", "evaluate@xception", "submission", "report"}
+    assert stages_run(experiment) == {"train@xception", "evaluate@xception", "submission", "saliency", "report"}
     with sqlite3.connect(repo / "mlflow.db") as db:
         tagged = db.execute("select count(*) from tags where key = 'dvc_experiment'").fetchone()
     assert tagged == (1,)

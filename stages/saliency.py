@@ -1,0 +1,36 @@
+"""Stage saliency: vanilla-backprop saliency maps of every variant on a fixed set of dev images (Figure 6).
+
+Usage: python -m stages.saliency MODELS_DIR IMAGES_DIR DEV_CSV OUT_PNG
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from landmark.data.layout import image_path, read_labels
+from landmark.errors import exits_cleanly
+from landmark.params import load_params, section
+from landmark.predict import eval_dataset, load_model
+from landmark.saliency import plot_saliency_grid, saliency_maps
+
+
+@exits_cleanly
+def main(models_dir, images_dir, dev_csv, out_png):
+    params = load_params()
+    settings = section(params, "saliency")
+    dev = read_labels(dev_csv).sort_values("id")
+    chosen = dev.sample(n=min(int(settings["images"]), len(dev)), random_state=int(settings["seed"]))["id"].tolist()
+    maps = {}
+    for name in section(params, "variants"):
+        model, checkpoint = load_model(Path(models_dir) / name / "model.pt", torch.device("cpu"))
+        dataset = eval_dataset(model, checkpoint["variant"]["image_size"], images_dir, "train", chosen)
+        maps[name] = saliency_maps(model, torch.stack([dataset[index][0] for index in range(len(chosen))]))
+    pictures = [np.asarray(Image.open(image_path(images_dir, "train", image_id)).convert("RGB")) for image_id in chosen]
+    plot_saliency_grid(pictures, maps, out_png)
+    print(f"saliency: {len(chosen)} dev images x {len(maps)} variants -> {out_png}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
