@@ -1,7 +1,7 @@
 """Build a model from a variant's params: backbone → pooling → attention → head, each part chosen by name.
 
 A part is a name (`pooling: avg`) or a name with options (`pooling: {name: cbp, dim: 8192}`). Attention applies
-`on: pooled` (the paper: to the pooled descriptor, folded into maps of `map_size`) or `on: features` (to the
+`apply_to: pooled` (the paper: to the pooled descriptor, folded into maps of `map_size`) or `apply_to: features` (to the
 backbone's spatial map, before pooling). A new row of the results table is a params entry; a new kind of part
 is a module here plus one line below.
 """
@@ -60,9 +60,9 @@ def create_model(variant: dict, num_classes: int, where: str = "variant", pretra
     pooling_class, pooling_options = _part(POOLINGS, variant, "pooling", where)
     attention_class, attention_options = _part(ATTENTIONS, variant, "attention", where)
     head_class, head_options = _part(HEADS, variant, "head", where)
-    attention_on = attention_options.pop("on", "pooled")
+    attention_on = attention_options.pop("apply_to", "pooled")
     if attention_on not in ("pooled", "features"):
-        raise UserError(f"{where}.attention.on: {attention_on!r} must be pooled or features")
+        raise UserError(f"{where}.attention.apply_to: {attention_on!r} must be pooled or features")
     backbone, data_config = create_backbone(
         variant["backbone"], variant["pretrained"] if pretrained is None else pretrained, where
     )
