@@ -5,6 +5,7 @@ REPO (default: this checkout) must hold no stage outputs yet for a from-scratch 
 `git clone . /tmp/landmark && python benchmarks/pipeline.py /tmp/landmark`. Needs the project's environment
 active (`python` and `dvc` on PATH).
 """
+
 import json
 import subprocess
 import sys

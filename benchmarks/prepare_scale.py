@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/prepare_scale.py   (prints seconds for reading train.csv, filter and split)
 """
+
 import tempfile
 import time
 from pathlib import Path

@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/score.py   (prints seconds to read both files and compute GAP)
 """
+
 import tempfile
 import time
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The `landmark` command: score and validate Kaggle submissions; turn a profile into `dvc exp run` flags."""
+
 import argparse
 import json
 
@@ -40,7 +41,9 @@ def main(argv=None):
     validator.add_argument("submission")
     validator.add_argument("--test", required=True, help="the competition's test.csv")
     validator.set_defaults(run=_validate)
-    profile = commands.add_parser("profile", help="print the `-S key=value` flags that apply a profile with dvc exp run")
+    profile = commands.add_parser(
+        "profile", help="print the `-S key=value` flags that apply a profile with dvc exp run"
+    )
     profile.add_argument("profile", help="a partial params file, e.g. profiles/paper.yaml")
     profile.add_argument("--params", default="params.yaml")
     profile.set_defaults(run=_profile)

@@ -1,4 +1,5 @@
 """User-facing errors: one line that names the file, the line and the fix, never a traceback."""
+
 import functools
 import sys
 

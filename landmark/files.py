@@ -1,4 +1,5 @@
 """Writing outputs so that a killed stage never leaves a half-written file for DVC to cache."""
+
 import contextlib
 import json
 import os

@@ -4,6 +4,7 @@ GAP = 1/M · Σ_i P(i)·rel(i) over one prediction per query, sorted by confiden
 used by the Kaggle GLR challenges). M counts the queries that show a landmark, predicted or not; a prediction
 on a non-landmark query is wrong but still takes a rank.
 """
+
 import numpy as np
 import pandas as pd
 

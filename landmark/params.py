@@ -1,4 +1,5 @@
 """Reading params.yaml, the one place that holds every hyperparameter."""
+
 from pathlib import Path
 
 import yaml

@@ -1,4 +1,5 @@
 """Inference shared by evaluation and submission: load a trained model, predict top-1 class and confidence."""
+
 import numpy as np
 import pandas as pd
 import torch

@@ -1,5 +1,6 @@
 """Profiles: partial params files (profiles/*.yaml) applied on top of params.yaml as `dvc exp run -S` flags, so
 a named setup (the paper's) is one tracked experiment and params.yaml keeps the embedded defaults."""
+
 from landmark.errors import UserError
 from landmark.params import load_params
 

@@ -1,4 +1,5 @@
 """The results table (the paper's Figure 5, with its numbers beside ours) and the training curves (Figure 4)."""
+
 import json
 from pathlib import Path
 
@@ -69,7 +70,11 @@ def results_table(metrics: dict, submission: dict | None) -> str:
         text += f"\n## Submission\n\n`{submission['variant']}` predicted {submission['predicted']} of {submission['test_images']} test images."
         if "gap" in submission:
             splits = ", ".join(f"{key} {submission[key]:.4f}" for key in ("public", "private") if key in submission)
-            text += f" Test GAP against the solution file: {submission['gap']:.4f}" + (f" ({splits})" if splits else "") + "."
+            text += (
+                f" Test GAP against the solution file: {submission['gap']:.4f}"
+                + (f" ({splits})" if splits else "")
+                + "."
+            )
         text += "\n"
     return text
 
@@ -81,7 +86,12 @@ def _smooth(values: pd.Series, weight: float = 0.9) -> pd.Series:
 def plot_curves(plots_dir, variants, out_png) -> None:
     """Train loss and batch GAP (smoothed), dev loss and GAP, one line per variant."""
     figure, axes = plt.subplots(2, 2, figsize=(11, 8))
-    panels = [("train", "loss", axes[0, 0]), ("train", "batch_gap", axes[0, 1]), ("dev", "loss", axes[1, 0]), ("dev", "gap", axes[1, 1])]
+    panels = [
+        ("train", "loss", axes[0, 0]),
+        ("train", "batch_gap", axes[0, 1]),
+        ("dev", "loss", axes[1, 0]),
+        ("dev", "gap", axes[1, 1]),
+    ]
     for kind, column, axis in panels:
         for name in variants:
             path = Path(plots_dir) / kind / f"{name}.csv"

@@ -1,5 +1,6 @@
 """Vanilla-backprop saliency maps (Simonyan et al. 2014), the paper's Figure 6: the gradient of the top class
 score with respect to the input pixels, its absolute value maxed over colour channels."""
+
 import matplotlib
 
 matplotlib.use("Agg")

@@ -5,6 +5,7 @@ Submission format (Landmark Recognition 2019–2021): header `id,landmarks`; `la
 Solution format: `id,landmarks,Usage`; `landmarks` holds space-separated ids, empty for a non-landmark image;
 Usage is Public, Private or Ignored.
 """
+
 import math
 import re
 from pathlib import Path
@@ -117,7 +118,11 @@ def parse_submission(path):
                 landmark_ids = None
             if landmark_ids is not None:
                 frame = pd.DataFrame(
-                    {"id": pd.Series(ids[predicted], dtype=object), "landmark_id": landmark_ids, "confidence": confidences}
+                    {
+                        "id": pd.Series(ids[predicted], dtype=object),
+                        "landmark_id": landmark_ids,
+                        "confidence": confidences,
+                    }
                 )
                 return frame, set(ids)
     _raise_first_problem(path, ["id", "landmarks"], _submission_row_problem)
@@ -143,7 +148,9 @@ def read_solution(path) -> pd.DataFrame:
         if pc.all(pc.match_substring_regex(columns[1], r"^([+-]?\d+(\s+[+-]?\d+)*)?$")).as_py() is not False:
             ids = pd.Series(columns[0].to_numpy(zero_copy_only=False), dtype=object)
             truths = [[int(label) for label in value.split()] if value else [] for value in text]
-            usage = pd.Series(columns[2].to_numpy(zero_copy_only=False) if has_usage else "Public", index=ids.index, dtype=object)
+            usage = pd.Series(
+                columns[2].to_numpy(zero_copy_only=False) if has_usage else "Public", index=ids.index, dtype=object
+            )
             return pd.DataFrame({"id": ids, "landmarks": truths, "Usage": usage})
     _raise_first_problem(path, ["id", "landmarks"], _solution_row_problem)
 
@@ -177,7 +184,8 @@ def score(submission: pd.DataFrame, solution: pd.DataFrame, ignore_non_landmarks
 def write_submission(path, ids, labels, confidences) -> None:
     """Write `id,landmarks` with one `<label> <confidence>` per id (a label of None gives an empty prediction)."""
     landmarks = [
-        "" if label is None else f"{int(label)} {float(confidence):.6f}" for label, confidence in zip(labels, confidences)
+        "" if label is None else f"{int(label)} {float(confidence):.6f}"
+        for label, confidence in zip(labels, confidences)
     ]
     pd.DataFrame({"id": list(ids), "landmarks": landmarks}).to_csv(path, index=False)
 

@@ -4,6 +4,7 @@ MLflow's default store is the sqlite file `mlflow.db` at the project root, as an
 `mlartifacts/` beside it; `MLFLOW_TRACKING_URI` overrides it (a team server). Queued `dvc exp run` experiments
 run in a copy under `<root>/.dvc/tmp/exps/`, and still log to the project's own store.
 """
+
 import os
 import subprocess
 from pathlib import Path

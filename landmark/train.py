@@ -1,5 +1,6 @@
 """The training loop: one variant, a fixed number of Adam steps, train curves per step and dev curves per
 interval, logged to MLflow and DVC plots."""
+
 import time
 
 import numpy as np
@@ -49,7 +50,13 @@ def train_variant(name, variant, settings, images_root, train_split, dev_split, 
     generator = torch.Generator().manual_seed(settings["seed"])
     workers = int(settings["num_workers"])
     train_loader = make_loader(
-        train_data, batch_size, workers, device, shuffle=True, generator=generator, drop_last=len(train_data) >= batch_size
+        train_data,
+        batch_size,
+        workers,
+        device,
+        shuffle=True,
+        generator=generator,
+        drop_last=len(train_data) >= batch_size,
     )
     dev_loader = make_loader(dev_data, int(settings["eval_batch_size"]), workers, device)
 
@@ -81,7 +88,9 @@ def train_variant(name, variant, settings, images_root, train_split, dev_split, 
                 metrics = dev_metrics(
                     dev_split["id"].to_numpy(), dev_targets, classes_predicted, confidences, losses, batch_size
                 )
-                log.log("dev", step, {"loss": metrics["loss"], "gap": metrics["gap"], "batch_gap": metrics["batch_gap"]})
+                log.log(
+                    "dev", step, {"loss": metrics["loss"], "gap": metrics["gap"], "batch_gap": metrics["batch_gap"]}
+                )
                 log.write_plots()
     except BaseException:
         log.fail()

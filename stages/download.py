@@ -3,6 +3,7 @@
 synthetic: the embedded offline dataset; kaggle: the competition through the Kaggle API (and GLDv2 shards for
 2019); local: an existing folder. The folder appears only when complete (built beside it, then renamed).
 """
+
 import shutil
 import sys
 from pathlib import Path

@@ -2,6 +2,7 @@
 
 Usage: python -m stages.evaluate MODEL_PATH IMAGES_DIR DEV_CSV METRICS_JSON
 """
+
 import sys
 
 from landmark.data.layout import read_labels

@@ -1,4 +1,5 @@
 """Stage filter: keep classes with at least filter.min_samples_per_class images; write the label encoding."""
+
 import sys
 from pathlib import Path
 

@@ -2,6 +2,7 @@
 
 Usage: python -m stages.report METRICS_DIR PLOTS_DIR SUBMISSION_JSON OUT_DIR
 """
+
 import sys
 
 from landmark.errors import exits_cleanly
@@ -14,7 +15,9 @@ def main(metrics_dir, plots_dir, submission_json, out_dir):
     variants = list(section(load_params(), "variants"))
     metrics = write_report(metrics_dir, plots_dir, submission_json, variants, out_dir)
     best = max(metrics, key=lambda name: metrics[name]["gap"])
-    print(f"report: {len(metrics)} variants, best {best} (dev GAP {metrics[best]['gap']:.3f}) -> {out_dir}/results.md, {out_dir}/curves.png")
+    print(
+        f"report: {len(metrics)} variants, best {best} (dev GAP {metrics[best]['gap']:.3f}) -> {out_dir}/results.md, {out_dir}/curves.png"
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 Usage: python -m stages.saliency MODELS_DIR IMAGES_DIR DEV_CSV OUT_PNG
 """
+
 import sys
 from pathlib import Path
 

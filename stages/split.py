@@ -1,4 +1,5 @@
 """Stage split: a seeded, stratified dev split of the filtered training data; records the sizes."""
+
 import sys
 from pathlib import Path
 

@@ -3,6 +3,7 @@
 Writes a validated Kaggle submission and, where the data has a solution file (the synthetic set does), its GAP.
 Usage: python -m stages.submission MODELS_DIR METRICS_DIR IMAGES_DIR SUBMISSION_CSV SCORE_JSON
 """
+
 import json
 import sys
 from pathlib import Path
@@ -20,7 +21,9 @@ from landmark.submission import read_solution, read_submission, score, write_val
 def choose_variant(requested: str, variants, metrics_dir) -> str:
     if requested != "best":
         if requested not in variants:
-            raise UserError(f"params.yaml submission.variant: {requested!r} is not in variants; use best or one of {', '.join(variants)}")
+            raise UserError(
+                f"params.yaml submission.variant: {requested!r} is not in variants; use best or one of {', '.join(variants)}"
+            )
         return requested
     scores = {}
     for name in variants:
@@ -59,7 +62,9 @@ def main(models_dir, metrics_dir, images_dir, submission_csv, score_json):
     write_json(score_json, result)
     scored = f", test GAP {result['gap']:.4f}" if "gap" in result else ""
     missing = f", {int((~has_image).sum())} without an image left empty" if (~has_image).any() else ""
-    print(f"submission: {name} predicted {result['predicted']} of {len(test_ids)} test images{missing}{scored} -> {submission_csv}")
+    print(
+        f"submission: {name} predicted {result['predicted']} of {len(test_ids)} test images{missing}{scored} -> {submission_csv}"
+    )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 Usage: python -m stages.train VARIANT IMAGES_DIR SPLIT_DIR CLASSES_CSV MODEL_PATH PLOTS_DIR
 """
+
 import sys
 from pathlib import Path
 

@@ -31,14 +31,20 @@ def test_local_folder_missing_parts_is_one_line(tmp_path):
     (tmp_path / "gld").mkdir()
     result = run_download(tmp_path, {"source": "local", "local": {"path": str(tmp_path / "gld")}})
     assert result.returncode == 1
-    assert result.stderr == f"error: data.local.path: {tmp_path / 'gld' / 'train.csv'} is missing; point it at a folder in the Kaggle layout\n"
+    assert (
+        result.stderr
+        == f"error: data.local.path: {tmp_path / 'gld' / 'train.csv'} is missing; point it at a folder in the Kaggle layout\n"
+    )
     assert not (tmp_path / "data/raw").exists() and not (tmp_path / "data/raw.partial").exists()
 
 
 def test_kaggle_without_credentials_leaves_nothing_behind(tmp_path):
     kaggle = {
-        "competition": "landmark-recognition-2019", "shard_base_url": "http://127.0.0.1:9", "train_shards": 1,
-        "test_shards": 1, "solution_url": "",
+        "competition": "landmark-recognition-2019",
+        "shard_base_url": "http://127.0.0.1:9",
+        "train_shards": 1,
+        "test_shards": 1,
+        "solution_url": "",
     }
     result = run_download(tmp_path, {"source": "kaggle", "kaggle": kaggle}, env={"KAGGLE_CONFIG_DIR": str(tmp_path)})
     assert result.returncode == 1 and "Traceback" not in result.stderr

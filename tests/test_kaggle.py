@@ -1,4 +1,5 @@
 """The real download path against a local HTTP server and the exceptions the real Kaggle client raises."""
+
 import hashlib
 import http.server
 import io
@@ -152,7 +153,10 @@ def http_error(status):
 @pytest.mark.parametrize(
     "error, message",
     [
-        (http_error(403), r"HTTP 403\): accept the rules at https://www.kaggle.com/competitions/landmark-recognition-2019/rules"),
+        (
+            http_error(403),
+            r"HTTP 403\): accept the rules at https://www.kaggle.com/competitions/landmark-recognition-2019/rules",
+        ),
         (http_error(401), r"HTTP 401\): set KAGGLE_API_TOKEN"),
         (http_error(404), r"no competition 'landmark-recognition-2019'"),
         (requests.exceptions.ConnectionError("Max retries exceeded"), "cannot reach Kaggle \\(ConnectionError\\)"),
@@ -168,7 +172,10 @@ def test_missing_credentials_with_the_real_client(tmp_path, monkeypatch):
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / ".kaggle"))
     for name in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY"):
         monkeypatch.delenv(name, raising=False)
-    with pytest.raises(UserError, match="no Kaggle credentials found: set KAGGLE_API_TOKEN, or save your token to ~/.kaggle/access_token"):
+    with pytest.raises(
+        UserError,
+        match="no Kaggle credentials found: set KAGGLE_API_TOKEN, or save your token to ~/.kaggle/access_token",
+    ):
         kaggle.kaggle_api()
 
 

@@ -84,7 +84,9 @@ def test_matches_reference_on_random_data():
     ]
     for ignore in (False, True):
         expected = reference_gap(rows, truth, ignore)
-        assert global_average_precision(predictions(rows), solution(truth), ignore) == pytest.approx(expected, abs=1e-12)
+        assert global_average_precision(predictions(rows), solution(truth), ignore) == pytest.approx(
+            expected, abs=1e-12
+        )
 
 
 def test_batch_gap_and_its_mean():

@@ -9,7 +9,9 @@ from landmark.models.backbones import create_backbone
 
 
 def variant(**overrides):
-    base = dict(backbone="resnet18", pooling="avg", attention="none", head="linear", pretrained="none", frozen_tensors=0)
+    base = dict(
+        backbone="resnet18", pooling="avg", attention="none", head="linear", pretrained="none", frozen_tensors=0
+    )
     return base | overrides
 
 

@@ -1,4 +1,5 @@
 """The paper's parts checked by their mathematics, not only their shapes."""
+
 import pytest
 import torch
 
@@ -29,7 +30,10 @@ def test_compact_bilinear_is_the_count_sketch_of_the_outer_product():
 
 def test_sketched_inner_products_estimate_the_bilinear_kernel():
     generator = torch.Generator().manual_seed(0)
-    x, y = torch.rand(64, generator=generator, dtype=torch.float64), torch.rand(64, generator=generator, dtype=torch.float64)
+    x, y = (
+        torch.rand(64, generator=generator, dtype=torch.float64),
+        torch.rand(64, generator=generator, dtype=torch.float64),
+    )
     estimates = []
     for draw in range(200):
         first, second = CountSketch(64, 512, seed=2 * draw), CountSketch(64, 512, seed=2 * draw + 1)
@@ -75,8 +79,13 @@ def test_self_attention_starts_as_the_identity():
 
 
 def test_map_size_must_fold_the_descriptor():
-    variant = dict(backbone="resnet18", pooling="avg", attention={"name": "spatial", "map_size": 7}, head="linear",
-                   pretrained="none")
+    variant = dict(
+        backbone="resnet18",
+        pooling="avg",
+        attention={"name": "spatial", "map_size": 7},
+        head="linear",
+        pretrained="none",
+    )
     with pytest.raises(UserError, match=r"variants.v.attention.map_size: 512 features do not fold into maps of 7 x 7"):
         create_model(variant, 3, where="variants.v")
     variant["attention"] = {"name": "spatial", "size": 4}

@@ -56,5 +56,8 @@ def test_filter_stage_error_is_one_line(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 1 and result.stderr == "error: train.csv:2: landmark_id '1.5' is not an integer; fix or remove the row\n"
+    assert (
+        result.returncode == 1
+        and result.stderr == "error: train.csv:2: landmark_id '1.5' is not an integer; fix or remove the row\n"
+    )
     assert not (tmp_path / "out").exists()

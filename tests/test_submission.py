@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 
 from landmark.errors import UserError
-from landmark.submission import parse_submission, read_solution, read_submission, score, validate_submission, write_validated_submission
+from landmark.submission import (
+    parse_submission,
+    read_solution,
+    read_submission,
+    score,
+    validate_submission,
+    write_validated_submission,
+)
 
 
 def write(path, text):
@@ -61,7 +68,9 @@ def test_score_splits_usage_and_drops_ignored(tmp_path):
         write(tmp_path / "solution.csv", "id,landmarks,Usage\na,1,Public\nb,2 3,Private\nc,,Private\nd,4,Ignored\n")
     )
     assert solution["landmarks"].tolist() == [[1], [2, 3], [], [4]]
-    submission = pd.DataFrame({"id": ["a", "b", "c", "d"], "landmark_id": [1, 3, 9, 4], "confidence": [0.1, 0.9, 0.95, 1.0]})
+    submission = pd.DataFrame(
+        {"id": ["a", "b", "c", "d"], "landmark_id": [1, 3, 9, 4], "confidence": [0.1, 0.9, 0.95, 1.0]}
+    )
     result = score(submission, solution)
     # ranked (d dropped): c wrong, b right, a right -> (1/2 + 2/3) / 2
     assert result["gap"] == pytest.approx((1 / 2 + 2 / 3) / 2)
@@ -72,7 +81,7 @@ def test_score_splits_usage_and_drops_ignored(tmp_path):
 def test_written_submission_round_trips(tmp_path):
     path = tmp_path / "out" / "submission.csv"
     write_validated_submission(path, ["a", "b"], [5, None], [0.75, 0.0], ["a", "b"])
-    assert path.read_text() == 'id,landmarks\na,5 0.750000\nb,\n'
+    assert path.read_text() == "id,landmarks\na,5 0.750000\nb,\n"
     with pytest.raises(UserError, match="test ids missing"):
         write_validated_submission(tmp_path / "bad.csv", ["a"], [5], [0.5], ["a", "b"])
     assert not (tmp_path / "bad.csv").exists()
@@ -83,13 +92,17 @@ def test_cli_score_and_validate(tmp_path):
     submission = write(tmp_path / "sub.csv", "id,landmarks\na,1 0.9\nb,5 0.8\nc,\n")
     solution = write(tmp_path / "solution.csv", "id,landmarks\na,1\nb,2\nc,\n")
     command = [sys.executable, "-m", "landmark.cli"]
-    result = subprocess.run(command + ["score", str(submission), str(solution), "--json"], capture_output=True, text=True)
+    result = subprocess.run(
+        command + ["score", str(submission), str(solution), "--json"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"gap": 0.5}
     plain = subprocess.run(command + ["score", str(submission), str(solution)], capture_output=True, text=True)
     assert plain.stdout.strip() == "gap: 0.500000"
     test_csv = write(tmp_path / "test.csv", "id\na\nb\nc\n")
-    valid = subprocess.run(command + ["validate-submission", str(submission), "--test", str(test_csv)], capture_output=True, text=True)
+    valid = subprocess.run(
+        command + ["validate-submission", str(submission), "--test", str(test_csv)], capture_output=True, text=True
+    )
     assert valid.returncode == 0 and "valid, 3 ids, 2 predictions" in valid.stdout
 
 
@@ -109,5 +122,7 @@ def test_console_script_is_installed(tmp_path):
     assert landmark, "the `landmark` console script is missing: pip install -e ."
     submission = write(tmp_path / "sub.csv", "id,landmarks\na,1 0.9\n")
     solution = write(tmp_path / "solution.csv", "id,landmarks,Usage\na,1,Private\n")
-    result = subprocess.run([landmark, "score", str(submission), str(solution), "--json"], capture_output=True, text=True)
+    result = subprocess.run(
+        [landmark, "score", str(submission), str(solution), "--json"], capture_output=True, text=True
+    )
     assert json.loads(result.stdout) == {"gap": 1.0, "private": 1.0}

@@ -16,4 +16,3 @@ def test_plain_runs_and_overrides(monkeypatch, tmp_path):
     assert project_root() == tmp_path and Path(tracking_uri().removeprefix("sqlite:///")).is_absolute()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.team.invalid:5000")
     assert tracking_uri() == "http://mlflow.team.invalid:5000"
-

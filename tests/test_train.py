@@ -11,8 +11,16 @@ from landmark.predict import dev_metrics, eval_dataset, load_model, make_loader,
 from landmark.train import train_variant
 
 VARIANT = dict(
-    backbone="resnet18", pooling="avg", attention="none", head="linear", pretrained="none", frozen_tensors=0,
-    image_size=32, batch_size=8, lr=0.001, steps=6,
+    backbone="resnet18",
+    pooling="avg",
+    attention="none",
+    head="linear",
+    pretrained="none",
+    frozen_tensors=0,
+    image_size=32,
+    batch_size=8,
+    lr=0.001,
+    steps=6,
 )
 SETTINGS = dict(seed=0, device="cpu", num_workers=0, log_every=2, eval_every=3, eval_batch_size=16)
 
@@ -28,7 +36,9 @@ def test_training_saves_model_plots_and_an_mlflow_run(tmp_path, tiny_dataset, pr
     monkeypatch.setenv("DVC_EXP_NAME", "tidy-lark")
     train, dev, classes = prepared
     model_path = tmp_path / "models/tiny/model.pt"
-    metrics = train_variant("tiny", VARIANT, SETTINGS, tiny_dataset, train, dev, classes, model_path, tmp_path / "plots")
+    metrics = train_variant(
+        "tiny", VARIANT, SETTINGS, tiny_dataset, train, dev, classes, model_path, tmp_path / "plots"
+    )
 
     assert pd.read_csv(tmp_path / "plots/train/tiny.csv")["step"].tolist() == [2, 4, 6]
     dev_curve = pd.read_csv(tmp_path / "plots/dev/tiny.csv")
@@ -57,8 +67,12 @@ def test_training_saves_model_plots_and_an_mlflow_run(tmp_path, tiny_dataset, pr
 def test_same_seed_same_model(tmp_path, tiny_dataset, prepared, mlflow_store):
     train, dev, classes = prepared
     short = VARIANT | {"steps": 2}
-    first = train_variant("a", short, SETTINGS, tiny_dataset, train, dev, classes, tmp_path / "a.pt", tmp_path / "plots")
-    second = train_variant("b", short, SETTINGS, tiny_dataset, train, dev, classes, tmp_path / "b.pt", tmp_path / "plots")
+    first = train_variant(
+        "a", short, SETTINGS, tiny_dataset, train, dev, classes, tmp_path / "a.pt", tmp_path / "plots"
+    )
+    second = train_variant(
+        "b", short, SETTINGS, tiny_dataset, train, dev, classes, tmp_path / "b.pt", tmp_path / "plots"
+    )
     assert first["loss"] == second["loss"]
     a, b = (torch.load(tmp_path / name, weights_only=True)["state_dict"] for name in ("a.pt", "b.pt"))
     assert all(torch.equal(a[key], b[key]) for key in a)

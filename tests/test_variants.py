@@ -1,4 +1,5 @@
 """Every variant of params.yaml builds, and training lowers its loss on a fixed tiny batch."""
+
 from pathlib import Path
 
 import pytest

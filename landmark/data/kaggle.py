@@ -5,6 +5,7 @@
 under `md5sum/`. `landmark-recognition-2020` ships GLDv2-clean with its images through the Kaggle API.
 Shards are verified by md5 and kept in a cache folder, so an interrupted download resumes where it stopped.
 """
+
 import contextlib
 import hashlib
 import http.client
@@ -112,9 +113,12 @@ def fetch(url: str, dest, retries: int = 3, timeout: float = 60) -> Path:
                     offset = 0
                 length = response.headers.get("Content-Length")
                 total = offset + int(length) if length is not None else None
-                with open(part, "ab" if offset else "wb") as handle, tqdm(
-                    total=total, initial=offset, desc=dest.name, unit="B", unit_scale=True, leave=False
-                ) as progress:
+                with (
+                    open(part, "ab" if offset else "wb") as handle,
+                    tqdm(
+                        total=total, initial=offset, desc=dest.name, unit="B", unit_scale=True, leave=False
+                    ) as progress,
+                ):
                     while chunk := response.read(1 << 20):
                         handle.write(chunk)
                         progress.update(len(chunk))
@@ -161,7 +165,9 @@ def fetch_verified_shard(base_url: str, split: str, index: int, cache_dir) -> Pa
             verified.touch()
             return shard
         shard.unlink()
-    raise UserError(f"{base_url}/{split}/{name}: md5 mismatch twice (expected {expected}); the mirror may be corrupt, rerun later")
+    raise UserError(
+        f"{base_url}/{split}/{name}: md5 mismatch twice (expected {expected}); the mirror may be corrupt, rerun later"
+    )
 
 
 def fetch_shards(base_url: str, split: str, count: int, cache_dir, extract_to) -> int:

@@ -1,5 +1,6 @@
 """The Kaggle Landmark Recognition layout: `train.csv` (id,landmark_id), `train/a/b/c/<id>.jpg`, `test.csv`,
 `test/a/b/c/<id>.jpg` (the first three characters of the 16-hex id as folders), `sample_submission.csv`."""
+
 import csv
 import itertools
 from pathlib import Path

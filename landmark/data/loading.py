@@ -1,4 +1,5 @@
 """Datasets that read the Kaggle layout's JPEGs, with the paper's augmentation (crop, flip, shifts)."""
+
 import numpy as np
 import torch
 from PIL import Image

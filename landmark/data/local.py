@@ -1,4 +1,5 @@
 """An existing folder in the Kaggle layout, linked (or copied across file systems) into the pipeline."""
+
 import os
 import shutil
 from pathlib import Path
@@ -11,7 +12,9 @@ def link_tree(source, dest) -> dict:
     source, dest = Path(source).expanduser(), Path(dest)
     for required in ("train.csv", "train", "test.csv", "test"):
         if not (source / required).exists():
-            raise UserError(f"data.local.path: {source / required} is missing; point it at a folder in the Kaggle layout")
+            raise UserError(
+                f"data.local.path: {source / required} is missing; point it at a folder in the Kaggle layout"
+            )
     files = 0
     for name in ("train.csv", "test.csv", "sample_submission.csv", "solution.csv", "train", "test"):
         if not (source / name).exists():

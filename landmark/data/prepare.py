@@ -1,5 +1,6 @@
 """Filter classes by size and split a seeded dev set, as the paper did (classes with ≥ 100 images; dev sampled
 from them). Vectorised, so the real 4.13M-row train.csv takes seconds."""
+
 import numpy as np
 import pandas as pd
 

@@ -6,6 +6,7 @@ lighting, occluders in front and clutter behind. Class sizes follow a power law,
 filter threshold, and most test images show no landmark, only clutter and buildings that belong to no class.
 Everything is drawn from one seed.
 """
+
 import colorsys
 from pathlib import Path
 
@@ -42,7 +43,9 @@ def make_blueprint(rng):
     parts = [("rectangle", (left, eaves, right, 0.95), wall)]
     roof_kind = rng.choice(["triangle", "dome", "flat", "towers"])
     if roof_kind == "triangle":
-        parts.append(("polygon", (left - 0.05, eaves, (left + right) / 2, rng.uniform(0.1, 0.3), right + 0.05, eaves), roof))
+        parts.append(
+            ("polygon", (left - 0.05, eaves, (left + right) / 2, rng.uniform(0.1, 0.3), right + 0.05, eaves), roof)
+        )
     elif roof_kind == "dome":
         width = (right - left) * rng.uniform(0.4, 0.8)
         centre = (left + right) / 2
@@ -189,4 +192,9 @@ def generate(
     write_csv(out_dir / "sample_submission.csv", pd.DataFrame({"id": test_ids, "landmarks": ""}))
     truth = [str(landmark_ids[label]) if label >= 0 else "" for label in test_labels]
     write_csv(out_dir / "solution.csv", pd.DataFrame({"id": test_ids, "landmarks": truth, "Usage": usage}))
-    return {"train_images": len(train), "classes": num_classes, "test_images": num_test_images, "test_landmarks": num_landmarks}
+    return {
+        "train_images": len(train),
+        "classes": num_classes,
+        "test_images": num_test_images,
+        "test_landmarks": num_landmarks,
+    }

@@ -1,6 +1,7 @@
 """Attention parts. Each takes spatial maps (B, C, H, W); given a descriptor vector (B, D) and a map_size S, it
 reshapes the vector into D / S² maps of S × S first and flattens the result back, as the paper did with its
 8192-d bilinear descriptor (32 maps of 16 × 16 for spatial attention, 8 maps of 32 × 32 for self-attention)."""
+
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm

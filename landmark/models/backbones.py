@@ -1,4 +1,5 @@
 """timm backbones, with pretrained weights resolved in one place."""
+
 import pickle
 from pathlib import Path
 

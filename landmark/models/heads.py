@@ -1,4 +1,5 @@
 """Classifier heads: a descriptor in, one logit per class out."""
+
 from torch import nn
 
 

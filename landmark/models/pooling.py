@@ -1,4 +1,5 @@
 """Pooling parts: a spatial feature map (B, C, H, W) in, a descriptor out."""
+
 import torch
 from torch import nn
 

@@ -5,6 +5,7 @@ A part is a name (`pooling: avg`) or a name with options (`pooling: {name: cbp, 
 backbone's spatial map, before pooling). A new row of the results table is a params entry; a new kind of part
 is a module here plus one line below.
 """
+
 from torch import nn
 
 from landmark.errors import UserError

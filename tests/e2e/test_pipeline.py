@@ -1,4 +1,5 @@
 """`dvc repro` of the whole pipeline on a tiny config, in a temporary git repository, with a real MLflow store."""
+
 import json
 import os
 import re
