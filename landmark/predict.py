@@ -24,13 +24,12 @@ def pick_device(setting: str = "auto") -> torch.device:
     return torch.device(setting)
 
 
-def make_loader(dataset, batch_size, num_workers, device, shuffle=False, generator=None, drop_last=False):
+def make_loader(dataset, batch_size, num_workers, device, batch_sampler=None):
+    """Batches in order, or those of batch_sampler (training's EpochBatches)."""
+    batching = {"batch_sampler": batch_sampler} if batch_sampler else {"batch_size": batch_size}
     return torch.utils.data.DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator,
-        drop_last=drop_last,
+        **batching,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=num_workers > 0,
@@ -62,7 +61,7 @@ def load_model(path, device):
 def eval_dataset(model, image_size: int, images_root, split, ids, targets=None):
     config = model.data_config
     transform = make_transform(image_size, config["mean"], config["std"], train=False)
-    return ImageFolderCSV(images_root, split, ids, targets, transform)
+    return ImageFolderCSV(images_root, split, ids, targets, transform, target_size=image_size)
 
 
 @torch.no_grad()

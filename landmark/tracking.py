@@ -65,10 +65,14 @@ class TrainingLog:
     """One MLflow run per training of a variant, plus its DVC plots CSVs: plots_dir/train/<variant>.csv (per
     step) and plots_dir/dev/<variant>.csv (per evaluation interval)."""
 
-    def __init__(self, variant_name: str, params: dict, plots_dir):
+    def __init__(self, variant_name: str, params: dict, plots_dir, run_id=None, rows=None):
+        """A new run, or (run_id, rows) of a resumed one."""
         self.mlflow = _mlflow()
         self.plot_paths = {kind: Path(plots_dir) / kind / f"{variant_name}.csv" for kind in ("train", "dev")}
-        self.rows = {"train": [], "dev": []}
+        self.rows = rows or {"train": [], "dev": []}
+        if run_id:
+            self.run = self.mlflow.start_run(run_id=run_id)
+            return
         tags = {"variant": variant_name, "git_commit": _git_commit()}
         if os.environ.get("DVC_EXP_NAME"):
             tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
@@ -106,3 +110,11 @@ def log_evaluation(run_id: str, metrics: dict, metrics_path) -> None:
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics({f"eval_{name}": value for name, value in metrics.items()})
         mlflow.log_artifact(str(metrics_path))
+
+
+def log_data_check(counts: dict, bad_list) -> None:
+    """One MLflow run per data check (the filter stage): its counts and the list of unusable images."""
+    mlflow = _mlflow()
+    with mlflow.start_run(run_name="filter", tags={"stage": "filter", "git_commit": _git_commit()}):
+        mlflow.log_metrics(counts)
+        mlflow.log_artifact(str(bad_list))

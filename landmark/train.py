@@ -1,40 +1,77 @@
 """The training loop: one variant, a fixed number of Adam steps, train curves per step and dev curves per
-interval, logged to MLflow and DVC plots."""
-
+interval, logged to MLflow and DVC plots; checkpointed so a killed run resumes where it stopped."""
+import hashlib
+import json
+import math
 import time
+from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from landmark.data.loading import ImageFolderCSV, make_transform
+from landmark.data.loading import EpochBatches, ImageFolderCSV, make_transform
+from landmark.errors import UserError
+from landmark.files import atomic_path
 from landmark.metrics import batch_gap
-from landmark.models import create_model
+from landmark.models import check_variant, create_model
 from landmark.predict import dev_metrics, eval_dataset, make_loader, pick_device, predict, save_model
 from landmark.tracking import TrainingLog
 
 
-def _batches(loader):
-    """Endless batches, epoch after epoch (the paper counted iterations, not epochs)."""
-    while True:
-        yield from loader
+def _fingerprint(variant, settings, train_split, dev_split) -> str:
+    """What a checkpoint must match to be resumed: the params and the exact data."""
+    digest = hashlib.sha256(json.dumps([variant, settings], sort_keys=True, default=str).encode())
+    for frame in (train_split, dev_split):
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
 
 
-def train_variant(name, variant, settings, images_root, train_split, dev_split, classes, model_path, plots_dir):
+def _save_checkpoint(path, step, model, optimizer, log, fingerprint) -> None:
+    state = {
+        "step": step,
+        "fingerprint": fingerprint,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "mlflow_run_id": log.run_id,
+        "rows": log.rows,
+    }
+    with atomic_path(path) as temporary:
+        torch.save(state, temporary)
+
+
+def _load_checkpoint(path, fingerprint):
+    """The checkpoint at path if it belongs to this very training, else None (a stale one is ignored)."""
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError):
+        return None
+    return state if state.get("fingerprint") == fingerprint else None
+
+
+def train_variant(
+    name, variant, settings, images_root, train_split, dev_split, classes, model_path, plots_dir, checkpoint_path=None
+):
     """Train one variant and save it to model_path; returns the final dev metrics.
 
     train_split, dev_split: frames with columns id, landmark_id. classes: the label encoding from the filter
-    stage (landmark_id, class_index).
+    stage (landmark_id, class_index). Every `checkpoint_every` steps the full state (model, optimizer, RNG,
+    step, curves, MLflow run) goes to checkpoint_path; a rerun of the same training resumes from it and ends
+    exactly as an uninterrupted run would.
     """
+    where = f"variants.{name}"
+    check_variant(variant, len(classes), where)
     torch.manual_seed(settings["seed"])
-    np.random.seed(settings["seed"])
     device = pick_device(settings["device"])
     class_index = pd.Series(classes["class_index"].to_numpy(), index=classes["landmark_id"].to_numpy())
     landmark_ids = classes["landmark_id"].to_numpy()
 
-    model = create_model(variant, len(classes), where=f"variants.{name}")
+    model = create_model(variant, len(classes), where=where)
     model = model.to(device).to(memory_format=torch.channels_last)
     config = model.data_config
     image_size, batch_size = int(variant["image_size"]), int(variant["batch_size"])
@@ -44,30 +81,44 @@ def train_variant(name, variant, settings, images_root, train_split, dev_split, 
         train_split["id"],
         class_index[train_split["landmark_id"]].to_numpy(),
         make_transform(image_size, config["mean"], config["std"], train=True),
+        augment_seed=int(settings["seed"]),
+        target_size=image_size,
     )
     dev_targets = class_index[dev_split["landmark_id"]].to_numpy()
     dev_data = eval_dataset(model, image_size, images_root, "train", dev_split["id"], dev_targets)
-    generator = torch.Generator().manual_seed(settings["seed"])
     workers = int(settings["num_workers"])
-    train_loader = make_loader(
-        train_data,
-        batch_size,
-        workers,
-        device,
-        shuffle=True,
-        generator=generator,
-        drop_last=len(train_data) >= batch_size,
-    )
     dev_loader = make_loader(dev_data, int(settings["eval_batch_size"]), workers, device)
-
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=float(variant["lr"]), fused=device.type == "cuda")
-    log = TrainingLog(name, {"variant": variant, "train": settings, "classes": len(classes)}, plots_dir)
+
+    fingerprint = _fingerprint(variant, settings, train_split, dev_split)
+    resumed = _load_checkpoint(checkpoint_path, fingerprint)
+    start = 0
+    if resumed:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        torch.set_rng_state(resumed["torch_rng"])
+        if resumed["cuda_rng"] and device.type == "cuda":
+            torch.cuda.set_rng_state_all(resumed["cuda_rng"])
+        start = resumed["step"]
+        print(f"train {name}: resuming from step {start} ({checkpoint_path})")
+    params = {"variant": variant, "train": settings, "classes": len(classes)}
+    log = TrainingLog(
+        name,
+        params,
+        plots_dir,
+        run_id=resumed["mlflow_run_id"] if resumed else None,
+        rows=resumed["rows"] if resumed else None,
+    )
+    train_loader = make_loader(
+        train_data, batch_size, workers, device, EpochBatches(len(train_data), batch_size, settings["seed"], start)
+    )
     steps, log_every, eval_every = int(variant["steps"]), int(settings["log_every"]), int(settings["eval_every"])
+    checkpoint_every = int(settings["checkpoint_every"])
     started = time.time()
     try:
-        batches = _batches(train_loader)
-        progress = tqdm(range(1, steps + 1), desc=f"train {name}", unit="step", mininterval=2)
+        batches = iter(train_loader)
+        progress = tqdm(range(start + 1, steps + 1), desc=f"train {name}", unit="step", mininterval=2)
         for step in progress:
             images, targets = next(batches)
             images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
@@ -78,25 +129,33 @@ def train_variant(name, variant, settings, images_root, train_split, dev_split, 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if step % log_every == 0 or step == steps:
+            checkpoint_due = checkpoint_path is not None and step % checkpoint_every == 0 and step < steps
+            if step % log_every == 0 or step == steps or checkpoint_due:
+                value = loss.item()  # a host sync: only on logging and checkpoint steps
+                if not math.isfinite(value):
+                    kept = f"; the last good checkpoint is {checkpoint_path}" if checkpoint_path else ""
+                    raise UserError(f"{where}: the loss became {value} at step {step}{kept}; try a lower lr")
                 confidence, predicted = logits.detach().float().softmax(dim=1).max(dim=1)
                 gap = batch_gap(confidence.cpu().numpy(), (predicted == targets).cpu().numpy())
-                log.log("train", step, {"loss": loss.item(), "batch_gap": gap})
-                progress.set_postfix(loss=f"{loss.item():.3f}")
+                log.log("train", step, {"loss": value, "batch_gap": gap})
+                progress.set_postfix(loss=f"{value:.3f}")
             if step % eval_every == 0 or step == steps:
                 classes_predicted, confidences, losses = predict(model, dev_loader, device, desc="dev")
                 metrics = dev_metrics(
                     dev_split["id"].to_numpy(), dev_targets, classes_predicted, confidences, losses, batch_size
                 )
-                log.log(
-                    "dev", step, {"loss": metrics["loss"], "gap": metrics["gap"], "batch_gap": metrics["batch_gap"]}
-                )
+                dev_curve = {"loss": metrics["loss"], "gap": metrics["gap"], "batch_gap": metrics["batch_gap"]}
+                log.log("dev", step, dev_curve)
                 log.write_plots()
+            if checkpoint_due:
+                _save_checkpoint(checkpoint_path, step, model, optimizer, log, fingerprint)
     except BaseException:
         log.fail()
         raise
     save_model(model_path, model, variant, landmark_ids, log.run_id)
     log.finish(artifacts=[model_path])
+    if checkpoint_path is not None:
+        Path(checkpoint_path).unlink(missing_ok=True)
     metrics["seconds"] = time.time() - started
-    metrics["images_per_second"] = steps * batch_size / metrics["seconds"]
+    metrics["images_per_second"] = (steps - start) * batch_size / metrics["seconds"]
     return metrics

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from landmark.data.images import scan
 from landmark.data.layout import image_path, read_csv
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_json
@@ -43,7 +44,8 @@ def main(models_dir, metrics_dir, images_dir, submission_csv, score_json):
     device = pick_device(settings["device"])
     model, checkpoint = load_model(Path(models_dir) / name / "model.pt", device)
     test_ids = read_csv(Path(images_dir) / "test.csv", ["id"])["id"].to_numpy()
-    has_image = np.array([image_path(images_dir, "test", image_id).exists() for image_id in test_ids], dtype=bool)
+    paths = [image_path(images_dir, "test", image_id) for image_id in test_ids]
+    has_image = ~np.isin(test_ids, scan(test_ids, paths, int(settings["max_image_pixels"]))["id"].to_numpy())
     dataset = eval_dataset(model, checkpoint["variant"]["image_size"], images_dir, "test", test_ids[has_image])
     loader = make_loader(dataset, int(settings["batch_size"]), int(settings["num_workers"]), device)
     classes, confidences, _ = predict(model, loader, device, desc="test")
@@ -61,7 +63,7 @@ def main(models_dir, metrics_dir, images_dir, submission_csv, score_json):
         result.update(score(read_submission(submission_csv), read_solution(solution_path)))
     write_json(score_json, result)
     scored = f", test GAP {result['gap']:.4f}" if "gap" in result else ""
-    missing = f", {int((~has_image).sum())} without an image left empty" if (~has_image).any() else ""
+    missing = f", {int((~has_image).sum())} without a usable image left empty" if (~has_image).any() else ""
     print(
         f"submission: {name} predicted {result['predicted']} of {len(test_ids)} test images{missing}{scored} -> {submission_csv}"
     )

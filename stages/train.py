@@ -1,6 +1,8 @@
 """Stage train@VARIANT: train one variant of params.yaml (variants.VARIANT) and save the model.
 
-Usage: python -m stages.train VARIANT IMAGES_DIR SPLIT_DIR CLASSES_CSV MODEL_PATH PLOTS_DIR
+Usage: python -m stages.train VARIANT IMAGES_DIR SPLIT_DIR CLASSES_CSV MODEL_PATH PLOTS_DIR CHECKPOINT_PATH
+
+CHECKPOINT_PATH is outside DVC's outputs, so a killed run's checkpoint survives until the rerun resumes from it.
 """
 
 import sys
@@ -15,7 +17,7 @@ from landmark.train import train_variant
 
 
 @exits_cleanly
-def main(variant_name, images_dir, split_dir, classes_csv, model_path, plots_dir):
+def main(variant_name, images_dir, split_dir, classes_csv, model_path, plots_dir, checkpoint_path):
     params = load_params()
     variant = section(params, "variants", variant_name)
     metrics = train_variant(
@@ -28,6 +30,7 @@ def main(variant_name, images_dir, split_dir, classes_csv, model_path, plots_dir
         pd.read_csv(classes_csv),
         model_path,
         plots_dir,
+        checkpoint_path,
     )
     print(
         f"train {variant_name}: {variant['steps']} steps in {metrics['seconds']:.0f} s "

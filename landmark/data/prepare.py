@@ -4,6 +4,9 @@ from them). Vectorised, so the real 4.13M-row train.csv takes seconds."""
 import numpy as np
 import pandas as pd
 
+from landmark.data.layout import line_of_row
+from landmark.errors import UserError
+
 
 def filter_classes(train: pd.DataFrame, min_samples_per_class: int):
     """Keep classes with at least `min_samples_per_class` images.
@@ -36,3 +39,24 @@ def split_dev(train: pd.DataFrame, dev_fraction: float, seed: int):
     is_dev = np.zeros(len(train), dtype=bool)
     is_dev[order] = rank_in_class < dev_quota
     return train[~is_dev], train[is_dev]
+
+
+def drop_duplicate_ids(train: pd.DataFrame, path):
+    """Drop repeated rows of the same id and label (a counted skip); the same id under two labels is an error
+    naming the line, since no rule can tell which label is right."""
+    repeated = train["id"].duplicated(keep="first")
+    conflicting = repeated & ~train.duplicated(["id", "landmark_id"], keep="first")
+    if conflicting.any():
+        row = int(conflicting.to_numpy().argmax())
+        image_id = train["id"].iloc[row]
+        raise UserError(
+            f"{path}:{line_of_row(path, row)}: id {image_id} appears again with another landmark_id; "
+            "keep one row per image"
+        )
+    return train[~repeated], int(repeated.sum())
+
+
+def candidate_rows(train: pd.DataFrame, min_samples_per_class: int) -> pd.DataFrame:
+    """The rows of classes large enough to pass the filter: the only images worth checking."""
+    counts = train["landmark_id"].value_counts()
+    return train[train["landmark_id"].isin(counts.index[counts >= min_samples_per_class])]

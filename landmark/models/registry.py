@@ -6,6 +6,7 @@ backbone's spatial map, before pooling). A new row of the results table is a par
 is a module here plus one line below.
 """
 
+import torch
 from torch import nn
 
 from landmark.errors import UserError
@@ -73,3 +74,27 @@ def create_model(variant: dict, num_classes: int, where: str = "variant", pretra
     attention = _build(attention_class, attention_options, f"{where}.attention", attention_width)
     head = _build(head_class, head_options, f"{where}.head", pooling.out_features, num_classes)
     return LandmarkModel(backbone, pooling, attention, head, attention_on, data_config)
+
+
+def check_variant(variant: dict, num_classes: int, where: str) -> None:
+    """Reject a variant's params before any work starts: missing keys, non-positive numbers, unknown parts, and
+    an image size the model cannot take. Errors name the params key."""
+    for key in ("backbone", "pooling", "attention", "head", "pretrained", "image_size", "batch_size", "lr", "steps"):
+        if key not in variant:
+            raise UserError(f"{where}.{key}: missing; every variant needs it")
+    for key, kind in (("image_size", int), ("batch_size", int), ("steps", int), ("lr", float)):
+        value = variant[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or kind(value) != value:
+            raise UserError(f"{where}.{key}: {value!r} must be a positive {kind.__name__}")
+    frozen = variant.get("frozen_tensors", 0)
+    if isinstance(frozen, bool) or not isinstance(frozen, int) or frozen < 0:
+        raise UserError(f"{where}.frozen_tensors: {frozen!r} must be a whole number >= 0")
+    model = create_model(variant, num_classes, where, pretrained="none").eval()
+    size = int(variant["image_size"])
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+    except RuntimeError as error:
+        raise UserError(
+            f"{where}.image_size: {variant['backbone']} cannot take {size} px images ({str(error).splitlines()[0]})"
+        )

@@ -1,0 +1,151 @@
+"""Fault injection: a small dataset salted with every kind of bad image GLDv2 holds, run through the stages."""
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from landmark.data.images import BadImage, open_rgb
+from landmark.data.layout import image_path, read_labels
+from landmark.data.prepare import drop_duplicate_ids
+from landmark.errors import UserError
+from landmark.train import train_variant
+
+ROOT = Path(__file__).parents[1]
+
+
+def encoded(image, format, **options):
+    buffer = io.BytesIO()
+    image.save(buffer, format, **options)
+    return buffer.getvalue()
+
+
+def salted_images():
+    """id suffix → (bytes or None for a missing file, the reason expected, or None when usable)."""
+    photo = Image.new("RGB", (40, 30), (200, 80, 20))
+    jpeg = encoded(photo, "JPEG")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    return {
+        "truncated": (jpeg[: len(jpeg) // 2], "undecodable"),
+        "garbage": (os.urandom(64), "not an image"),
+        "empty": (b"", "empty file"),
+        "huge": (encoded(Image.new("1", (12000, 9000)), "PNG"), "too large"),
+        "missing": (None, "missing"),
+        "gray": (encoded(photo.convert("L"), "JPEG"), None),
+        "cmyk": (encoded(photo.convert("CMYK"), "JPEG"), None),
+        "rgba_png": (encoded(photo.convert("RGBA"), "PNG"), None),
+        "palette": (encoded(photo.convert("P"), "PNG"), None),
+        "webp": (encoded(photo, "WEBP"), None),
+        "rotated": (encoded(photo, "JPEG", exif=exif), None),
+        "tiny": (encoded(Image.new("RGB", (1, 1)), "JPEG"), None),
+    }
+
+
+@pytest.fixture
+def salted(tmp_path, tiny_dataset):
+    """The tiny dataset plus one bad or odd image per case, all in its largest class."""
+    raw = tmp_path / "data/raw"
+    shutil.copytree(tiny_dataset, raw)
+    train = pd.read_csv(raw / "train.csv", dtype=str)
+    largest = train["landmark_id"].value_counts().index[0]
+    rows = []
+    for number, (case, (data, _)) in enumerate(salted_images().items()):
+        image_id = f"{number:x}" * 3 + case[:13].ljust(13, "0")
+        rows.append({"id": image_id, "landmark_id": largest, "case": case})
+        if data is not None:
+            path = image_path(raw, "train", image_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+    cases = pd.DataFrame(rows)
+    pd.concat([train, cases[["id", "landmark_id"]]]).to_csv(raw / "train.csv", index=False)
+    return tmp_path, cases
+
+
+def run_filter(project, max_bad_fraction):
+    params = {
+        "filter": {"min_samples_per_class": 4, "max_bad_fraction": max_bad_fraction, "max_image_pixels": 89478485}
+    }
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    environment = os.environ | {"PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    return subprocess.run(
+        [sys.executable, "-m", "stages.filter", "data/raw", "data/filtered"],
+        cwd=project,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_bad_images_are_counted_listed_and_skipped(salted, mlflow_store):
+    project, cases = salted
+    result = run_filter(project, max_bad_fraction=0.5)
+    assert result.returncode == 0, result.stderr
+    bad = pd.read_csv(project / "data/filtered/bad_images.csv")
+    expected = {case: reason for case, (_, reason) in salted_images().items() if reason}
+    by_case = dict(zip(cases["id"], cases["case"]))
+    assert {by_case[image_id]: reason.split(" (")[0] for image_id, reason in zip(bad["id"], bad["reason"])} == expected
+    assert "skipped 5 unusable images" in result.stdout
+    kept = read_labels(project / "data/filtered/train.csv")
+    usable = set(cases.loc[~cases["case"].isin(list(expected)), "id"])
+    assert usable <= set(kept["id"]) and not set(bad["id"]) & set(kept["id"])
+
+    # training reads every odd-but-usable image and completes
+    classes = pd.read_csv(project / "data/filtered/classes.csv")
+    variant = {
+        "backbone": "resnet10t", "pooling": "avg", "attention": "none", "head": "linear", "pretrained": "none",
+        "image_size": 32, "batch_size": 8, "lr": 0.001, "steps": 3,
+    }  # fmt: skip
+    settings = {
+        "seed": 0, "device": "cpu", "num_workers": 0, "log_every": 1, "eval_every": 3, "eval_batch_size": 16,
+        "checkpoint_every": 10,
+    }  # fmt: skip
+    odd = kept[kept["id"].isin(usable)]
+    metrics = train_variant(
+        "odd", variant, settings, project / "data/raw", kept, odd, classes, project / "m.pt", project / "plots"
+    )
+    assert metrics["images"] == len(usable)
+
+
+def test_too_many_bad_images_stop_the_stage_in_one_line(salted):
+    project, _ = salted
+    result = run_filter(project, max_bad_fraction=0.01)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: 5 of ") and result.stderr.count("\n") == 1
+    assert (
+        "over filter.max_bad_fraction (0.01); the list with reasons is in data/filtered/bad_images.csv" in result.stderr
+    )
+    assert len(pd.read_csv(project / "data/filtered/bad_images.csv")) == 5
+    assert not (project / "data/filtered/train.csv").exists()
+
+
+def test_odd_images_open_as_upright_rgb(tmp_path):
+    for case, (data, reason) in salted_images().items():
+        path = tmp_path / f"{case}.jpg"
+        if data is not None:
+            path.write_bytes(data)
+        if reason:
+            with pytest.raises(BadImage, match=reason):
+                open_rgb(path)
+            continue
+        image = open_rgb(path)
+        assert image.mode == "RGB"
+        if case == "rotated":
+            assert image.size == (30, 40)
+
+
+def test_duplicate_rows(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("id,landmark_id\na,1\nb,2\na,1\n")
+    kept, dropped = drop_duplicate_ids(read_labels(path), path)
+    assert kept["id"].tolist() == ["a", "b"] and dropped == 1
+    path.write_text("id,landmark_id\na,1\nb,2\n\na,3\n")
+    with pytest.raises(UserError, match=r"train.csv:5: id a appears again with another landmark_id"):
+        drop_duplicate_ids(read_labels(path), path)

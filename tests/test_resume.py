@@ -1,0 +1,144 @@
+"""Faults in training: a kill -9 resumes to the same result, a NaN loss stops cleanly, bad params stop early."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from landmark.data.layout import read_labels
+from landmark.data.prepare import filter_classes, split_dev
+from landmark.errors import UserError
+from landmark.files import write_csv
+from landmark.models import check_variant
+from landmark.train import train_variant
+
+ROOT = Path(__file__).parents[1]
+VARIANT = {
+    "backbone": "resnet10t", "pooling": "avg", "attention": "none", "head": "linear", "pretrained": "none",
+    "frozen_tensors": 0, "image_size": 32, "batch_size": 8, "lr": 0.001, "steps": 24,
+}  # fmt: skip
+SETTINGS = {
+    "seed": 0, "device": "cpu", "num_workers": 0, "log_every": 1, "eval_every": 10, "eval_batch_size": 16,
+    "checkpoint_every": 4,
+}  # fmt: skip
+
+
+def make_project(folder: Path, dataset: Path) -> Path:
+    kept, classes = filter_classes(read_labels(dataset / "train.csv"), 4)
+    train, dev = split_dev(kept, 0.25, seed=0)
+    write_csv(folder / "split/train.csv", train)
+    write_csv(folder / "split/dev.csv", dev)
+    write_csv(folder / "classes.csv", classes)
+    (folder / "params.yaml").write_text(yaml.safe_dump({"train": SETTINGS, "variants": {"tiny": VARIANT}}))
+    return folder
+
+
+def train_command(folder, dataset):
+    return [
+        sys.executable, "-m", "stages.train", "tiny", str(dataset), "split", "classes.csv", "model.pt", "plots",
+        "checkpoints/last.pt",
+    ]  # fmt: skip
+
+
+def environment(folder):
+    return os.environ | {"PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+
+
+def test_kill_9_then_rerun_ends_as_an_uninterrupted_run(tmp_path, tiny_dataset):
+    whole = make_project(tmp_path / "whole", tiny_dataset)
+    subprocess.run(
+        train_command(whole, tiny_dataset), cwd=whole, env=environment(whole), check=True, capture_output=True
+    )
+
+    killed = make_project(tmp_path / "killed", tiny_dataset)
+    process = subprocess.Popen(
+        train_command(killed, tiny_dataset), cwd=killed, env=environment(killed), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    checkpoint = killed / "checkpoints/last.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists() and not (killed / "model.pt").exists()
+    killed_at = torch.load(checkpoint, weights_only=False)["step"]
+    assert 0 < killed_at < VARIANT["steps"]
+
+    rerun = subprocess.run(
+        train_command(killed, tiny_dataset), cwd=killed, env=environment(killed), capture_output=True, text=True
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming from step {killed_at}" in rerun.stdout
+    assert not checkpoint.exists()
+    expected = torch.load(whole / "model.pt", weights_only=True)["state_dict"]
+    resumed = torch.load(killed / "model.pt", weights_only=True)["state_dict"]
+    for key in expected:
+        assert torch.allclose(expected[key].float(), resumed[key].float(), atol=1e-6), key
+    for curve in ("train", "dev"):
+        assert (whole / f"plots/{curve}/tiny.csv").read_text() == (killed / f"plots/{curve}/tiny.csv").read_text()
+
+
+def test_a_stale_checkpoint_is_not_resumed(tmp_path, tiny_dataset, mlflow_store):
+    project = make_project(tmp_path, tiny_dataset)
+    train, dev = read_labels(project / "split/train.csv"), read_labels(project / "split/dev.csv")
+    classes = pd.read_csv(project / "classes.csv")
+    (project / "last.pt").parent.mkdir(exist_ok=True)
+    torch.save({"fingerprint": "another training", "step": 3}, project / "last.pt")
+    short = VARIANT | {"steps": 2}
+    metrics = train_variant(
+        "t", short, SETTINGS, tiny_dataset, train, dev, classes, project / "m.pt", project / "p", project / "last.pt"
+    )
+    assert metrics["images_per_second"] > 0 and not (project / "last.pt").exists()
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, tiny_dataset, mlflow_store):
+    project = make_project(tmp_path, tiny_dataset)
+    train, dev = read_labels(project / "split/train.csv"), read_labels(project / "split/dev.csv")
+    classes = pd.read_csv(project / "classes.csv")
+    exploding = VARIANT | {"lr": 1e30, "steps": 10}
+    settings = SETTINGS | {"checkpoint_every": 1}
+    with pytest.raises(
+        UserError, match=r"variants.boom: the loss became (nan|inf) at step \d+; the last good checkpoint"
+    ):
+        train_variant(
+            "boom",
+            exploding,
+            settings,
+            tiny_dataset,
+            train,
+            dev,
+            classes,
+            tmp_path / "m.pt",
+            tmp_path / "p",
+            tmp_path / "last.pt",
+        )
+    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert all(torch.isfinite(tensor).all() for tensor in state["model"].values() if tensor.is_floating_point())
+    assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"lr": -0.001}, r"variants.v.lr: -0.001 must be a positive float"),
+        ({"steps": 0}, r"variants.v.steps: 0 must be a positive int"),
+        ({"batch_size": 2.5}, r"variants.v.batch_size: 2.5 must be a positive int"),
+        ({"frozen_tensors": -1}, r"variants.v.frozen_tensors: -1 must be a whole number"),
+        ({"image_size": 4, "backbone": "legacy_xception"}, r"variants.v.image_size: legacy_xception cannot take 4 px"),
+        ({"pooling": "max"}, r"variants.v.pooling: unknown pooling 'max'"),
+    ],
+)
+def test_bad_params_are_refused_before_any_work(change, message):
+    with pytest.raises(UserError, match=message):
+        check_variant(VARIANT | change, 3, "variants.v")
+    missing = {key: value for key, value in VARIANT.items() if key != "lr"}
+    with pytest.raises(UserError, match=r"variants.v.lr: missing"):
+        check_variant(missing, 3, "variants.v")
