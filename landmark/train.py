@@ -1,5 +1,6 @@
 """The training loop: one variant, a fixed number of Adam steps, train curves per step and dev curves per
 interval, logged to MLflow and DVC plots; checkpointed so a killed run resumes where it stopped."""
+
 import hashlib
 import json
 import math
@@ -91,6 +92,8 @@ def train_variant(
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=float(variant["lr"]), fused=device.type == "cuda")
 
+    steps, log_every, eval_every = int(variant["steps"]), int(settings["log_every"]), int(settings["eval_every"])
+    checkpoint_every = int(settings["checkpoint_every"])
     fingerprint = _fingerprint(variant, settings, train_split, dev_split)
     resumed = _load_checkpoint(checkpoint_path, fingerprint)
     start = 0
@@ -113,8 +116,6 @@ def train_variant(
     train_loader = make_loader(
         train_data, batch_size, workers, device, EpochBatches(len(train_data), batch_size, settings["seed"], start)
     )
-    steps, log_every, eval_every = int(variant["steps"]), int(settings["log_every"]), int(settings["eval_every"])
-    checkpoint_every = int(settings["checkpoint_every"])
     started = time.time()
     try:
         batches = iter(train_loader)

@@ -45,7 +45,7 @@ def main(models_dir, metrics_dir, images_dir, submission_csv, score_json):
     model, checkpoint = load_model(Path(models_dir) / name / "model.pt", device)
     test_ids = read_csv(Path(images_dir) / "test.csv", ["id"])["id"].to_numpy()
     paths = [image_path(images_dir, "test", image_id) for image_id in test_ids]
-    has_image = ~np.isin(test_ids, scan(test_ids, paths, int(settings["max_image_pixels"]))["id"].to_numpy())
+    has_image = scan(test_ids, paths, int(settings["max_image_pixels"]))["reason"].isna().to_numpy()
     dataset = eval_dataset(model, checkpoint["variant"]["image_size"], images_dir, "test", test_ids[has_image])
     loader = make_loader(dataset, int(settings["batch_size"]), int(settings["num_workers"]), device)
     classes, confidences, _ = predict(model, loader, device, desc="test")

@@ -47,17 +47,18 @@ def test_read_labels_names_the_bad_line(tmp_path):
 
 
 def test_filter_stage_error_is_one_line(tmp_path):
-    (tmp_path / "params.yaml").write_text("filter:\n  min_samples_per_class: 2\n")
-    (tmp_path / "train.csv").write_text("id,landmark_id\na,1.5\n")
+    (tmp_path / "params.yaml").write_text(
+        "filter:\n  min_samples_per_class: 2\n  max_bad_fraction: 0.1\n  max_image_pixels: 1000\n"
+    )
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw/train.csv").write_text("id,landmark_id\na,1.5\n")
     result = subprocess.run(
-        [sys.executable, "-m", "stages.filter", "train.csv", "out"],
+        [sys.executable, "-m", "stages.filter", "raw", "out"],
         cwd=tmp_path,
         env={"PYTHONPATH": str(Path(__file__).parents[1]), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
     )
-    assert (
-        result.returncode == 1
-        and result.stderr == "error: train.csv:2: landmark_id '1.5' is not an integer; fix or remove the row\n"
-    )
+    assert result.returncode == 1
+    assert result.stderr == "error: raw/train.csv:2: landmark_id '1.5' is not an integer; fix or remove the row\n"
     assert not (tmp_path / "out").exists()

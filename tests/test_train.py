@@ -22,7 +22,9 @@ VARIANT = dict(
     lr=0.001,
     steps=6,
 )
-SETTINGS = dict(seed=0, device="cpu", num_workers=0, log_every=2, eval_every=3, eval_batch_size=16)
+SETTINGS = dict(
+    seed=0, device="cpu", num_workers=0, log_every=2, eval_every=3, eval_batch_size=16, checkpoint_every=100
+)
 
 
 @pytest.fixture

@@ -1,9 +1,12 @@
 """Reading scraped web images robustly. GLDv2 holds corrupt, truncated and empty files, grayscale, CMYK and
 palette images, PNG or WebP bytes behind a .jpg name, EXIF-rotated photos, and a few enormous ones."""
 
+import hashlib
+import io
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -21,7 +24,7 @@ def open_rgb(path, max_pixels: int = Image.MAX_IMAGE_PIXELS, target_size: int | 
     With target_size, JPEGs decode at a reduced scale no smaller than it (much faster for large photos).
     """
     try:
-        if os.path.getsize(path) == 0:
+        if isinstance(path, (str, os.PathLike)) and os.path.getsize(path) == 0:
             raise BadImage("empty file")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -40,27 +43,32 @@ def open_rgb(path, max_pixels: int = Image.MAX_IMAGE_PIXELS, target_size: int | 
         raise BadImage(f"undecodable ({str(error).splitlines()[0]})") from None
 
 
-def problem(path, max_pixels: int) -> str | None:
-    """Why the image at path cannot be used, or None when it can."""
+def check(path, max_pixels: int):
+    """(reason the image at path cannot be used or None, md5 of its bytes or None when missing)."""
     try:
-        open_rgb(path, max_pixels)
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return "missing", None
+    try:
+        open_rgb(io.BytesIO(data) if data else path, max_pixels)
     except BadImage as error:
-        return str(error)
-    return None
+        return str(error), hashlib.md5(data).hexdigest()
+    return None, hashlib.md5(data).hexdigest()
 
 
-def _problems(job):
+def _check_chunk(job):
     paths, max_pixels = job
-    return [problem(path, max_pixels) for path in paths]
+    return [check(path, max_pixels) for path in paths]
 
 
 def scan(ids, paths, max_pixels: int, workers: int | None = None) -> pd.DataFrame:
-    """Decode every image once, in parallel; returns the unusable ones as (id, reason)."""
+    """Decode every image once, in parallel. Returns id, reason (None when usable) and md5 of each image: the
+    md5s let later stages depend on the images' content without DVC walking the image folder for each."""
     paths = [str(path) for path in paths]
     chunks = [(paths[start : start + 256], max_pixels) for start in range(0, len(paths), 256)]
-    reasons = []
+    results = []
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-        for chunk in tqdm(pool.map(_problems, chunks), total=len(chunks), desc="check images", unit="chunk"):
-            reasons.extend(chunk)
-    found = pd.DataFrame({"id": list(ids), "reason": reasons})
-    return found[found["reason"].notna()].reset_index(drop=True)
+        for chunk in tqdm(pool.map(_check_chunk, chunks), total=len(chunks), desc="check images", unit="chunk"):
+            results.extend(chunk)
+    reasons, digests = zip(*results) if results else ((), ())
+    return pd.DataFrame({"id": list(ids), "reason": list(reasons), "md5": list(digests)})

@@ -60,7 +60,9 @@ class EpochBatches(torch.utils.data.Sampler):
             batch_epoch, offset = divmod(batch, per_epoch)
             if batch_epoch != epoch:
                 epoch = batch_epoch
-                order = torch.randperm(self.size, generator=torch.Generator().manual_seed(hash((self.seed, epoch)) % 2**63))
+                order = torch.randperm(
+                    self.size, generator=torch.Generator().manual_seed(hash((self.seed, epoch)) % 2**63)
+                )
             indices = order[offset * self.batch_size : (offset + 1) * self.batch_size]
             yield (epoch * self.size + indices).tolist()
             batch += 1
