@@ -3,16 +3,29 @@
 import hashlib
 import http.server
 import io
+import os
+import signal
+import subprocess
+import sys
 import tarfile
 import threading
+import time
 import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import requests
 
 from landmark.data import kaggle
-from landmark.data.kaggle import download, download_competition_files, extract_tar, extract_zip, fetch, fetch_shards
+from landmark.data.kaggle import (
+    download,
+    download_competition_files,
+    extract_tar,
+    extract_zip,
+    fetch,
+    fetch_shards,
+)
 from landmark.errors import UserError
 
 
@@ -34,6 +47,12 @@ class MirrorHandler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
         self.send_header("Content-Length", str(len(body) - start))
         self.end_headers()
+        if self.path in self.server.slow:
+            for offset in range(start, len(body), 4096):
+                self.wfile.write(body[offset : offset + 4096])
+                self.wfile.flush()
+                time.sleep(0.05)
+            return
         if self.path in self.server.interrupt:
             self.server.interrupt.discard(self.path)
             self.wfile.write(body[start : start + (len(body) - start) // 2])
@@ -49,7 +68,7 @@ class MirrorHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def mirror():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), MirrorHandler)
-    server.files, server.requests, server.interrupt = {}, [], set()
+    server.files, server.requests, server.interrupt, server.slow = {}, [], set(), set()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -222,3 +241,33 @@ def test_download_2020_takes_images_from_the_api(tmp_path):
     assert summary == {"train_rows": 2, "train_images": 1, "test_images": 1}
     assert (tmp_path / "raw/test.csv").read_text() == "id\nabcdef0123456789\n"
     assert (tmp_path / "downloads/landmark-recognition-2020/landmark-recognition-2020.zip").exists()
+
+
+def test_kill_9_during_download_keeps_verified_shards_and_resumes(tmp_path, mirror):
+    publish_shard(mirror, "train", 0, {"0/1/2/0123456789abcdef.jpg": b"first"})
+    publish_shard(mirror, "train", 1, {"f/e/d/fedcba9876543210.jpg": os.urandom(400_000)})
+    mirror.slow.add("/train/images_001.tar")  # ~5 s to serve: time to kill the downloader in the middle
+    cache = tmp_path / "cache"
+    downloader = subprocess.Popen(
+        [
+            sys.executable, "-c", "import sys; from landmark.data.kaggle import fetch_shards; "
+            "fetch_shards(sys.argv[1], 'train', 2, sys.argv[2], sys.argv[3])", mirror.url, str(cache),
+            str(tmp_path / "out"),
+        ],
+        env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])},
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    partial = cache / "train/images_001.tar.part"
+    deadline = time.time() + 60
+    while (not partial.exists() or partial.stat().st_size < 50_000) and time.time() < deadline:
+        time.sleep(0.02)
+    downloader.send_signal(signal.SIGKILL)
+    downloader.wait()
+    assert (cache / "train/images_000.tar.verified").exists() and partial.stat().st_size >= 50_000
+    mirror.slow.clear()
+    served = len(mirror.requests)
+    fetch_shards(mirror.url, "train", 2, cache, tmp_path / "out")
+    again = mirror.requests[served:]
+    assert [path for path, _ in again] == ["/md5sum/train/md5.images_001.txt", "/train/images_001.tar"]
+    assert again[1][1].startswith("bytes=") and int(again[1][1][6:-1]) >= 50_000
+    assert (tmp_path / "out/f/e/d/fedcba9876543210.jpg").stat().st_size == 400_000

@@ -119,7 +119,7 @@ def fetch(url: str, dest, retries: int = 3, timeout: float = 60) -> Path:
                         total=total, initial=offset, desc=dest.name, unit="B", unit_scale=True, leave=False
                     ) as progress,
                 ):
-                    while chunk := response.read(1 << 20):
+                    while chunk := response.read1(1 << 20):  # what has arrived, so a kill loses little
                         handle.write(chunk)
                         progress.update(len(chunk))
             if total is not None and part.stat().st_size != total:

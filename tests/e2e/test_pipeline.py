@@ -34,6 +34,9 @@ def tiny_params():
     return params
 
 
+SECRET = "KGAT_sentinel_5f1e0c2a9b"
+
+
 def run(command, repo, env):
     result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
@@ -58,6 +61,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
     env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["KAGGLE_API_TOKEN"] = SECRET  # must never reach a log, a param, an artifact or an output
     dvc = [sys.executable, "-m", "dvc"]
     for command in (
         ["git", "init", "-q"],
@@ -96,6 +100,9 @@ def test_dvc_repro_end_to_end(tmp_path):
     run(["git", "commit", "-qm", "lock"], repo, env)
     experiment = run(dvc + ["exp", "run", "-S", "variants.xception.lr=0.0001"], repo, env)
     assert stages_run(experiment) == {"train@xception", "evaluate@xception", "submission", "saliency", "report"}
+    assert SECRET not in first + second + experiment
+    written = [path for path in repo.rglob("*") if path.is_file() and ".git" not in path.parts]
+    assert written and not [path for path in written if SECRET.encode() in path.read_bytes()]
     with sqlite3.connect(repo / "mlflow.db") as db:
         tagged = db.execute("select count(*) from tags where key = 'dvc_experiment'").fetchone()
     assert tagged == (1,)
