@@ -190,8 +190,10 @@ def write_submission(path, ids, labels, confidences) -> None:
     pd.DataFrame({"id": list(ids), "landmarks": landmarks}).to_csv(path, index=False)
 
 
-def write_validated_submission(path, ids, labels, confidences, test_ids) -> None:
-    """write_submission into a temporary file, validate it against the test ids, then move it into place."""
+def write_validated_submission(path, ids, labels, confidences, test_ids) -> pd.DataFrame:
+    """write_submission into a temporary file, validate it against the test ids, then move it into place.
+
+    Returns the submission as read back (read_submission's frame), ready to score."""
     with atomic_path(path) as temporary:
         write_submission(temporary, ids, labels, confidences)
-        validate_submission(temporary, test_ids)
+        return validate_submission(temporary, test_ids)

@@ -16,7 +16,7 @@ from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_json
 from landmark.params import load_params, section
 from landmark.predict import eval_dataset, load_model, make_loader, pick_device, predict
-from landmark.submission import read_solution, read_submission, score, write_validated_submission
+from landmark.submission import read_solution, score, write_validated_submission
 
 
 def choose_variant(requested: str, variants, metrics_dir) -> str:
@@ -52,15 +52,16 @@ def main(models_dir, metrics_dir, images_dir, submission_csv, score_json):
 
     labels = np.full(len(test_ids), None, dtype=object)
     scores = np.zeros(len(test_ids))
+    predicted_rows = np.flatnonzero(has_image)
     keep = confidences >= float(settings["min_confidence"])
-    labels[np.flatnonzero(has_image)[keep]] = np.asarray(checkpoint["landmark_ids"])[classes[keep]]
-    scores[np.flatnonzero(has_image)] = confidences
-    write_validated_submission(submission_csv, test_ids, labels, scores, test_ids)
+    labels[predicted_rows[keep]] = np.asarray(checkpoint["landmark_ids"])[classes[keep]]
+    scores[predicted_rows] = confidences
+    submission = write_validated_submission(submission_csv, test_ids, labels, scores, test_ids)
 
     result = {"variant": name, "test_images": int(len(test_ids)), "predicted": int(keep.sum())}
     solution_path = Path(images_dir) / "solution.csv"
     if solution_path.exists():
-        result.update(score(read_submission(submission_csv), read_solution(solution_path)))
+        result.update(score(submission, read_solution(solution_path)))
     write_json(score_json, result)
     scored = f", test GAP {result['gap']:.4f}" if "gap" in result else ""
     missing = f", {int((~has_image).sum())} without a usable image left empty" if (~has_image).any() else ""

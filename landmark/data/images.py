@@ -49,8 +49,10 @@ def check(path, max_pixels: int):
         data = Path(path).read_bytes()
     except FileNotFoundError:
         return "missing", None
+    if not data:
+        return "empty file", hashlib.md5(data).hexdigest()
     try:
-        open_rgb(io.BytesIO(data) if data else path, max_pixels)
+        open_rgb(io.BytesIO(data), max_pixels)
     except BadImage as error:
         return str(error), hashlib.md5(data).hexdigest()
     return None, hashlib.md5(data).hexdigest()
