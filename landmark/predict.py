@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from landmark.data.loading import ImageFolderCSV, make_transform
+from landmark.data.loading import DeviceTransform, ImageFolderCSV, collate
 from landmark.errors import UserError
 from landmark.files import atomic_path
 from landmark.metrics import global_average_precision, mean_batch_gap
@@ -24,15 +24,27 @@ def pick_device(setting: str = "auto") -> torch.device:
     return torch.device(setting)
 
 
+def decode_mode(setting: str, device: torch.device) -> str:
+    """Where JPEGs are decoded: `auto` decodes on the GPU (nvJPEG) when training or predicting there, else in
+    the loader workers (see landmark.data.loading)."""
+    if setting == "auto":
+        return "device" if device.type == "cuda" else "worker"
+    if setting not in ("worker", "device"):
+        raise UserError(f"params.yaml decode: {setting!r} is not auto, worker or device")
+    return setting
+
+
 def make_loader(dataset, batch_size, num_workers, device, batch_sampler=None):
     """Batches in order, or those of batch_sampler (training's EpochBatches)."""
     batching = {"batch_sampler": batch_sampler} if batch_sampler else {"batch_size": batch_size}
     return torch.utils.data.DataLoader(
         dataset,
         **batching,
+        collate_fn=collate,
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
     )
 
 
@@ -58,10 +70,14 @@ def load_model(path, device):
     return model.to(device).eval(), checkpoint
 
 
-def eval_dataset(model, image_size: int, images_root, split, ids, targets=None):
+def eval_dataset(image_size: int, images_root, split, ids, targets=None, decode: str = "worker"):
+    return ImageFolderCSV(images_root, split, ids, targets, image_size=image_size, decode=decode)
+
+
+def model_input(model, dataset, device, augment_seed=None) -> DeviceTransform:
+    """The batched device-side transform that turns this dataset's batches into the model's input."""
     config = model.data_config
-    transform = make_transform(image_size, config["mean"], config["std"], train=False)
-    return ImageFolderCSV(images_root, split, ids, targets, transform, target_size=image_size)
+    return DeviceTransform(dataset.image_size, config["mean"], config["std"], device, augment_seed, len(dataset))
 
 
 @torch.no_grad()
@@ -69,9 +85,10 @@ def predict(model, loader, device, desc="predict"):
     """Top-1 class index, its softmax confidence and, where targets are known, the per-image cross-entropy."""
     was_training = model.training
     model.eval()
+    to_input = model_input(model, loader.dataset, device)
     classes, confidences, losses = [], [], []
-    for images, targets in tqdm(loader, desc=desc, unit="batch", leave=False, mininterval=1):
-        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    for images, targets, keys in tqdm(loader, desc=desc, unit="batch", leave=False, mininterval=1):
+        images = to_input(images, keys)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(images).float()
         confidence, predicted = logits.softmax(dim=1).max(dim=1)

@@ -12,12 +12,21 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from landmark.data.loading import EpochBatches, ImageFolderCSV, make_transform
+from landmark.data.loading import EpochBatches, ImageFolderCSV
 from landmark.errors import UserError
 from landmark.files import atomic_path
 from landmark.metrics import batch_gap
 from landmark.models import check_variant, create_model
-from landmark.predict import dev_metrics, eval_dataset, make_loader, pick_device, predict, save_model
+from landmark.predict import (
+    decode_mode,
+    dev_metrics,
+    eval_dataset,
+    make_loader,
+    model_input,
+    pick_device,
+    predict,
+    save_model,
+)
 from landmark.tracking import TrainingLog
 
 
@@ -55,6 +64,23 @@ def _load_checkpoint(path, fingerprint):
     return state if state.get("fingerprint") == fingerprint else None
 
 
+def autocast_dtype(setting: str, device: torch.device):
+    """The autocast dtype for `precision`, or None for plain fp32: `auto` is bf16 on a GPU, fp32 on the CPU."""
+    choices = {"fp32": None, "bf16": torch.bfloat16, "auto": torch.bfloat16 if device.type == "cuda" else None}
+    if setting not in choices:
+        raise UserError(f"params.yaml train.precision: {setting!r} is not auto, bf16 or fp32")
+    return choices[setting]
+
+
+def compiled(model, setting, device):
+    """The model's forward under torch.compile when `compile` says so (`auto`: on a GPU only, where it pays)."""
+    if setting == "auto":
+        setting = device.type == "cuda"
+    if not isinstance(setting, bool):
+        raise UserError(f"params.yaml train.compile: {setting!r} is not auto, true or false")
+    return torch.compile(model) if setting else model
+
+
 def train_variant(
     name, variant, settings, images_root, train_split, dev_split, classes, model_path, plots_dir, checkpoint_path=None
 ):
@@ -72,21 +98,18 @@ def train_variant(
     class_index = pd.Series(classes["class_index"].to_numpy(), index=classes["landmark_id"].to_numpy())
     landmark_ids = classes["landmark_id"].to_numpy()
 
+    precision = autocast_dtype(settings["precision"], device)
+    decode = decode_mode(settings["decode"], device)
+
     model = create_model(variant, len(classes), where=where)
     model = model.to(device).to(memory_format=torch.channels_last)
-    config = model.data_config
+    forward = compiled(model, settings["compile"], device)
     image_size, batch_size = int(variant["image_size"]), int(variant["batch_size"])
-    train_data = ImageFolderCSV(
-        images_root,
-        "train",
-        train_split["id"],
-        class_index[train_split["landmark_id"]].to_numpy(),
-        make_transform(image_size, config["mean"], config["std"], train=True),
-        augment_seed=int(settings["seed"]),
-        target_size=image_size,
-    )
+    train_targets = class_index[train_split["landmark_id"]].to_numpy()
+    train_data = ImageFolderCSV(images_root, "train", train_split["id"], train_targets, image_size, decode)
+    to_input = model_input(model, train_data, device, augment_seed=int(settings["seed"]))
     dev_targets = class_index[dev_split["landmark_id"]].to_numpy()
-    dev_data = eval_dataset(model, image_size, images_root, "train", dev_split["id"], dev_targets)
+    dev_data = eval_dataset(image_size, images_root, "train", dev_split["id"], dev_targets, decode)
     workers = int(settings["num_workers"])
     dev_loader = make_loader(dev_data, int(settings["eval_batch_size"]), workers, device)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
@@ -121,11 +144,11 @@ def train_variant(
         batches = iter(train_loader)
         progress = tqdm(range(start + 1, steps + 1), desc=f"train {name}", unit="step", mininterval=2)
         for step in progress:
-            images, targets = next(batches)
-            images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            images, targets, keys = next(batches)
+            images = to_input(images, keys)
             targets = targets.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model(images)
+            with torch.autocast(device.type, dtype=precision or torch.float32, enabled=precision is not None):
+                logits = forward(images)
             loss = F.cross_entropy(logits.float(), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

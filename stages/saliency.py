@@ -13,7 +13,8 @@ from PIL import Image
 from landmark.data.layout import image_path, read_labels
 from landmark.errors import exits_cleanly
 from landmark.params import load_params, section
-from landmark.predict import eval_dataset, load_model
+from landmark.data.loading import collate
+from landmark.predict import eval_dataset, load_model, model_input
 from landmark.saliency import plot_saliency_grid, saliency_maps
 
 
@@ -26,8 +27,9 @@ def main(models_dir, images_dir, dev_csv, out_png):
     maps = {}
     for name in section(params, "variants"):
         model, checkpoint = load_model(Path(models_dir) / name / "model.pt", torch.device("cpu"))
-        dataset = eval_dataset(model, checkpoint["variant"]["image_size"], images_dir, "train", chosen)
-        maps[name] = saliency_maps(model, torch.stack([dataset[index][0] for index in range(len(chosen))]))
+        dataset = eval_dataset(checkpoint["variant"]["image_size"], images_dir, "train", chosen)
+        images, _, keys = collate([dataset[index] for index in range(len(chosen))])
+        maps[name] = saliency_maps(model, model_input(model, dataset, torch.device("cpu"))(images, keys))
     pictures = [np.asarray(Image.open(image_path(images_dir, "train", image_id)).convert("RGB")) for image_id in chosen]
     plot_saliency_grid(pictures, maps, out_png)
     print(f"saliency: {len(chosen)} dev images x {len(maps)} variants -> {out_png}")

@@ -15,7 +15,7 @@ from landmark.data.layout import image_path, read_csv
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_json
 from landmark.params import load_params, section
-from landmark.predict import eval_dataset, load_model, make_loader, pick_device, predict
+from landmark.predict import decode_mode, eval_dataset, load_model, make_loader, pick_device, predict
 from landmark.submission import read_solution, score, write_validated_submission
 
 
@@ -46,7 +46,8 @@ def main(models_dir, metrics_dir, images_dir, submission_csv, score_json):
     test_ids = read_csv(Path(images_dir) / "test.csv", ["id"])["id"].to_numpy()
     paths = [image_path(images_dir, "test", image_id) for image_id in test_ids]
     has_image = scan(test_ids, paths, int(settings["max_image_pixels"]))["reason"].isna().to_numpy()
-    dataset = eval_dataset(model, checkpoint["variant"]["image_size"], images_dir, "test", test_ids[has_image])
+    decode = decode_mode(settings["decode"], device)
+    dataset = eval_dataset(checkpoint["variant"]["image_size"], images_dir, "test", test_ids[has_image], decode=decode)
     loader = make_loader(dataset, int(settings["batch_size"]), int(settings["num_workers"]), device)
     classes, confidences, _ = predict(model, loader, device, desc="test")
 

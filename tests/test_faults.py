@@ -105,13 +105,15 @@ def test_bad_images_are_counted_listed_and_skipped(salted, mlflow_store):
     }  # fmt: skip
     settings = {
         "seed": 0, "device": "cpu", "num_workers": 0, "log_every": 1, "eval_every": 3, "eval_batch_size": 16,
-        "checkpoint_every": 10,
+        "checkpoint_every": 10, "precision": "auto", "compile": "auto", "decode": "auto",
     }  # fmt: skip
     odd = kept[kept["id"].isin(usable)]
-    metrics = train_variant(
-        "odd", variant, settings, project / "data/raw", kept, odd, classes, project / "m.pt", project / "plots"
-    )
-    assert metrics["images"] == len(usable)
+    for decode in ("worker", "device"):  # device: the bytes reach the decoder, odd ones fall back to the worker
+        metrics = train_variant(
+            "odd", variant, settings | {"decode": decode}, project / "data/raw", kept, odd, classes, project / "m.pt",
+            project / "plots",
+        )  # fmt: skip
+        assert metrics["images"] == len(usable)
 
 
 def test_too_many_bad_images_stop_the_stage_in_one_line(salted):

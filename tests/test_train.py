@@ -23,7 +23,8 @@ VARIANT = dict(
     steps=6,
 )
 SETTINGS = dict(
-    seed=0, device="cpu", num_workers=0, log_every=2, eval_every=3, eval_batch_size=16, checkpoint_every=100
+    seed=0, device="cpu", num_workers=0, log_every=2, eval_every=3, eval_batch_size=16, checkpoint_every=100,
+    precision="auto", compile="auto", decode="auto",
 )
 
 
@@ -50,7 +51,7 @@ def test_training_saves_model_plots_and_an_mlflow_run(tmp_path, tiny_dataset, pr
     model, checkpoint = load_model(model_path, torch.device("cpu"))
     assert checkpoint["variant"] == VARIANT and checkpoint["landmark_ids"] == classes["landmark_id"].tolist()
     targets = dev["landmark_id"].map(dict(zip(classes["landmark_id"], classes["class_index"]))).to_numpy()
-    loader = make_loader(eval_dataset(model, 32, tiny_dataset, "train", dev["id"], targets), 16, 0, torch.device("cpu"))
+    loader = make_loader(eval_dataset(32, tiny_dataset, "train", dev["id"], targets), 16, 0, torch.device("cpu"))
     reloaded = dev_metrics(dev["id"].to_numpy(), targets, *predict(model, loader, torch.device("cpu")), 64)
     assert reloaded["gap"] == metrics["gap"] and reloaded["loss"] == pytest.approx(metrics["loss"], rel=1e-6)
 

@@ -1,48 +1,157 @@
-"""Datasets that read the Kaggle layout's JPEGs, with the paper's augmentation (crop, flip, shifts)."""
+"""From JPEG files to model input. Loader workers only read (and, by default, decode and resize) images; the
+paper's augmentation (random shifts, scaling, horizontal flips) and the normalisation run batched on the
+training device, so a GPU does not wait on per-image Python work in the workers.
+
+Two ways to decode, chosen by `decode`:
+- `worker`: workers decode with PIL (JPEG draft mode for big photos) and resize to uint8 tensors; batches are
+  stacked in the worker, one shared-memory handle per batch.
+- `device`: workers return each file's bytes; the batch is decoded on the device (nvJPEG on a GPU, libjpeg-turbo
+  on the CPU) and resized there. Files nvJPEG cannot take (not JPEG, CMYK, EXIF-rotated) are decoded by the
+  worker instead, so every image the filter stage accepted still loads.
+"""
+
+import io
+import warnings
 
 import numpy as np
 import torch
-from torchvision.transforms import v2
+import torch.nn.functional as F
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_jpeg
 
 from landmark.data.images import open_rgb
 from landmark.data.layout import image_path
 
+EXIF_ORIENTATION = 0x0112
 
-def make_transform(image_size: int, mean, std, train: bool):
-    """Resize to `image_size`; for training, the paper's random shifts and horizontal flips."""
-    steps = [v2.ToImage(), v2.Resize((image_size, image_size), antialias=True)]
-    if train:
-        steps += [v2.RandomAffine(degrees=0, translate=(0.1, 0.1), scale=(0.9, 1.1)), v2.RandomHorizontalFlip()]
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
-    return v2.Compose(steps)
+
+def _resized_uint8(image: Image.Image, size: int) -> torch.Tensor:
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.BILINEAR)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+
+def _plain_jpeg(blob: bytes) -> bool:
+    """Whether nvJPEG decodes these bytes to the image as PIL would see it: a baseline RGB/gray JPEG, upright."""
+    if blob[:2] != b"\xff\xd8":
+        return False
+    try:
+        with Image.open(io.BytesIO(blob)) as image:
+            return image.mode in ("RGB", "L") and image.getexif().get(EXIF_ORIENTATION, 1) == 1
+    except Exception:  # undecodable headers are PIL's to report, on the worker path
+        return False
 
 
 class ImageFolderCSV(torch.utils.data.Dataset):
     """Images `root/split/a/b/c/<id>.jpg` with optional class indices.
 
-    A key is `epoch · len + index` (plain indices are epoch 0). With an augment_seed, the random augmentation
-    of each key is drawn from (augment_seed, epoch, index) alone, so it is the same whichever worker loads it
-    and whether or not training was interrupted and resumed.
+    Items are (image, target, key). A key is `epoch · len + index` (plain indices are epoch 0); the augmentation
+    of a key is drawn from (seed, epoch, index) on the device (DeviceTransform), so it is the same whichever worker
+    loads it and whether or not training was interrupted and resumed. The image is a uint8 tensor of
+    image_size × image_size, or with decode="device" the file's bytes (see the module docstring).
     """
 
-    def __init__(self, root, split: str, ids, targets=None, transform=None, augment_seed=None, target_size=None):
+    def __init__(self, root, split: str, ids, targets=None, image_size: int = 224, decode: str = "worker"):
+        if decode not in ("worker", "device"):
+            raise ValueError(f"decode must be worker or device, not {decode!r}")
         self.paths = [image_path(root, split, image_id) for image_id in ids]
-        self.target_size = target_size
         self.targets = np.full(len(self.paths), -1, dtype=np.int64) if targets is None else np.asarray(targets)
-        self.transform = transform
-        self.augment_seed = augment_seed
+        self.image_size = int(image_size)
+        self.decode = decode
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, key):
-        epoch, index = divmod(int(key), len(self.paths))
-        image = open_rgb(self.paths[index], target_size=self.target_size)
-        if self.augment_seed is None:
-            return self.transform(image), int(self.targets[index])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(hash((self.augment_seed, epoch, index)) % 2**63)
-            return self.transform(image), int(self.targets[index])
+        index = int(key) % len(self.paths)
+        path = self.paths[index]
+        if self.decode == "device":
+            blob = path.read_bytes()
+            if _plain_jpeg(blob):
+                return blob, int(self.targets[index]), int(key)
+        return _resized_uint8(open_rgb(path, target_size=self.image_size), self.image_size), int(self.targets[index]), int(key)
+
+
+def collate(samples):
+    """(images, targets, keys): images stacked into one uint8 tensor, or a list when some are still bytes."""
+    images, targets, keys = zip(*samples)
+    if all(isinstance(image, torch.Tensor) for image in images):
+        images = torch.stack(images)
+    else:
+        images = list(images)
+    return images, torch.tensor(targets), torch.tensor(keys)
+
+
+def _decode_one(data: torch.Tensor, device, image_size: int) -> torch.Tensor:
+    try:
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    except RuntimeError:
+        return _resized_uint8(open_rgb(io.BytesIO(data.numpy().tobytes()), target_size=image_size), image_size)
+
+
+def decode_images(images, image_size: int, device: torch.device) -> torch.Tensor:
+    """A batch from collate as uint8 N × 3 × size × size on device: JPEG bytes decoded there, then resized."""
+    if isinstance(images, torch.Tensor):
+        return images.to(device, non_blocking=True)
+    blobs = [index for index, image in enumerate(images) if isinstance(image, bytes)]
+    decoded = list(images)
+    if blobs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchvision 0.29 marks its decoders deprecated in favour of TorchCodec
+            data = [torch.frombuffer(bytearray(images[index]), dtype=torch.uint8) for index in blobs]
+            try:
+                results = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+            except RuntimeError:  # one file nvJPEG refuses fails the whole call: decode that batch one by one
+                results = [_decode_one(blob, device, image_size) for blob in data]
+            for index, image in zip(blobs, results):
+                decoded[index] = image
+    # Resized in one call per distinct shape: GLDv2's 256-px files come out as one batched interpolate.
+    by_shape = {}
+    for index, image in enumerate(decoded):
+        by_shape.setdefault(tuple(image.shape), []).append(index)
+    batch = torch.empty((len(decoded), 3, image_size, image_size), dtype=torch.uint8, device=device)
+    for shape, indices in by_shape.items():
+        group = torch.stack([decoded[index].to(device, non_blocking=True) for index in indices])
+        if shape[-2:] != (image_size, image_size):
+            group = F.interpolate(group.float(), size=(image_size, image_size), mode="bilinear", antialias=True)
+            group = group.round_().clamp_(0, 255).to(torch.uint8)
+        batch[indices] = group
+    return batch
+
+
+def augmentation_matrices(keys, dataset_size: int, seed: int, translate=0.1, scale=(0.9, 1.1)) -> torch.Tensor:
+    """N × 2 × 3 affine_grid matrices: a random shift of up to `translate` of the side, a random scale and a
+    horizontal flip with probability ½, each drawn from (seed, epoch, index) of the key alone."""
+    matrices = np.zeros((len(keys), 2, 3))
+    for row, key in enumerate(np.asarray(keys).tolist()):
+        epoch, index = divmod(key, dataset_size)
+        draw = np.random.default_rng([seed, epoch, index]).random(4)
+        shift_x, shift_y = (draw[:2] * 2 - 1) * translate * 2  # affine_grid's coordinates span 2 per side
+        zoom = scale[0] + draw[2] * (scale[1] - scale[0])
+        flip = -1.0 if draw[3] < 0.5 else 1.0
+        # Output pixel o comes from input (flip · o_x − shift_x) / zoom, (o_y − shift_y) / zoom.
+        matrices[row] = [[flip / zoom, 0.0, -shift_x / zoom], [0.0, 1.0 / zoom, -shift_y / zoom]]
+    return torch.from_numpy(matrices).float()
+
+
+class DeviceTransform:
+    """Batched on the device: decode (when the loader returned bytes), augment (training only), normalise with
+    the backbone's mean and std, channels_last. Call with a batch from collate: images, keys."""
+
+    def __init__(self, image_size: int, mean, std, device, augment_seed: int | None = None, dataset_size: int = 0):
+        self.image_size, self.device = int(image_size), torch.device(device)
+        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
+        self.augment_seed, self.dataset_size = augment_seed, dataset_size
+
+    def __call__(self, images, keys) -> torch.Tensor:
+        batch = decode_images(images, self.image_size, self.device).float().div_(255)
+        if self.augment_seed is not None:
+            matrices = augmentation_matrices(keys, self.dataset_size, self.augment_seed).to(self.device)
+            grid = F.affine_grid(matrices, list(batch.shape), align_corners=False)
+            batch = F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        batch = (batch - self.mean) / self.std
+        return batch.contiguous(memory_format=torch.channels_last)
 
 
 class EpochBatches(torch.utils.data.Sampler):
@@ -60,9 +169,7 @@ class EpochBatches(torch.utils.data.Sampler):
             batch_epoch, offset = divmod(batch, per_epoch)
             if batch_epoch != epoch:
                 epoch = batch_epoch
-                order = torch.randperm(
-                    self.size, generator=torch.Generator().manual_seed(hash((self.seed, epoch)) % 2**63)
-                )
+                order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
             indices = order[offset * self.batch_size : (offset + 1) * self.batch_size]
             yield (epoch * self.size + indices).tolist()
             batch += 1

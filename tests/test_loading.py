@@ -1,0 +1,121 @@
+"""The data path: workers read, the device decodes, augments and normalises; both decode paths agree."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from landmark.data.layout import image_path, read_labels
+from landmark.data.loading import DeviceTransform, EpochBatches, ImageFolderCSV, augmentation_matrices, collate
+from landmark.predict import make_loader
+from tests.test_faults import salted_images
+
+
+def batch_of(dataset, keys):
+    return collate([dataset[key] for key in keys])
+
+
+def write_cases(root, cases):
+    ids = []
+    for number, (case, data) in enumerate(cases.items()):
+        image_id = f"{number:x}" * 3 + case[:13].ljust(13, "0")
+        path = image_path(root, "train", image_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        ids.append(image_id)
+    return ids
+
+
+def test_device_decoding_matches_worker_decoding_for_every_usable_kind_of_file(tmp_path):
+    usable = {case: data for case, (data, reason) in salted_images().items() if reason is None}
+    ids = write_cases(tmp_path, usable)
+    on_worker = ImageFolderCSV(tmp_path, "train", ids, image_size=24, decode="worker")
+    on_device = ImageFolderCSV(tmp_path, "train", ids, image_size=24, decode="device")
+    kinds = {case: type(on_device[index][0]).__name__ for index, case in enumerate(usable)}
+    # nvJPEG gets the plain JPEGs; PNG, WebP, CMYK and EXIF-rotated files are decoded in the worker instead
+    assert kinds == {
+        "gray": "bytes", "cmyk": "Tensor", "rgba_png": "Tensor", "palette": "Tensor", "webp": "Tensor",
+        "rotated": "Tensor", "tiny": "bytes",
+    }  # fmt: skip
+    normalise = DeviceTransform(24, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "cpu")
+    keys = list(range(len(ids)))
+    worker_batch = normalise(*batch_of(on_worker, keys)[::2])
+    device_batch = normalise(*batch_of(on_device, keys)[::2])
+    assert worker_batch.shape == device_batch.shape == (len(ids), 3, 24, 24)
+    # the two resize paths (PIL bilinear, torch antialiased bilinear) agree to a couple of grey levels
+    assert (worker_batch - device_batch).abs().mean() < 2 / 255
+    rotated = keys[list(usable).index("rotated")]
+    assert torch.equal(worker_batch[rotated], device_batch[rotated])
+
+
+def test_a_flip_only_matrix_mirrors_the_image_exactly():
+    image = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).view(2, 3, 5, 7)
+    flip = torch.tensor([[[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]]).expand(2, 2, 3)
+    grid = torch.nn.functional.affine_grid(flip, list(image.shape), align_corners=False)
+    mirrored = torch.nn.functional.grid_sample(image, grid, align_corners=False)
+    assert torch.allclose(mirrored, image.flip(-1), atol=1e-4)
+
+
+def test_a_shift_moves_the_image_by_that_many_pixels():
+    """augmentation_matrices' shift of s (in affine_grid units, 2 per side) moves content by s/2 of the side."""
+    image = torch.zeros(1, 1, 10, 10)
+    image[0, 0, 4, 4] = 1.0
+    shift = torch.tensor([[[1.0, 0.0, -0.4], [0.0, 1.0, 0.0]]])  # 0.4 of 2 units = 2 pixels of 10, to the right
+    moved = torch.nn.functional.grid_sample(
+        image, torch.nn.functional.affine_grid(shift, [1, 1, 10, 10], align_corners=False), align_corners=False
+    )
+    assert moved[0, 0, 4, 6] == pytest.approx(1.0) and moved.sum() == pytest.approx(1.0)
+
+
+def test_augmentation_depends_on_seed_epoch_and_index_only():
+    size = 50
+    first = augmentation_matrices([3, 7, size + 3], size, seed=0)
+    again = augmentation_matrices([size + 3, 3], size, seed=0)  # other batch, other order
+    assert torch.equal(first[0], again[1]) and torch.equal(first[2], again[0])
+    assert not torch.equal(first[0], first[2])  # the same image in the next epoch is augmented afresh
+    assert not torch.equal(first[0], augmentation_matrices([3], size, seed=1)[0])
+    many = augmentation_matrices(range(4000), 4000, seed=0).numpy()
+    zoom = 1 / many[:, 1, 1]
+    assert zoom.min() >= 0.9 and zoom.max() <= 1.1
+    assert 0.45 < (many[:, 0, 0] < 0).mean() < 0.55  # flips half the images
+    assert np.abs(many[:, :, 2] * zoom[:, None]).max() <= 0.2  # shifts of at most 10% of the side
+
+
+def test_epoch_batches_are_permutations_and_resume_where_they_stopped():
+    def take(sampler, count):
+        batches = iter(sampler)
+        return [next(batches) for _ in range(count)]
+
+    batches = take(EpochBatches(10, 3, seed=4), 9)  # 3 full batches an epoch, the last image of each dropped
+    for epoch in range(3):
+        keys = sum(batches[3 * epoch : 3 * epoch + 3], [])
+        assert len(set(keys)) == 9 and all(epoch * 10 <= key < epoch * 10 + 10 for key in keys)
+    assert take(EpochBatches(10, 3, seed=4, start=5), 4) == batches[5:]
+    assert take(EpochBatches(10, 3, seed=5), 3) != batches[:3]
+
+
+def test_workers_give_the_same_batches_as_the_main_process(tiny_dataset):
+    train = read_labels(tiny_dataset / "train.csv")
+    dataset = ImageFolderCSV(tiny_dataset, "train", train["id"], np.zeros(len(train), dtype=np.int64), 32)
+    transform = DeviceTransform(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "cpu", augment_seed=0, dataset_size=len(train))
+
+    def first_batches(workers):
+        loader = make_loader(dataset, 8, workers, torch.device("cpu"), EpochBatches(len(dataset), 8, seed=0))
+        batches = iter(loader)
+        return [transform(images, keys) for images, _, keys in (next(batches) for _ in range(4))]
+
+    for alone, with_workers in zip(first_batches(0), first_batches(2)):
+        assert torch.equal(alone, with_workers)
+
+
+def test_images_are_resized_to_the_asked_size_from_any_shape(tmp_path):
+    files = {}
+    for name, size in {"wide": (90, 30), "small": (8, 8)}.items():
+        Image.new("RGB", size, (10, 200, 30)).save(tmp_path / f"{name}.jpg", "JPEG")
+        files[name] = (tmp_path / f"{name}.jpg").read_bytes()
+    ids = write_cases(tmp_path, files)
+    for decode in ("worker", "device"):
+        dataset = ImageFolderCSV(tmp_path, "train", ids, image_size=16, decode=decode)
+        batch = DeviceTransform(16, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "cpu")(*batch_of(dataset, [0, 1])[::2])
+        assert batch.shape == (2, 3, 16, 16)
+        assert torch.allclose(batch[:, :, 4:12, 4:12].mean((0, 2, 3)), torch.tensor([10, 200, 30]) / 255, atol=0.02)
