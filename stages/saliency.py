@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from landmark.data.layout import image_path, read_labels
+from landmark.data.loading import collate
 from landmark.errors import exits_cleanly
 from landmark.params import load_params, section
-from landmark.data.loading import collate
 from landmark.predict import eval_dataset, load_model, model_input
 from landmark.saliency import plot_saliency_grid, saliency_maps
 

@@ -23,8 +23,16 @@ VARIANT = dict(
     steps=6,
 )
 SETTINGS = dict(
-    seed=0, device="cpu", num_workers=0, log_every=2, eval_every=3, eval_batch_size=16, checkpoint_every=100,
-    precision="auto", compile="auto", decode="auto",
+    seed=0,
+    device="cpu",
+    num_workers=0,
+    log_every=2,
+    eval_every=3,
+    eval_batch_size=16,
+    checkpoint_every=100,
+    precision="auto",
+    compile="auto",
+    decode="auto",
 )
 
 

@@ -69,7 +69,11 @@ class ImageFolderCSV(torch.utils.data.Dataset):
             blob = path.read_bytes()
             if _plain_jpeg(blob):
                 return blob, int(self.targets[index]), int(key)
-        return _resized_uint8(open_rgb(path, target_size=self.image_size), self.image_size), int(self.targets[index]), int(key)
+        return (
+            _resized_uint8(open_rgb(path, target_size=self.image_size), self.image_size),
+            int(self.targets[index]),
+            int(key),
+        )
 
 
 def collate(samples):
