@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from landmark.data.loading import DeviceTransform, ImageFolderCSV, collate
+from landmark.data.loading import DeviceTransform, ImageDataset, collate
+from landmark.data.shards import image_reader
 from landmark.errors import UserError
 from landmark.files import atomic_path
 from landmark.metrics import global_average_precision, mean_batch_gap
@@ -70,8 +71,9 @@ def load_model(path, device):
     return model.to(device).eval(), checkpoint
 
 
-def eval_dataset(image_size: int, images_root, split, ids, targets=None, decode: str = "worker"):
-    return ImageFolderCSV(images_root, split, ids, targets, image_size=image_size, decode=decode)
+def image_dataset(image_size: int, images_root, split, ids, targets=None, decode: str = "worker"):
+    """The images of ids from images_root: packed shards (the pack stage's output) or the Kaggle layout."""
+    return ImageDataset(image_reader(images_root, split), ids, targets, image_size=image_size, decode=decode)
 
 
 def model_input(model, dataset, device, augment_seed=None) -> DeviceTransform:

@@ -2,8 +2,7 @@
 
 Every image of a class large enough to qualify is decoded once here, so training never meets a bad one:
 unusable images (missing, empty, corrupt, not an image, too large) are skipped, counted and listed with their
-reason in OUT_DIR/bad_images.csv. More than filter.max_bad_fraction of them stops the stage. OUT_DIR/image_md5.csv
-records the content of every kept image, so the stages that read them depend on that file, not on the folder.
+reason in OUT_DIR/bad_images.csv. More than filter.max_bad_fraction of them stops the stage.
 Usage: python -m stages.filter RAW_DIR OUT_DIR
 """
 
@@ -40,7 +39,6 @@ def main(raw_dir, out_dir):
     kept, classes = filter_classes(candidates[~candidates["id"].isin(bad["id"])], minimum)
     write_csv(out_dir / "train.csv", kept)
     write_csv(out_dir / "classes.csv", classes)
-    write_csv(out_dir / "image_md5.csv", checked.loc[checked["id"].isin(kept["id"]), ["id", "md5"]])
     reasons = bad["reason"].str.split(" ", n=1).str[0].value_counts().to_dict() if len(bad) else {}
     skipped = f"; skipped {len(bad)} unusable images {reasons} (listed in {bad_list})" if len(bad) else ""
     repeated = f"; dropped {duplicates} repeated rows" if duplicates else ""

@@ -3,6 +3,7 @@
 Usage: python -m stages.saliency MODELS_DIR IMAGES_DIR DEV_CSV OUT_PNG
 """
 
+import io
 import sys
 from pathlib import Path
 
@@ -10,11 +11,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from landmark.data.layout import image_path, read_labels
+from landmark.data.layout import read_labels
 from landmark.data.loading import collate
+from landmark.data.shards import image_reader
 from landmark.errors import exits_cleanly
 from landmark.params import load_params, section
-from landmark.predict import eval_dataset, load_model, model_input
+from landmark.predict import image_dataset, load_model, model_input
 from landmark.saliency import plot_saliency_grid, saliency_maps
 
 
@@ -27,10 +29,11 @@ def main(models_dir, images_dir, dev_csv, out_png):
     maps = {}
     for name in section(params, "variants"):
         model, checkpoint = load_model(Path(models_dir) / name / "model.pt", torch.device("cpu"))
-        dataset = eval_dataset(checkpoint["variant"]["image_size"], images_dir, "train", chosen)
+        dataset = image_dataset(checkpoint["variant"]["image_size"], images_dir, "train", chosen)
         images, _, keys = collate([dataset[index] for index in range(len(chosen))])
         maps[name] = saliency_maps(model, model_input(model, dataset, torch.device("cpu"))(images, keys))
-    pictures = [np.asarray(Image.open(image_path(images_dir, "train", image_id)).convert("RGB")) for image_id in chosen]
+    reader = image_reader(images_dir, "train")
+    pictures = [np.asarray(Image.open(io.BytesIO(reader.read(image_id))).convert("RGB")) for image_id in chosen]
     plot_saliency_grid(pictures, maps, out_png)
     print(f"saliency: {len(chosen)} dev images x {len(maps)} variants -> {out_png}")
 

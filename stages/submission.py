@@ -1,6 +1,8 @@
 """Stage submission: the best variant by dev GAP (or submission.variant) predicts the test set.
 
 Writes a validated Kaggle submission and, where the data has a solution file (the synthetic set does), its GAP.
+IMAGES_DIR is the pack stage's output (or a folder in the Kaggle layout): test.csv, the test images, solution.csv.
+Test images that are missing or unusable get an empty prediction.
 Usage: python -m stages.submission MODELS_DIR METRICS_DIR IMAGES_DIR SUBMISSION_CSV SCORE_JSON
 """
 
@@ -12,10 +14,11 @@ import numpy as np
 
 from landmark.data.images import scan
 from landmark.data.layout import image_path, read_csv
+from landmark.data.shards import ShardReader, image_reader
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_json
 from landmark.params import load_params, section
-from landmark.predict import decode_mode, eval_dataset, load_model, make_loader, pick_device, predict
+from landmark.predict import decode_mode, image_dataset, load_model, make_loader, pick_device, predict
 from landmark.submission import read_solution, score, write_validated_submission
 
 
@@ -44,10 +47,14 @@ def main(models_dir, metrics_dir, images_dir, submission_csv, score_json):
     device = pick_device(settings["device"])
     model, checkpoint = load_model(Path(models_dir) / name / "model.pt", device)
     test_ids = read_csv(Path(images_dir) / "test.csv", ["id"])["id"].to_numpy()
-    paths = [image_path(images_dir, "test", image_id) for image_id in test_ids]
-    has_image = scan(test_ids, paths, int(settings["max_image_pixels"]))["reason"].isna().to_numpy()
+    reader = image_reader(images_dir, "test")
+    if isinstance(reader, ShardReader):  # the pack stage packed the usable ones only
+        has_image = np.array([image_id in reader for image_id in test_ids], dtype=bool)
+    else:
+        paths = [image_path(images_dir, "test", image_id) for image_id in test_ids]
+        has_image = scan(test_ids, paths, int(settings["max_image_pixels"]))["reason"].isna().to_numpy()
     decode = decode_mode(settings["decode"], device)
-    dataset = eval_dataset(checkpoint["variant"]["image_size"], images_dir, "test", test_ids[has_image], decode=decode)
+    dataset = image_dataset(checkpoint["variant"]["image_size"], images_dir, "test", test_ids[has_image], decode=decode)
     loader = make_loader(dataset, int(settings["batch_size"]), int(settings["num_workers"]), device)
     classes, confidences, _ = predict(model, loader, device, desc="test")
 

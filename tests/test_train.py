@@ -7,7 +7,7 @@ import torch
 from landmark.data.layout import read_labels
 from landmark.data.prepare import filter_classes, split_dev
 from landmark.errors import UserError
-from landmark.predict import dev_metrics, eval_dataset, load_model, make_loader, pick_device, predict
+from landmark.predict import dev_metrics, image_dataset, load_model, make_loader, pick_device, predict
 from landmark.train import train_variant
 
 VARIANT = dict(
@@ -59,7 +59,7 @@ def test_training_saves_model_plots_and_an_mlflow_run(tmp_path, tiny_dataset, pr
     model, checkpoint = load_model(model_path, torch.device("cpu"))
     assert checkpoint["variant"] == VARIANT and checkpoint["landmark_ids"] == classes["landmark_id"].tolist()
     targets = dev["landmark_id"].map(dict(zip(classes["landmark_id"], classes["class_index"]))).to_numpy()
-    loader = make_loader(eval_dataset(32, tiny_dataset, "train", dev["id"], targets), 16, 0, torch.device("cpu"))
+    loader = make_loader(image_dataset(32, tiny_dataset, "train", dev["id"], targets), 16, 0, torch.device("cpu"))
     reloaded = dev_metrics(dev["id"].to_numpy(), targets, *predict(model, loader, torch.device("cpu")), 64)
     assert reloaded["gap"] == metrics["gap"] and reloaded["loss"] == pytest.approx(metrics["loss"], rel=1e-6)
 

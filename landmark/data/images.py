@@ -1,7 +1,6 @@
 """Reading scraped web images robustly. GLDv2 holds corrupt, truncated and empty files, grayscale, CMYK and
 palette images, PNG or WebP bytes behind a .jpg name, EXIF-rotated photos, and a few enormous ones."""
 
-import hashlib
 import io
 import os
 import warnings
@@ -44,18 +43,18 @@ def open_rgb(path, max_pixels: int = Image.MAX_IMAGE_PIXELS, target_size: int | 
 
 
 def check(path, max_pixels: int):
-    """(reason the image at path cannot be used or None, md5 of its bytes or None when missing)."""
+    """The reason the image at path cannot be used, or None when it can."""
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
-        return "missing", None
+        return "missing"
     if not data:
-        return "empty file", hashlib.md5(data).hexdigest()
+        return "empty file"
     try:
         open_rgb(io.BytesIO(data), max_pixels)
     except BadImage as error:
-        return str(error), hashlib.md5(data).hexdigest()
-    return None, hashlib.md5(data).hexdigest()
+        return str(error)
+    return None
 
 
 def _check_chunk(job):
@@ -64,13 +63,11 @@ def _check_chunk(job):
 
 
 def scan(ids, paths, max_pixels: int, workers: int | None = None) -> pd.DataFrame:
-    """Decode every image once, in parallel. Returns id, reason (None when usable) and md5 of each image: the
-    md5s let later stages depend on the images' content without DVC walking the image folder for each."""
+    """Decode every image once, in parallel. Returns id and reason (None when usable) of each image."""
     paths = [str(path) for path in paths]
     chunks = [(paths[start : start + 256], max_pixels) for start in range(0, len(paths), 256)]
     results = []
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         for chunk in tqdm(pool.map(_check_chunk, chunks), total=len(chunks), desc="check images", unit="chunk"):
             results.extend(chunk)
-    reasons, digests = zip(*results) if results else ((), ())
-    return pd.DataFrame({"id": list(ids), "reason": list(reasons), "md5": list(digests)})
+    return pd.DataFrame({"id": list(ids), "reason": results})

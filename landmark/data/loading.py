@@ -20,7 +20,6 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from landmark.data.images import open_rgb
-from landmark.data.layout import image_path
 
 EXIF_ORIENTATION = 0x0112
 
@@ -42,8 +41,8 @@ def _plain_jpeg(blob: bytes) -> bool:
         return False
 
 
-class ImageFolderCSV(torch.utils.data.Dataset):
-    """Images `root/split/a/b/c/<id>.jpg` with optional class indices.
+class ImageDataset(torch.utils.data.Dataset):
+    """The images of ids, read through reader (a ShardReader or FolderReader), with optional class indices.
 
     Items are (image, target, key). A key is `epoch · len + index` (plain indices are epoch 0); the augmentation
     of a key is drawn from (seed, epoch, index) on the device (DeviceTransform), so it is the same whichever worker
@@ -51,29 +50,24 @@ class ImageFolderCSV(torch.utils.data.Dataset):
     image_size × image_size, or with decode="device" the file's bytes (see the module docstring).
     """
 
-    def __init__(self, root, split: str, ids, targets=None, image_size: int = 224, decode: str = "worker"):
+    def __init__(self, reader, ids, targets=None, image_size: int = 224, decode: str = "worker"):
         if decode not in ("worker", "device"):
             raise ValueError(f"decode must be worker or device, not {decode!r}")
-        self.paths = [image_path(root, split, image_id) for image_id in ids]
-        self.targets = np.full(len(self.paths), -1, dtype=np.int64) if targets is None else np.asarray(targets)
+        self.reader, self.ids = reader, [str(image_id) for image_id in ids]
+        self.targets = np.full(len(self.ids), -1, dtype=np.int64) if targets is None else np.asarray(targets)
         self.image_size = int(image_size)
         self.decode = decode
 
     def __len__(self):
-        return len(self.paths)
+        return len(self.ids)
 
     def __getitem__(self, key):
-        index = int(key) % len(self.paths)
-        path = self.paths[index]
-        if self.decode == "device":
-            blob = path.read_bytes()
-            if _plain_jpeg(blob):
-                return blob, int(self.targets[index]), int(key)
-        return (
-            _resized_uint8(open_rgb(path, target_size=self.image_size), self.image_size),
-            int(self.targets[index]),
-            int(key),
-        )
+        index = int(key) % len(self.ids)
+        blob = self.reader.read(self.ids[index])
+        if self.decode == "device" and _plain_jpeg(blob):
+            return blob, int(self.targets[index]), int(key)
+        image = open_rgb(io.BytesIO(blob), target_size=self.image_size)
+        return _resized_uint8(image, self.image_size), int(self.targets[index]), int(key)
 
 
 def collate(samples):
@@ -161,10 +155,12 @@ class DeviceTransform:
 class EpochBatches(torch.utils.data.Sampler):
     """Endless batches of keys (epoch · size + index): each epoch a permutation drawn from (seed, epoch), cut into
     size // batch_size full batches. Starting at batch `start` gives exactly the batches an uninterrupted run
-    would have drawn from there, so training resumes where it stopped."""
+    would have drawn from there, so training resumes where it stopped. `part` keeps one process's slice of each
+    batch under DDP."""
 
-    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0):
+    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0, part: slice = slice(None)):
         self.size, self.batch_size, self.seed, self.start = size, min(batch_size, size), seed, start
+        self.part = part
 
     def __iter__(self):
         per_epoch = self.size // self.batch_size
@@ -175,5 +171,5 @@ class EpochBatches(torch.utils.data.Sampler):
                 epoch = batch_epoch
                 order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
             indices = order[offset * self.batch_size : (offset + 1) * self.batch_size]
-            yield (epoch * self.size + indices).tolist()
+            yield (epoch * self.size + indices[self.part]).tolist()
             batch += 1

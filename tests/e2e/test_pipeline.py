@@ -76,7 +76,9 @@ def test_dvc_repro_end_to_end(tmp_path):
 
     first = run(dvc + ["repro"], repo, env)
     per_variant = {f"{stage}@{name}" for stage in ("train", "evaluate") for name in E2E_VARIANTS}
-    assert stages_run(first) == {"download", "filter", "split", "submission", "saliency", "report"} | per_variant
+    assert (
+        stages_run(first) == {"download", "filter", "split", "pack", "submission", "saliency", "report"} | per_variant
+    )
     for variant in E2E_VARIANTS:
         metrics = json.loads((repo / f"metrics/{variant}.json").read_text())
         assert set(metrics) >= {"gap", "batch_gap", "loss", "accuracy"} and 0 <= metrics["gap"] <= 1

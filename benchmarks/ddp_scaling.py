@@ -1,0 +1,46 @@
+"""Train xception (bf16, channels_last, compiled) with train_variant on PROCESSES GPUs under torchrun, 256 images
+per GPU per step (weak scaling), and print the global img/s. gpu_check.py runs it for 1 and for all GPUs.
+
+Usage: python benchmarks/ddp_scaling.py SHARDS_DIR PROCESSES   (SHARDS_DIR: a packed train split)
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from landmark.data.layout import read_csv  # noqa: E402
+from landmark.train import train_variant  # noqa: E402
+
+
+def main(shards, processes):
+    if "WORLD_SIZE" not in os.environ:
+        command = ["torchrun", "--standalone", f"--nproc-per-node={processes}", __file__, shards, processes]
+        subprocess.run([sys.executable, "-m", "torch.distributed.run", *command[1:]], check=True)
+        return
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    ids = read_csv(Path(shards) / "train" / "index.csv", ["id"])["id"]
+    frame = pd.DataFrame({"id": ids, "landmark_id": np.arange(len(ids)) % 100})
+    classes = pd.DataFrame({"landmark_id": np.arange(100), "class_index": np.arange(100)})
+    variant = dict(params["variants"]["xception"], image_size=256, frozen_tensors=85, batch_size=256 * int(processes))
+    variant["steps"] = 100
+    settings = dict(params["train"], num_workers=16 // int(processes), eval_every=10**9, log_every=50)
+    settings["checkpoint_every"] = 10**9
+    with tempfile.TemporaryDirectory() as folder:
+        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
+        metrics = train_variant(
+            "xception", variant, settings, shards, frame, frame[:2048], classes, Path(folder) / "m.pt", folder
+        )
+    if os.environ["RANK"] == "0":
+        print(f"{processes} GPU(s), global batch {variant['batch_size']}: {metrics['images_per_second']:.0f} img/s")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

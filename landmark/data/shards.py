@@ -1,0 +1,123 @@
+"""Images packed into tar shards, WebDataset-style (`<id>.jpg` beside `<id>.cls`, shuffled across shards), with
+an index of where each JPEG's bytes sit.
+
+A million loose JPEGs make `dvc status` hash a million files and training open a million small files; a few
+hundred ~1 GB shards do neither. The index keeps random access: a reader takes any image with one pread, so the
+resumable, seeded sampling of training works unchanged, and the shards still stream as plain WebDataset tars.
+"""
+
+import io
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from landmark.data.layout import image_path, read_csv
+from landmark.errors import UserError
+from landmark.files import write_csv
+
+INDEX = "index.csv"
+
+
+def _tar_member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, 0  # fixed metadata: the same images give the same shards
+    return info, io.BytesIO(data)
+
+
+def pack(images_root, split: str, frame: pd.DataFrame, out_dir, shard_bytes: int, seed: int) -> pd.DataFrame:
+    """Pack the images of frame (column id, optionally landmark_id) from the Kaggle layout into out_dir/split/.
+
+    Returns and writes out_dir/split/index.csv: id, shard, offset, size (bytes of the JPEG inside its shard).
+    The folder appears whole or not at all: it is written beside its final place and renamed.
+    """
+    final = Path(out_dir) / split
+    partial = final.with_name(f"{split}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    order = np.random.default_rng(seed).permutation(len(frame))
+    labels = frame["landmark_id"].to_numpy() if "landmark_id" in frame else None
+    rows, tar, shard, written = [], None, -1, 0
+    try:
+        for position in tqdm(order, desc=f"pack {split}", unit="image", mininterval=2):
+            image_id = str(frame["id"].iat[position])
+            data = image_path(images_root, split, image_id).read_bytes()
+            if tar is None or written >= shard_bytes:
+                if tar is not None:
+                    tar.close()
+                shard += 1
+                tar = tarfile.open(partial / f"shard-{shard:06d}.tar", "w", format=tarfile.USTAR_FORMAT)
+                written = 0
+            tar.addfile(*_tar_member(f"{image_id}.jpg", data))
+            if labels is not None:
+                tar.addfile(*_tar_member(f"{image_id}.cls", str(labels[position]).encode()))
+            rows.append((image_id, shard, len(data)))
+            written += len(data)
+    except FileNotFoundError as error:
+        raise UserError(f"{error.filename}: missing; rerun the download and filter stages (dvc repro)") from None
+    finally:
+        if tar is not None:
+            tar.close()
+    offsets = {}
+    for number in range(shard + 1):  # where tarfile put each JPEG's bytes, read back from the headers
+        with tarfile.open(partial / f"shard-{number:06d}.tar") as reading:
+            offsets.update({member.name[:-4]: member.offset_data for member in reading if member.name.endswith(".jpg")})
+    index = pd.DataFrame(rows, columns=["id", "shard", "size"])
+    index.insert(2, "offset", index["id"].map(offsets))
+    write_csv(partial / INDEX, index)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+    return index
+
+
+class ShardReader:
+    """The bytes of any packed image by id, with one pread on its shard (file handles opened per process)."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        index = read_csv(self.folder / INDEX, ["id", "shard", "offset", "size"])
+        self.where = dict(
+            zip(index["id"], zip(index["shard"].astype(int), index["offset"].astype(int), index["size"].astype(int)))
+        )
+        self._handles, self._pid = {}, None
+
+    def __contains__(self, image_id) -> bool:
+        return image_id in self.where
+
+    def read(self, image_id: str) -> bytes:
+        if self._pid != os.getpid():  # a forked loader worker opens its own handles
+            self._handles, self._pid = {}, os.getpid()
+        try:
+            shard, offset, size = self.where[image_id]
+        except KeyError:
+            raise UserError(f"{self.folder / INDEX}: no image {image_id}; rerun the pack stage (dvc repro)") from None
+        if shard not in self._handles:
+            self._handles[shard] = os.open(self.folder / f"shard-{shard:06d}.tar", os.O_RDONLY)
+        return os.pread(self._handles[shard], size, offset)
+
+    def __getstate__(self):  # handles do not travel to spawned workers
+        return {"folder": self.folder, "where": self.where, "_handles": {}, "_pid": None}
+
+
+class FolderReader:
+    """The bytes of a loose image in the Kaggle layout (`root/split/a/b/c/<id>.jpg`)."""
+
+    def __init__(self, root, split: str):
+        self.root, self.split = Path(root), split
+
+    def __contains__(self, image_id) -> bool:
+        return image_path(self.root, self.split, image_id).is_file()
+
+    def read(self, image_id: str) -> bytes:
+        return image_path(self.root, self.split, image_id).read_bytes()
+
+
+def image_reader(images_root, split: str):
+    """Shards when images_root holds a packed split (the pack stage's output), else the Kaggle layout's files."""
+    if (Path(images_root) / split / INDEX).is_file():
+        return ShardReader(Path(images_root) / split)
+    return FolderReader(images_root, split)
