@@ -6,7 +6,14 @@ import torch
 from PIL import Image
 
 from landmark.data.layout import image_path, read_labels
-from landmark.data.loading import DeviceTransform, EpochBatches, ImageDataset, augmentation_matrices, collate
+from landmark.data.loading import (
+    DeviceTransform,
+    EpochBatches,
+    ImageDataset,
+    augmentation_matrices,
+    collate,
+    key_uniforms,
+)
 from landmark.data.shards import FolderReader
 from landmark.predict import make_loader
 from tests.test_faults import salted_images
@@ -75,6 +82,9 @@ def test_augmentation_depends_on_seed_epoch_and_index_only():
     assert torch.equal(first[0], again[1]) and torch.equal(first[2], again[0])
     assert not torch.equal(first[0], first[2])  # the same image in the next epoch is augmented afresh
     assert not torch.equal(first[0], augmentation_matrices([3], size, seed=1)[0])
+    uniforms = key_uniforms(range(4000), 4000, seed=0, count=4)
+    assert np.allclose(uniforms.mean(0), 0.5, atol=0.02) and np.allclose(uniforms.std(0), 12**-0.5, atol=0.01)
+    assert np.abs(np.corrcoef(uniforms.T) - np.eye(4)).max() < 0.05
     many = augmentation_matrices(range(4000), 4000, seed=0).numpy()
     zoom = 1 / many[:, 1, 1]
     assert zoom.min() >= 0.9 and zoom.max() <= 1.1

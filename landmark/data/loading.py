@@ -117,18 +117,37 @@ def decode_images(images, image_size: int, device: torch.device) -> torch.Tensor
     return batch
 
 
+def _splitmix64(values: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser (Steele et al. 2014): a bijective mix of uint64s, vectorised."""
+    values = values + np.uint64(0x9E3779B97F4A7C15)
+    values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return values ^ (values >> np.uint64(31))
+
+
+def key_uniforms(keys, dataset_size: int, seed: int, count: int) -> np.ndarray:
+    """len(keys) × count uniforms in [0, 1) that depend on (seed, epoch, index) of each key alone: a counter-based
+    draw, so a batch of any composition costs a few vector operations instead of one generator per image."""
+    keys = np.asarray(keys, dtype=np.int64)
+    epochs, indices = np.divmod(keys, dataset_size)
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
+        state = _splitmix64(_splitmix64(np.full(len(keys), seed, dtype=np.uint64)) ^ epochs.astype(np.uint64))
+        state = _splitmix64(state ^ _splitmix64(indices.astype(np.uint64)))
+        draws = _splitmix64(state[:, None] + np.arange(1, count + 1, dtype=np.uint64)[None, :])
+    return (draws >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
 def augmentation_matrices(keys, dataset_size: int, seed: int, translate=0.1, scale=(0.9, 1.1)) -> torch.Tensor:
     """N × 2 × 3 affine_grid matrices: a random shift of up to `translate` of the side, a random scale and a
     horizontal flip with probability ½, each drawn from (seed, epoch, index) of the key alone."""
-    matrices = np.zeros((len(keys), 2, 3))
-    for row, key in enumerate(np.asarray(keys).tolist()):
-        epoch, index = divmod(key, dataset_size)
-        draw = np.random.default_rng([seed, epoch, index]).random(4)
-        shift_x, shift_y = (draw[:2] * 2 - 1) * translate * 2  # affine_grid's coordinates span 2 per side
-        zoom = scale[0] + draw[2] * (scale[1] - scale[0])
-        flip = -1.0 if draw[3] < 0.5 else 1.0
-        # Output pixel o comes from input (flip · o_x − shift_x) / zoom, (o_y − shift_y) / zoom.
-        matrices[row] = [[flip / zoom, 0.0, -shift_x / zoom], [0.0, 1.0 / zoom, -shift_y / zoom]]
+    draw = key_uniforms(keys, dataset_size, seed, 4)
+    shift_x, shift_y = ((draw[:, :2] * 2 - 1) * translate * 2).T  # affine_grid's coordinates span 2 per side
+    zoom = scale[0] + draw[:, 2] * (scale[1] - scale[0])
+    flip = np.where(draw[:, 3] < 0.5, -1.0, 1.0)
+    # Output pixel o comes from input (flip · o_x − shift_x) / zoom, (o_y − shift_y) / zoom.
+    matrices = np.zeros((len(draw), 2, 3))
+    matrices[:, 0, 0], matrices[:, 0, 2] = flip / zoom, -shift_x / zoom
+    matrices[:, 1, 1], matrices[:, 1, 2] = 1.0 / zoom, -shift_y / zoom
     return torch.from_numpy(matrices).float()
 
 
