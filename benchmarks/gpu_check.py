@@ -5,9 +5,9 @@ all to --out as JSON. Sections, in order:
   decode      nvJPEG (decode: device) against the CPU decoder on the same files: mean |difference|
   compute     train img/s on random data already on the GPU, every variant of params.yaml at 256 px, batch 256,
               bf16 + channels_last (+ torch.compile for --compiled variants); the paper's setup (fp32, batch 64)
-  loader      the real loader alone (shards -> workers -> decode -> augment on the GPU), both decode modes
   end_to_end  the training loop of the train stage on those shards: read -> decode -> augment -> step, img/s and
-              its ratio to the compute-only figure of the same config
+              its ratio to the compute-only figure of the same config: xception compiled with both decode modes
+              (and the loader alone, no model), every variant eager with GPU decoding
   train_stage landmark.train.train_variant itself for a few hundred steps (compile, dev evaluation included)
   inference   predict() over the shards, bf16, batch 256
   ddp         with several GPUs: the train stage under torchrun on all of them vs one, scaling efficiency
@@ -132,44 +132,46 @@ def main(out, images, smoke):
     report("decode_mean_abs_difference", difference, f"{difference:.3f} grey levels (nvJPEG vs CPU) over 64 images")
 
     # compute-only
-    compiled_names = ["xception", "resnet50"]
     for name in params["variants"]:
         figure = compute_only(params, name, device, size, batch, bf16, True, False, steps, smoke)
         report(f"compute_{name}_bf16_cl_b{batch}", figure, f"{figure:,.0f} img/s")
-    for name in compiled_names:
+    for name in ("xception", "resnet50"):
         figure = compute_only(params, name, device, size, batch, bf16, True, True, steps, smoke)
         report(f"compute_{name}_bf16_cl_b{batch}_compiled", figure, f"{figure:,.0f} img/s")
         paper = compute_only(params, name, device, size, 64 if not smoke else batch, None, False, False, steps, smoke)
         report(f"compute_{name}_paper_fp32_b64", paper, f"{paper:,.0f} img/s")
 
-    # loader alone and end to end, both decode modes, xception compiled as the train stage runs it on a GPU
-    name = "xception"
-    model = create_model(benchmark_variant(params, name, size, smoke), 1000).to(device)
-    model = model.to(memory_format=torch.channels_last)
-    forward = compiled(model, "auto", device)
+    # loader alone, then end to end: xception compiled (as the train stage runs it on a GPU) with both decode
+    # modes, and every other variant eager with GPU decoding, each against its own compute-only figure
     targets = frame["landmark_id"].to_numpy()
-    for decode in ("device", "worker"):
+    runs = [("xception", True, "device"), ("xception", True, "worker")]
+    runs += [(name, False, "device") for name in params["variants"]]
+    for name, compile_model, decode in runs:
+        model = create_model(benchmark_variant(params, name, size, smoke), 1000).to(device)
+        model = model.to(memory_format=torch.channels_last)
+        forward = compiled(model, compile_model, device)
         data = image_dataset(size, root / "shards", "train", frame["id"], targets, decode)
         to_input = model_input(model, data, device, augment_seed=0)
         loader = make_loader(data, batch, workers, device, EpochBatches(len(data), batch, 0))
         batches = data_batches(loader, to_input, device)
-        for _ in range(3):
-            next(batches)
-        sync(device)
-        started, seen = time.perf_counter(), 0
-        for _ in range(steps * 2):
-            seen += len(next(batches)[1])
-        sync(device)
-        loader_rate = seen / (time.perf_counter() - started)
-        report(f"loader_{decode}", loader_rate, f"{loader_rate:,.0f} img/s (read -> decode ({decode}) -> augment)")
+        if name == "xception" and compile_model:
+            for _ in range(3):
+                next(batches)
+            sync(device)
+            started, seen = time.perf_counter(), 0
+            for _ in range(steps * 2):
+                seen += len(next(batches)[1])
+            sync(device)
+            rate = seen / (time.perf_counter() - started)
+            report(f"loader_{decode}", rate, f"{rate:,.0f} img/s (read -> decode ({decode}) -> augment), no model")
         rate = train_steps(model, forward, batches, bf16, device, steps * 2, warmup=3)
-        ceiling = RESULTS.get(
-            f"compute_{name}_bf16_cl_b{batch}_compiled" if device.type == "cuda" else f"compute_{name}_bf16_cl_b{batch}"
-        )
-        report(f"end_to_end_{name}_{decode}", rate, f"{rate:,.0f} img/s, {rate / ceiling:.2f} of compute-only")
+        ceiling = RESULTS[f"compute_{name}_bf16_cl_b{batch}" + ("_compiled" if compile_model else "")]
+        label = f"end_to_end_{name}_{decode}" + ("_compiled" if compile_model else "")
+        report(label, rate, f"{rate:,.0f} img/s, {rate / ceiling:.2f} of its compute-only figure")
         del loader, batches
 
     # the train stage's own function, on the same shards
+    name = "xception"
     with tempfile.TemporaryDirectory() as folder:
         classes = pd.DataFrame({"landmark_id": np.unique(targets), "class_index": np.arange(len(np.unique(targets)))})
         dev = frame.iloc[: max(len(frame) // 16, batch)]
@@ -185,7 +187,8 @@ def main(out, images, smoke):
         )  # fmt: skip
 
     # inference
-    model.eval()
+    model = create_model(benchmark_variant(params, name, size, smoke), 1000).to(device)
+    model = model.to(memory_format=torch.channels_last).eval()
     data = image_dataset(
         size, root / "shards", "train", frame["id"], None, "device" if device.type == "cuda" else "worker"
     )
