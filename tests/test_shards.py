@@ -16,6 +16,7 @@ from landmark.data.prepare import filter_classes, split_dev
 from landmark.data.shards import ShardReader, image_reader, pack
 from landmark.errors import UserError
 from landmark.train import train_variant
+from tests.test_resume import SETTINGS, VARIANT
 
 ROOT = Path(__file__).parents[1]
 
@@ -60,14 +61,8 @@ def test_training_from_shards_equals_training_from_the_loose_files(tmp_path, tin
     kept, classes = filter_classes(read_labels(tiny_dataset / "train.csv"), 4)
     train, dev = split_dev(kept, 0.25, seed=0)
     pack(tiny_dataset, "train", kept, tmp_path / "shards", shard_bytes=3000, seed=0)
-    variant = {
-        "backbone": "resnet10t", "pooling": "avg", "attention": "none", "head": "linear", "pretrained": "none",
-        "frozen_tensors": 0, "image_size": 32, "batch_size": 8, "lr": 0.001, "steps": 3,
-    }  # fmt: skip
-    settings = {
-        "seed": 0, "device": "cpu", "num_workers": 2, "log_every": 1, "eval_every": 3, "eval_batch_size": 16,
-        "checkpoint_every": 10, "precision": "auto", "compile": "auto", "decode": "auto",
-    }  # fmt: skip
+    variant = VARIANT | {"steps": 3}
+    settings = SETTINGS | {"num_workers": 2, "eval_every": 3, "checkpoint_every": 10}
     results = {}
     for name, root in {"loose": tiny_dataset, "shards": tmp_path / "shards"}.items():
         metrics = train_variant(

@@ -9,31 +9,11 @@ from landmark.data.prepare import filter_classes, split_dev
 from landmark.errors import UserError
 from landmark.predict import dev_metrics, image_dataset, load_model, make_loader, pick_device, predict
 from landmark.train import train_variant
+from tests.test_resume import SETTINGS as RESUME_SETTINGS
+from tests.test_resume import VARIANT as RESUME_VARIANT
 
-VARIANT = dict(
-    backbone="resnet18",
-    pooling="avg",
-    attention="none",
-    head="linear",
-    pretrained="none",
-    frozen_tensors=0,
-    image_size=32,
-    batch_size=8,
-    lr=0.001,
-    steps=6,
-)
-SETTINGS = dict(
-    seed=0,
-    device="cpu",
-    num_workers=0,
-    log_every=2,
-    eval_every=3,
-    eval_batch_size=16,
-    checkpoint_every=100,
-    precision="auto",
-    compile="auto",
-    decode="auto",
-)
+VARIANT = RESUME_VARIANT | {"backbone": "resnet18", "steps": 6}
+SETTINGS = RESUME_SETTINGS | {"log_every": 2, "eval_every": 3, "checkpoint_every": 100}
 
 
 @pytest.fixture
