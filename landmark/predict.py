@@ -89,20 +89,23 @@ def predict(model, loader, device, desc="predict"):
     model.eval()
     to_input = model_input(model, loader.dataset, device)
     classes, confidences, losses = [], [], []
+    # Results stay on the device until the end: a .cpu() per batch would stall the GPU on every batch.
     for images, targets, keys in tqdm(loader, desc=desc, unit="batch", leave=False, mininterval=1):
         images = to_input(images, keys)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(images).float()
         confidence, predicted = logits.softmax(dim=1).max(dim=1)
-        classes.append(predicted.cpu())
-        confidences.append(confidence.cpu())
+        classes.append(predicted)
+        confidences.append(confidence)
         if (targets >= 0).all():
-            losses.append(F.cross_entropy(logits, targets.to(device), reduction="none").cpu())
+            losses.append(F.cross_entropy(logits, targets.to(device, non_blocking=True), reduction="none"))
     model.train(was_training)
+    if not classes:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), None
     return (
-        torch.cat(classes).numpy(),
-        torch.cat(confidences).numpy(),
-        torch.cat(losses).numpy() if losses else None,
+        torch.cat(classes).cpu().numpy(),
+        torch.cat(confidences).cpu().numpy(),
+        torch.cat(losses).cpu().numpy() if losses else None,
     )
 
 

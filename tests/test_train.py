@@ -7,6 +7,7 @@ import torch
 from landmark.data.layout import read_labels
 from landmark.data.prepare import filter_classes, split_dev
 from landmark.errors import UserError
+from landmark.models import create_model
 from landmark.predict import dev_metrics, image_dataset, load_model, make_loader, pick_device, predict
 from landmark.train import train_variant
 from tests.test_resume import SETTINGS as RESUME_SETTINGS
@@ -78,3 +79,10 @@ def test_device_choice_falls_back_to_the_cpu():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="torch sees no GPU here; use auto or cpu"):
             pick_device("cuda")
+
+
+def test_predicting_no_images_gives_empty_results(tmp_path):
+    model = create_model(VARIANT, 3)
+    loader = make_loader(image_dataset(32, tmp_path, "test", []), 4, 0, torch.device("cpu"))
+    classes, confidences, losses = predict(model, loader, torch.device("cpu"))
+    assert classes.shape == confidences.shape == (0,) and losses is None
