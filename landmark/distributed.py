@@ -2,6 +2,7 @@
 when train.gpus asks for more than one; each process takes its slice of every global batch, gradients are
 averaged across processes, metrics are gathered, and only the first process logs and writes outputs."""
 
+import contextlib
 import os
 import sys
 
@@ -53,18 +54,19 @@ class Ranks:
     def leader(self) -> bool:
         return self.rank == 0
 
-    def start(self, device: torch.device) -> torch.device:
-        """Join the process group; returns this process's device (its own GPU under DDP)."""
+    @contextlib.contextmanager
+    def joined(self, device: torch.device):
+        """Inside, this process is in the process group; yields its device (its own GPU under DDP)."""
         if self.world == 1:
-            return device
+            yield device
+            return
         if device.type == "cuda":
             device = torch.device("cuda", self.local)
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        return device
-
-    def stop(self) -> None:
-        if self.world > 1 and dist.is_initialized():
+        try:
+            yield device
+        finally:
             dist.destroy_process_group()
 
     def wrap(self, model, device: torch.device):

@@ -101,114 +101,101 @@ def train_variant(
     precision = autocast_dtype(settings["precision"], device)
     decode = decode_mode(settings["decode"], device)
     my_slice = ranks.my_slice(int(variant["batch_size"]))
-    device = ranks.start(device)
-    try:
-        metrics = _train(
-            name, variant, settings, images_root, train_split, dev_split, classes, model_path, plots_dir,
-            checkpoint_path, ranks, device, precision, decode, my_slice,
-        )  # fmt: skip
-    finally:
-        ranks.stop()
-    return metrics
+    with ranks.joined(device) as device:
+        class_index = pd.Series(classes["class_index"].to_numpy(), index=classes["landmark_id"].to_numpy())
+        landmark_ids = classes["landmark_id"].to_numpy()
+        model = create_model(variant, len(classes), where=where)
+        model = model.to(device).to(memory_format=torch.channels_last)
+        forward = compiled(ranks.wrap(model, device), settings["compile"], device)
+        image_size, batch_size = int(variant["image_size"]), int(variant["batch_size"])
+        train_targets = class_index[train_split["landmark_id"]].to_numpy()
+        train_data = image_dataset(image_size, images_root, "train", train_split["id"], train_targets, decode)
+        to_input = model_input(model, train_data, device, augment_seed=int(settings["seed"]))
+        dev_targets = class_index[dev_split["landmark_id"]].to_numpy()
+        my_dev = ranks.my_indices(len(dev_split))
+        dev_data = image_dataset(
+            image_size, images_root, "train", dev_split["id"].iloc[my_dev], dev_targets[my_dev], decode
+        )
+        workers = int(settings["num_workers"])
+        dev_loader = make_loader(dev_data, int(settings["eval_batch_size"]), workers, device)
+        trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+        optimizer = torch.optim.Adam(trainable, lr=float(variant["lr"]), fused=device.type == "cuda")
 
-
-def _train(
-    name, variant, settings, images_root, train_split, dev_split, classes, model_path, plots_dir, checkpoint_path,
-    ranks, device, precision, decode, my_slice,
-):  # fmt: skip
-    where = f"variants.{name}"
-    class_index = pd.Series(classes["class_index"].to_numpy(), index=classes["landmark_id"].to_numpy())
-    landmark_ids = classes["landmark_id"].to_numpy()
-    model = create_model(variant, len(classes), where=where)
-    model = model.to(device).to(memory_format=torch.channels_last)
-    forward = compiled(ranks.wrap(model, device), settings["compile"], device)
-    image_size, batch_size = int(variant["image_size"]), int(variant["batch_size"])
-    train_targets = class_index[train_split["landmark_id"]].to_numpy()
-    train_data = image_dataset(image_size, images_root, "train", train_split["id"], train_targets, decode)
-    to_input = model_input(model, train_data, device, augment_seed=int(settings["seed"]))
-    dev_targets = class_index[dev_split["landmark_id"]].to_numpy()
-    my_dev = ranks.my_indices(len(dev_split))
-    dev_data = image_dataset(
-        image_size, images_root, "train", dev_split["id"].iloc[my_dev], dev_targets[my_dev], decode
-    )
-    workers = int(settings["num_workers"])
-    dev_loader = make_loader(dev_data, int(settings["eval_batch_size"]), workers, device)
-    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=float(variant["lr"]), fused=device.type == "cuda")
-
-    steps, log_every, eval_every = int(variant["steps"]), int(settings["log_every"]), int(settings["eval_every"])
-    checkpoint_every = int(settings["checkpoint_every"])
-    fingerprint = _fingerprint(variant, settings, train_split, dev_split)
-    resumed = _load_checkpoint(checkpoint_path, fingerprint)
-    start = 0
-    if resumed:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        torch.set_rng_state(resumed["torch_rng"])
-        if resumed["cuda_rng"] and device.type == "cuda":
-            torch.cuda.set_rng_state_all(resumed["cuda_rng"])
-        start = resumed["step"]
+        steps, log_every, eval_every = int(variant["steps"]), int(settings["log_every"]), int(settings["eval_every"])
+        checkpoint_every = int(settings["checkpoint_every"])
+        fingerprint = _fingerprint(variant, settings, train_split, dev_split)
+        resumed = _load_checkpoint(checkpoint_path, fingerprint)
+        start = 0
+        if resumed:
+            model.load_state_dict(resumed["model"])
+            optimizer.load_state_dict(resumed["optimizer"])
+            torch.set_rng_state(resumed["torch_rng"])
+            if resumed["cuda_rng"] and device.type == "cuda":
+                torch.cuda.set_rng_state_all(resumed["cuda_rng"])
+            start = resumed["step"]
+            if ranks.leader:
+                print(f"train {name}: resuming from step {start} ({checkpoint_path})")
+        log = None
         if ranks.leader:
-            print(f"train {name}: resuming from step {start} ({checkpoint_path})")
-    log = None
-    if ranks.leader:
-        params = {"variant": variant, "train": settings, "classes": len(classes), "processes": ranks.world}
-        log = TrainingLog(
-            name,
-            params,
-            plots_dir,
-            run_id=resumed["mlflow_run_id"] if resumed else None,
-            rows=resumed["rows"] if resumed else None,
-        )
-    sampler = EpochBatches(len(train_data), batch_size, settings["seed"], start, part=my_slice)
-    train_loader = make_loader(train_data, batch_size, workers, device, sampler)
-    started = time.time()
-    try:
-        batches = iter(train_loader)
-        progress = tqdm(
-            range(start + 1, steps + 1), desc=f"train {name}", unit="step", mininterval=2, disable=not ranks.leader
-        )
-        for step in progress:
-            images, targets, keys = next(batches)
-            images = to_input(images, keys)
-            targets = targets.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=precision or torch.float32, enabled=precision is not None):
-                logits = forward(images)
-            loss = F.cross_entropy(logits.float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            checkpoint_due = checkpoint_path is not None and step % checkpoint_every == 0 and step < steps
-            if step % log_every == 0 or step == steps or checkpoint_due:
-                value = ranks.cat(loss.detach()[None]).mean().item()  # a host sync: only on logging steps
-                if not math.isfinite(value):
-                    kept = f"; the last good checkpoint is {checkpoint_path}" if checkpoint_path else ""
-                    raise UserError(f"{where}: the loss became {value} at step {step}{kept}; try a lower lr")
-                confidence, predicted = logits.detach().float().softmax(dim=1).max(dim=1)
-                confidence, correct = ranks.cat(confidence), ranks.cat((predicted == targets).to(torch.uint8))
-                gap = batch_gap(confidence.cpu().numpy(), correct.cpu().numpy().astype(bool))
-                if log:
-                    log.log("train", step, {"loss": value, "batch_gap": gap})
-                progress.set_postfix(loss=f"{value:.3f}")
-            if step % eval_every == 0 or step == steps:
-                predicted_dev = [ranks.interleave(part) for part in predict(model, dev_loader, device, desc="dev")]
-                metrics = dev_metrics(dev_split["id"].to_numpy(), dev_targets, *predicted_dev, batch_size)
-                if log:
-                    log.log(
-                        "dev", step, {"loss": metrics["loss"], "gap": metrics["gap"], "batch_gap": metrics["batch_gap"]}
-                    )
-                    log.write_plots()
-            if checkpoint_due and ranks.leader:
-                _save_checkpoint(checkpoint_path, step, model, optimizer, log, fingerprint)
-    except BaseException:
-        if log:
-            log.fail()
-        raise
-    if ranks.leader:
-        save_model(model_path, model, variant, landmark_ids, log.run_id)
-        log.finish(artifacts=[model_path])
-        if checkpoint_path is not None:
-            Path(checkpoint_path).unlink(missing_ok=True)
-    metrics["seconds"] = time.time() - started
-    metrics["images_per_second"] = (steps - start) * batch_size / metrics["seconds"]
-    return metrics
+            params = {"variant": variant, "train": settings, "classes": len(classes), "processes": ranks.world}
+            log = TrainingLog(
+                name,
+                params,
+                plots_dir,
+                run_id=resumed["mlflow_run_id"] if resumed else None,
+                rows=resumed["rows"] if resumed else None,
+            )
+        sampler = EpochBatches(len(train_data), batch_size, settings["seed"], start, part=my_slice)
+        train_loader = make_loader(train_data, batch_size, workers, device, sampler)
+        started = time.time()
+        try:
+            batches = iter(train_loader)
+            progress = tqdm(
+                range(start + 1, steps + 1), desc=f"train {name}", unit="step", mininterval=2, disable=not ranks.leader
+            )
+            for step in progress:
+                images, targets, keys = next(batches)
+                images = to_input(images, keys)
+                targets = targets.to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=precision or torch.float32, enabled=precision is not None):
+                    logits = forward(images)
+                loss = F.cross_entropy(logits.float(), targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                checkpoint_due = checkpoint_path is not None and step % checkpoint_every == 0 and step < steps
+                if step % log_every == 0 or step == steps or checkpoint_due:
+                    value = ranks.cat(loss.detach()[None]).mean().item()  # a host sync: only on logging steps
+                    if not math.isfinite(value):
+                        kept = f"; the last good checkpoint is {checkpoint_path}" if checkpoint_path else ""
+                        raise UserError(f"{where}: the loss became {value} at step {step}{kept}; try a lower lr")
+                    confidence, predicted = logits.detach().float().softmax(dim=1).max(dim=1)
+                    confidence, correct = ranks.cat(confidence), ranks.cat((predicted == targets).to(torch.uint8))
+                    gap = batch_gap(confidence.cpu().numpy(), correct.cpu().numpy().astype(bool))
+                    if log:
+                        log.log("train", step, {"loss": value, "batch_gap": gap})
+                    progress.set_postfix(loss=f"{value:.3f}")
+                if step % eval_every == 0 or step == steps:
+                    predicted_dev = [ranks.interleave(part) for part in predict(model, dev_loader, device, desc="dev")]
+                    metrics = dev_metrics(dev_split["id"].to_numpy(), dev_targets, *predicted_dev, batch_size)
+                    if log:
+                        log.log(
+                            "dev",
+                            step,
+                            {"loss": metrics["loss"], "gap": metrics["gap"], "batch_gap": metrics["batch_gap"]},
+                        )
+                        log.write_plots()
+                if checkpoint_due and ranks.leader:
+                    _save_checkpoint(checkpoint_path, step, model, optimizer, log, fingerprint)
+        except BaseException:
+            if log:
+                log.fail()
+            raise
+        if ranks.leader:
+            save_model(model_path, model, variant, landmark_ids, log.run_id)
+            log.finish(artifacts=[model_path])
+            if checkpoint_path is not None:
+                Path(checkpoint_path).unlink(missing_ok=True)
+        metrics["seconds"] = time.time() - started
+        metrics["images_per_second"] = (steps - start) * batch_size / metrics["seconds"]
+        return metrics
