@@ -124,8 +124,8 @@ def main(out, images, smoke):
     )
 
     # decode: nvJPEG against the CPU decoder, same files
-    reader = image_reader(root / "shards", "train")
-    blobs = [reader.read(image_id) for image_id in frame["id"][:64]]
+    reader = image_reader(root / "shards", "train", frame["id"][:64])
+    blobs = [reader.read(index) for index in range(len(reader))]
     on_device = decode_images(blobs, size, device).float()
     on_cpu = decode_images(blobs, size, torch.device("cpu")).float().to(device)
     difference = (on_device - on_cpu).abs().mean().item()

@@ -63,9 +63,9 @@ def main(count=100_000, workdir=None):
         dvc_repo(work, {form: f"{root.name}/train" for form, root in forms.items()})
         for form, root in forms.items():
             first, second = timed(["dvc", "status", form], work), timed(["dvc", "status", form], work)
-            reader = image_reader(root, "train")
+            reader = image_reader(root, "train", order)
             started = time.perf_counter()
-            total = sum(len(reader.read(image_id)) for image_id in order)
+            total = sum(len(reader.read(index)) for index in range(count))
             read_rate = count / (time.perf_counter() - started)
             subset = order[:20_000]
             data = image_dataset(64, root, "train", subset)

@@ -73,7 +73,7 @@ def load_model(path, device):
 
 def image_dataset(image_size: int, images_root, split, ids, targets=None, decode: str = "worker"):
     """The images of ids from images_root: packed shards (the pack stage's output) or the Kaggle layout."""
-    return ImageDataset(image_reader(images_root, split), ids, targets, image_size=image_size, decode=decode)
+    return ImageDataset(image_reader(images_root, split, ids), targets, image_size=image_size, decode=decode)
 
 
 def model_input(model, dataset, device, augment_seed=None) -> DeviceTransform:

@@ -32,8 +32,8 @@ def main(models_dir, images_dir, dev_csv, out_png):
         dataset = image_dataset(checkpoint["variant"]["image_size"], images_dir, "train", chosen)
         images, _, keys = collate([dataset[index] for index in range(len(chosen))])
         maps[name] = saliency_maps(model, model_input(model, dataset, torch.device("cpu"))(images, keys))
-    reader = image_reader(images_dir, "train")
-    pictures = [np.asarray(Image.open(io.BytesIO(reader.read(image_id))).convert("RGB")) for image_id in chosen]
+    reader = image_reader(images_dir, "train", chosen)
+    pictures = [np.asarray(Image.open(io.BytesIO(reader.read(index))).convert("RGB")) for index in range(len(chosen))]
     plot_saliency_grid(pictures, maps, out_png)
     print(f"saliency: {len(chosen)} dev images x {len(maps)} variants -> {out_png}")
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from landmark.data.images import scan
 from landmark.data.layout import image_path, read_csv
-from landmark.data.shards import ShardReader, image_reader
+from landmark.data.shards import packed_ids
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_json
 from landmark.params import load_params, section
@@ -47,9 +47,9 @@ def main(models_dir, metrics_dir, images_dir, submission_csv, score_json):
     device = pick_device(settings["device"])
     model, checkpoint = load_model(Path(models_dir) / name / "model.pt", device)
     test_ids = read_csv(Path(images_dir) / "test.csv", ["id"])["id"].to_numpy()
-    reader = image_reader(images_dir, "test")
-    if isinstance(reader, ShardReader):  # the pack stage packed the usable ones only
-        has_image = np.array([image_id in reader for image_id in test_ids], dtype=bool)
+    packed = packed_ids(images_dir, "test")
+    if packed is not None:  # the pack stage packed the usable ones only
+        has_image = np.isin(test_ids, packed)
     else:
         paths = [image_path(images_dir, "test", image_id) for image_id in test_ids]
         has_image = scan(test_ids, paths, int(settings["max_image_pixels"]))["reason"].isna().to_numpy()

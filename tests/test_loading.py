@@ -37,8 +37,8 @@ def write_cases(root, cases):
 def test_device_decoding_matches_worker_decoding_for_every_usable_kind_of_file(tmp_path):
     usable = {case: data for case, (data, reason) in salted_images().items() if reason is None}
     ids = write_cases(tmp_path, usable)
-    on_worker = ImageDataset(FolderReader(tmp_path, "train"), ids, image_size=24, decode="worker")
-    on_device = ImageDataset(FolderReader(tmp_path, "train"), ids, image_size=24, decode="device")
+    on_worker = ImageDataset(FolderReader(tmp_path, "train", ids), image_size=24, decode="worker")
+    on_device = ImageDataset(FolderReader(tmp_path, "train", ids), image_size=24, decode="device")
     kinds = {case: type(on_device[index][0]).__name__ for index, case in enumerate(usable)}
     # nvJPEG gets the plain JPEGs; PNG, WebP, CMYK and EXIF-rotated files are decoded in the worker instead
     assert kinds == {
@@ -107,7 +107,7 @@ def test_epoch_batches_are_permutations_and_resume_where_they_stopped():
 
 def test_workers_give_the_same_batches_as_the_main_process(tiny_dataset):
     train = read_labels(tiny_dataset / "train.csv")
-    dataset = ImageDataset(FolderReader(tiny_dataset, "train"), train["id"], np.zeros(len(train), dtype=np.int64), 32)
+    dataset = ImageDataset(FolderReader(tiny_dataset, "train", train["id"]), np.zeros(len(train), dtype=np.int64), 32)
     transform = DeviceTransform(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "cpu", augment_seed=0, dataset_size=len(train))
 
     def first_batches(workers):
@@ -126,7 +126,7 @@ def test_images_are_resized_to_the_asked_size_from_any_shape(tmp_path):
         files[name] = (tmp_path / f"{name}.jpg").read_bytes()
     ids = write_cases(tmp_path, files)
     for decode in ("worker", "device"):
-        dataset = ImageDataset(FolderReader(tmp_path, "train"), ids, image_size=16, decode=decode)
+        dataset = ImageDataset(FolderReader(tmp_path, "train", ids), image_size=16, decode=decode)
         batch = DeviceTransform(16, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "cpu")(*batch_of(dataset, [0, 1])[::2])
         assert batch.shape == (2, 3, 16, 16)
         assert torch.allclose(batch[:, :, 4:12, 4:12].mean((0, 2, 3)), torch.tensor([10, 200, 30]) / 255, atol=0.02)

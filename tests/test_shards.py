@@ -13,7 +13,7 @@ import yaml
 
 from landmark.data.layout import image_path, read_labels
 from landmark.data.prepare import filter_classes, split_dev
-from landmark.data.shards import ShardReader, image_reader, pack
+from landmark.data.shards import ShardReader, image_reader, pack, packed_ids
 from landmark.errors import UserError
 from landmark.train import train_variant
 from tests.test_resume import SETTINGS, VARIANT
@@ -39,12 +39,12 @@ def test_shards_are_webdataset_tars_whose_index_gives_back_every_image(tmp_path,
     assert all(int(data) == labels[name[:-4]] for name, data in members[1::2])
     assert sorted(index["id"]) == sorted(train["id"]) and index["id"].tolist() != train["id"].tolist()  # shuffled
 
-    reader = image_reader(tmp_path / "shards", "train")
+    reader = image_reader(tmp_path / "shards", "train", train["id"])
     assert isinstance(reader, ShardReader)
-    for image_id in train["id"]:
-        assert reader.read(image_id) == image_path(tiny_dataset, "train", image_id).read_bytes()
-    with pytest.raises(UserError, match=r"index.csv: no image nope; rerun the pack stage"):
-        reader.read("nope")
+    for position, image_id in enumerate(train["id"]):
+        assert reader.read(position) == image_path(tiny_dataset, "train", image_id).read_bytes()
+    with pytest.raises(UserError, match=r"index.csv: 1 image\(s\) not packed, e.g. nope; rerun the pack stage"):
+        image_reader(tmp_path / "shards", "train", [train["id"].iloc[0], "nope"])
 
 
 def test_packing_is_reproducible_and_replaces_the_old_shards(tmp_path, tiny_dataset):
@@ -91,5 +91,5 @@ def test_pack_stage_packs_usable_test_images_and_keeps_every_test_id(tmp_path, t
     assert f"{len(test) - 1} of {len(test)} test images" in result.stdout
     assert pd.read_csv(tmp_path / "shards/test.csv", dtype=str)["id"].tolist() == test["id"].tolist()
     assert (tmp_path / "shards/solution.csv").read_bytes() == (raw / "solution.csv").read_bytes()
-    reader = image_reader(tmp_path / "shards", "test")
-    assert broken not in reader and all(image_id in reader for image_id in test["id"].iloc[1:])
+    assert sorted(packed_ids(tmp_path / "shards", "test")) == sorted(test["id"].iloc[1:])
+    assert packed_ids(raw, "test") is None

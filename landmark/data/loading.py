@@ -42,7 +42,7 @@ def _plain_jpeg(blob: bytes) -> bool:
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """The images of ids, read through reader (a ShardReader or FolderReader), with optional class indices.
+    """The images of a reader (landmark.data.shards: packed or loose), with optional class indices.
 
     Items are (image, target, key). A key is `epoch · len + index` (plain indices are epoch 0); the augmentation
     of a key is drawn from (seed, epoch, index) on the device (DeviceTransform), so it is the same whichever worker
@@ -50,20 +50,20 @@ class ImageDataset(torch.utils.data.Dataset):
     image_size × image_size, or with decode="device" the file's bytes (see the module docstring).
     """
 
-    def __init__(self, reader, ids, targets=None, image_size: int = 224, decode: str = "worker"):
+    def __init__(self, reader, targets=None, image_size: int = 224, decode: str = "worker"):
         if decode not in ("worker", "device"):
             raise ValueError(f"decode must be worker or device, not {decode!r}")
-        self.reader, self.ids = reader, [str(image_id) for image_id in ids]
-        self.targets = np.full(len(self.ids), -1, dtype=np.int64) if targets is None else np.asarray(targets)
+        self.reader = reader
+        self.targets = np.full(len(reader), -1, dtype=np.int64) if targets is None else np.asarray(targets)
         self.image_size = int(image_size)
         self.decode = decode
 
     def __len__(self):
-        return len(self.ids)
+        return len(self.reader)
 
     def __getitem__(self, key):
-        index = int(key) % len(self.ids)
-        blob = self.reader.read(self.ids[index])
+        index = int(key) % len(self.reader)
+        blob = self.reader.read(index)
         if self.decode == "device" and _plain_jpeg(blob):
             return blob, int(self.targets[index]), int(key)
         image = open_rgb(io.BytesIO(blob), target_size=self.image_size)

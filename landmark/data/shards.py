@@ -75,49 +75,64 @@ def pack(images_root, split: str, frame: pd.DataFrame, out_dir, shard_bytes: int
 
 
 class ShardReader:
-    """The bytes of any packed image by id, with one pread on its shard (file handles opened per process)."""
+    """The bytes of the packed images of ids, by position, with one pread on its shard.
 
-    def __init__(self, folder):
+    Locations are numpy arrays, not per-image Python objects: loader workers fork with the dataset, and touching
+    millions of small objects would copy them into every worker.
+    """
+
+    def __init__(self, folder, ids):
         self.folder = Path(folder)
         index = read_csv(self.folder / INDEX, ["id", "shard", "offset", "size"])
-        self.where = dict(
-            zip(index["id"], zip(index["shard"].astype(int), index["offset"].astype(int), index["size"].astype(int)))
+        rows = pd.Index(index["id"]).get_indexer(pd.Index(ids, dtype=str))
+        if (rows < 0).any():
+            missing = np.asarray(ids)[rows < 0]
+            raise UserError(
+                f"{self.folder / INDEX}: {len(missing)} image(s) not packed, e.g. {missing[0]}; "
+                "rerun the pack stage (dvc repro)"
+            )
+        self.shard, self.offset, self.size = (
+            index[column].to_numpy(dtype=np.int64)[rows] for column in ("shard", "offset", "size")
         )
         self._handles, self._pid = {}, None
 
-    def __contains__(self, image_id) -> bool:
-        return image_id in self.where
+    def __len__(self):
+        return len(self.shard)
 
-    def read(self, image_id: str) -> bytes:
+    def read(self, position: int) -> bytes:
         if self._pid != os.getpid():  # a forked loader worker opens its own handles
             self._handles, self._pid = {}, os.getpid()
-        try:
-            shard, offset, size = self.where[image_id]
-        except KeyError:
-            raise UserError(f"{self.folder / INDEX}: no image {image_id}; rerun the pack stage (dvc repro)") from None
+        shard = int(self.shard[position])
         if shard not in self._handles:
             self._handles[shard] = os.open(self.folder / f"shard-{shard:06d}.tar", os.O_RDONLY)
-        return os.pread(self._handles[shard], size, offset)
+        return os.pread(self._handles[shard], int(self.size[position]), int(self.offset[position]))
 
-    def __getstate__(self):  # handles do not travel to spawned workers
-        return {"folder": self.folder, "where": self.where, "_handles": {}, "_pid": None}
+    def __getstate__(self):  # file handles do not travel to spawned workers
+        return self.__dict__ | {"_handles": {}, "_pid": None}
 
 
 class FolderReader:
-    """The bytes of a loose image in the Kaggle layout (`root/split/a/b/c/<id>.jpg`)."""
+    """The bytes of the loose images of ids in the Kaggle layout (`root/split/a/b/c/<id>.jpg`), by position."""
 
-    def __init__(self, root, split: str):
-        self.root, self.split = Path(root), split
+    def __init__(self, root, split: str, ids):
+        self.root, self.split, self.ids = Path(root), split, np.asarray(ids, dtype=str)
 
-    def __contains__(self, image_id) -> bool:
-        return image_path(self.root, self.split, image_id).is_file()
+    def __len__(self):
+        return len(self.ids)
 
-    def read(self, image_id: str) -> bytes:
-        return image_path(self.root, self.split, image_id).read_bytes()
+    def read(self, position: int) -> bytes:
+        return image_path(self.root, self.split, str(self.ids[position])).read_bytes()
 
 
-def image_reader(images_root, split: str):
-    """Shards when images_root holds a packed split (the pack stage's output), else the Kaggle layout's files."""
+def packed_ids(images_root, split: str):
+    """The ids the pack stage packed for split, or None when images_root is not its output."""
+    index = Path(images_root) / split / INDEX
+    return read_csv(index, ["id"])["id"].to_numpy() if index.is_file() else None
+
+
+def image_reader(images_root, split: str, ids):
+    """The images of ids: from shards when images_root holds a packed split (the pack stage's output), else
+    from the Kaggle layout's files."""
     if (Path(images_root) / split / INDEX).is_file():
-        return ShardReader(Path(images_root) / split)
-    return FolderReader(images_root, split)
+        return ShardReader(Path(images_root) / split, ids)
+    return FolderReader(images_root, split, ids)
