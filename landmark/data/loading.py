@@ -24,7 +24,9 @@ from landmark.data.images import open_rgb
 EXIF_ORIENTATION = 0x0112
 
 
-def _resized_uint8(image: Image.Image, size: int) -> torch.Tensor:
+def _decode_with_pil(blob: bytes, size: int) -> torch.Tensor:
+    """Any image file's bytes as upright RGB uint8, 3 × size × size (the worker path, and the fallback)."""
+    image = open_rgb(io.BytesIO(blob), target_size=size)
     if image.size != (size, size):
         image = image.resize((size, size), Image.BILINEAR)
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
@@ -66,8 +68,7 @@ class ImageDataset(torch.utils.data.Dataset):
         blob = self.reader.read(index)
         if self.decode == "device" and _plain_jpeg(blob):
             return blob, int(self.targets[index]), int(key)
-        image = open_rgb(io.BytesIO(blob), target_size=self.image_size)
-        return _resized_uint8(image, self.image_size), int(self.targets[index]), int(key)
+        return _decode_with_pil(blob, self.image_size), int(self.targets[index]), int(key)
 
 
 def collate(samples):
@@ -84,7 +85,7 @@ def _decode_one(data: torch.Tensor, device, image_size: int) -> torch.Tensor:
     try:
         return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
     except RuntimeError:
-        return _resized_uint8(open_rgb(io.BytesIO(data.numpy().tobytes()), target_size=image_size), image_size)
+        return _decode_with_pil(data.numpy().tobytes(), image_size)
 
 
 def decode_images(images, image_size: int, device: torch.device) -> torch.Tensor:
