@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from landmark.data.images import open_rgb
 from landmark.data.layout import read_labels
 from landmark.data.loading import collate
 from landmark.data.shards import image_reader
@@ -33,7 +33,7 @@ def main(models_dir, images_dir, dev_csv, out_png):
         images, _, keys = collate([dataset[index] for index in range(len(chosen))])
         maps[name] = saliency_maps(model, model_input(model, dataset, torch.device("cpu"))(images, keys))
     reader = image_reader(images_dir, "train", chosen)
-    pictures = [np.asarray(Image.open(io.BytesIO(reader.read(index))).convert("RGB")) for index in range(len(chosen))]
+    pictures = [np.asarray(open_rgb(io.BytesIO(reader.read(index)))) for index in range(len(chosen))]
     plot_saliency_grid(pictures, maps, out_png)
     print(f"saliency: {len(chosen)} dev images x {len(maps)} variants -> {out_png}")
 
