@@ -33,8 +33,11 @@ class CountSketch(nn.Module):
 
 def compact_bilinear(x, y, sketch_x: CountSketch, sketch_y: CountSketch):
     """Ψ(x ⊗ y) without forming x ⊗ y: the circular convolution of two count sketches, computed as a product
-    in the frequency domain (Pham & Pagh 2013; Gao et al. 2016, "Compact Bilinear Pooling")."""
+    in the frequency domain (Pham & Pagh 2013; Gao et al. 2016, "Compact Bilinear Pooling"). In float32 at least:
+    cuFFT has no bfloat16 transform, CUDA autocast does not upcast FFTs, and a bf16 sketch would sum 2048 terms
+    with 8 bits of mantissa."""
     size = sketch_x.out_features
+    x, y = (tensor.to(torch.promote_types(tensor.dtype, torch.float32)) for tensor in (x, y))
     spectrum = torch.fft.rfft(sketch_x(x), dim=-1) * torch.fft.rfft(sketch_y(y), dim=-1)
     return torch.fft.irfft(spectrum, n=size, dim=-1)
 
