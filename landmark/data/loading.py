@@ -10,6 +10,7 @@ Two ways to decode, chosen by `decode`:
   worker instead, so every image the filter stage accepted still loads.
 """
 
+import functools
 import io
 import warnings
 
@@ -81,9 +82,33 @@ def collate(samples):
     return images, torch.tensor(targets), torch.tensor(keys)
 
 
+@functools.cache
+def _decode_stream(device: torch.device) -> torch.cuda.Stream:
+    return torch.cuda.Stream(device)
+
+
+def _decode_jpegs(data, device: torch.device):
+    """torchvision's decode_jpeg, made safe on a GPU. Its CUDA decoder allocates the outputs on the current stream
+    but writes them from a stream of its own that does not wait for the current one, so it can overwrite memory
+    that kernels still queued there are about to read (seen here as a device-side assert in the training loss;
+    pytorch/vision#9606). Decoding under a stream that runs nothing else hands the decoder only blocks whose
+    uses have finished: each output is marked as used by the consuming stream, so the allocator does not give
+    it back to the decoder before that use is done."""
+    if device.type != "cuda":
+        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    consumer, decoding = torch.cuda.current_stream(device), _decode_stream(device)
+    decoding.synchronize()  # the previous batch's decode, long done by now: its buffers are free to reuse
+    with torch.cuda.stream(decoding):
+        images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+    consumer.wait_stream(decoding)
+    for image in images if isinstance(images, list) else [images]:
+        image.record_stream(consumer)
+    return images
+
+
 def _decode_one(data: torch.Tensor, device, image_size: int) -> torch.Tensor:
     try:
-        return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        return _decode_jpegs(data, device)
     except RuntimeError:
         return _decode_with_pil(data.numpy().tobytes(), image_size)
 
@@ -99,7 +124,7 @@ def decode_images(images, image_size: int, device: torch.device) -> torch.Tensor
             warnings.simplefilter("ignore")  # torchvision 0.29 marks its decoders deprecated in favour of TorchCodec
             data = [torch.frombuffer(bytearray(images[index]), dtype=torch.uint8) for index in blobs]
             try:
-                results = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+                results = _decode_jpegs(data, device)
             except RuntimeError:  # one file nvJPEG refuses fails the whole call: decode that batch one by one
                 results = [_decode_one(blob, device, image_size) for blob in data]
             for index, image in zip(blobs, results):
