@@ -99,7 +99,7 @@ def train_variant(
     torch.manual_seed(settings["seed"])
     device = pick_device(settings["device"])
     precision = autocast_dtype(settings["precision"], device)
-    decode = decode_mode(settings["decode"], device)
+    decode = decode_mode(settings["decode"])
     my_slice = ranks.my_slice(int(variant["batch_size"]))
     with ranks.joined(device) as device:
         class_index = pd.Series(classes["class_index"].to_numpy(), index=classes["landmark_id"].to_numpy())
@@ -148,6 +148,10 @@ def train_variant(
         sampler = EpochBatches(len(train_data), batch_size, settings["seed"], start, part=my_slice)
         train_loader = make_loader(train_data, batch_size, workers, device, sampler)
         started = time.time()
+        # Throughput counts from the first logging step on: torch.compile and the workers' start lie before it.
+        # Dev passes in between are left out; checkpoints are not.
+        first_log = last_log = None  # (time, step) at the host syncs of logging steps
+        evaluating = 0.0
         try:
             batches = iter(train_loader)
             progress = tqdm(
@@ -166,6 +170,8 @@ def train_variant(
                 checkpoint_due = checkpoint_path is not None and step % checkpoint_every == 0 and step < steps
                 if step % log_every == 0 or step == steps or checkpoint_due:
                     value = ranks.cat(loss.detach()[None]).mean().item()  # a host sync: only on logging steps
+                    last_log = (time.perf_counter(), step)
+                    first_log = first_log or last_log
                     if not math.isfinite(value):
                         kept = f"; the last good checkpoint is {checkpoint_path}" if checkpoint_path else ""
                         raise UserError(f"{where}: the loss became {value} at step {step}{kept}; try a lower lr")
@@ -176,6 +182,7 @@ def train_variant(
                         log.log("train", step, {"loss": value, "batch_gap": gap})
                     progress.set_postfix(loss=f"{value:.3f}")
                 if step % eval_every == 0 or step == steps:
+                    evaluation_started = time.perf_counter()
                     predicted_dev = [ranks.interleave(part) for part in predict(model, dev_loader, device, desc="dev")]
                     metrics = dev_metrics(dev_split["id"].to_numpy(), dev_targets, *predicted_dev, batch_size)
                     if log:
@@ -185,6 +192,8 @@ def train_variant(
                             {"loss": metrics["loss"], "gap": metrics["gap"], "batch_gap": metrics["batch_gap"]},
                         )
                         log.write_plots()
+                    if first_log and step < steps:
+                        evaluating += time.perf_counter() - evaluation_started
                 if checkpoint_due and ranks.leader:
                     _save_checkpoint(checkpoint_path, step, model, optimizer, log, fingerprint)
         except BaseException:
@@ -197,5 +206,9 @@ def train_variant(
             if checkpoint_path is not None:
                 Path(checkpoint_path).unlink(missing_ok=True)
         metrics["seconds"] = time.time() - started
-        metrics["images_per_second"] = (steps - start) * batch_size / metrics["seconds"]
+        if first_log and last_log[1] > first_log[1]:
+            steady_seconds = last_log[0] - first_log[0] - evaluating
+            metrics["images_per_second"] = (last_log[1] - first_log[1]) * batch_size / steady_seconds
+        else:  # too few steps to leave the start-up out
+            metrics["images_per_second"] = (steps - start) * batch_size / metrics["seconds"]
         return metrics
