@@ -21,7 +21,7 @@ def main(model_path, images_dir, dev_csv, metrics_json):
     dev = read_labels(dev_csv)
     class_of = {landmark: index for index, landmark in enumerate(checkpoint["landmark_ids"])}
     targets = dev["landmark_id"].map(class_of).to_numpy()
-    decode = decode_mode(params["decode"], device)
+    decode = decode_mode(params["decode"])
     dataset = image_dataset(checkpoint["variant"]["image_size"], images_dir, "train", dev["id"], targets, decode)
     loader = make_loader(dataset, int(params["batch_size"]), int(params["num_workers"]), device)
     classes, confidences, losses = predict(model, loader, device, desc="evaluate")

@@ -53,7 +53,7 @@ def main(models_dir, metrics_dir, images_dir, submission_csv, score_json):
     else:
         paths = [image_path(images_dir, "test", image_id) for image_id in test_ids]
         has_image = scan(test_ids, paths, int(settings["max_image_pixels"]))["reason"].isna().to_numpy()
-    decode = decode_mode(settings["decode"], device)
+    decode = decode_mode(settings["decode"])
     dataset = image_dataset(checkpoint["variant"]["image_size"], images_dir, "test", test_ids[has_image], decode=decode)
     loader = make_loader(dataset, int(settings["batch_size"]), int(settings["num_workers"]), device)
     classes, confidences, _ = predict(model, loader, device, desc="test")

@@ -105,7 +105,7 @@ def test_bad_images_are_counted_listed_and_skipped(salted, mlflow_store):
     }  # fmt: skip
     settings = {
         "seed": 0, "device": "cpu", "num_workers": 0, "log_every": 1, "eval_every": 3, "eval_batch_size": 16,
-        "checkpoint_every": 10, "precision": "auto", "compile": "auto", "decode": "auto",
+        "checkpoint_every": 10, "precision": "auto", "compile": "auto", "decode": "worker",
     }  # fmt: skip
     odd = kept[kept["id"].isin(usable)]
     for decode in ("worker", "device"):  # device: the bytes reach the decoder, odd ones fall back to the worker

@@ -26,7 +26,7 @@ VARIANT = {
 }  # fmt: skip
 SETTINGS = {
     "seed": 0, "device": "cpu", "num_workers": 0, "log_every": 1, "eval_every": 10, "eval_batch_size": 16,
-    "checkpoint_every": 4, "precision": "auto", "compile": "auto", "decode": "auto", "gpus": 1,
+    "checkpoint_every": 4, "precision": "auto", "compile": "auto", "decode": "worker", "gpus": 1,
 }  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from landmark.data.layout import read_labels
 from landmark.data.prepare import filter_classes, split_dev
 from landmark.errors import UserError
 from landmark.models import create_model
-from landmark.predict import dev_metrics, image_dataset, load_model, make_loader, pick_device, predict
+from landmark.predict import decode_mode, dev_metrics, image_dataset, load_model, make_loader, pick_device, predict
 from landmark.train import train_variant
 from tests.test_resume import SETTINGS as RESUME_SETTINGS
 from tests.test_resume import VARIANT as RESUME_VARIANT
@@ -79,6 +79,12 @@ def test_device_choice_falls_back_to_the_cpu():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="torch sees no GPU here; use auto or cpu"):
             pick_device("cuda")
+
+
+def test_decode_setting_is_worker_or_device():
+    assert [decode_mode(setting) for setting in ("worker", "device")] == ["worker", "device"]
+    with pytest.raises(UserError, match="params.yaml decode: 'auto' is not worker or device"):
+        decode_mode("auto")
 
 
 def test_predicting_no_images_gives_empty_results(tmp_path):
