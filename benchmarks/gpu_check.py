@@ -1,27 +1,35 @@
-"""The GPU check of issue #5 in one run (about 5 minutes on one H100): correctness of the GPU paths, then img/s.
+"""The GPU check of issue #5 in one run (about 6 minutes on one H100): correctness of the GPU paths, then img/s.
 
-Prints one line per figure as soon as it is measured (a run cut short still leaves its figures) and writes them
-all to --out as JSON. Sections, in order:
-  decode      nvJPEG (decode: device) against the CPU decoder on the same files: mean |difference|
-  compute     train img/s on random data already on the GPU, every variant of params.yaml at 256 px, batch 256,
-              bf16 + channels_last (+ torch.compile for --compiled variants); the paper's setup (fp32, batch 64)
-  end_to_end  the training loop of the train stage on those shards: read -> decode -> augment -> step, img/s and
-              its ratio to the compute-only figure of the same config: xception compiled with both decode modes
-              (and the loader alone, no model), every variant eager with GPU decoding
-  train_stage landmark.train.train_variant itself for a few hundred steps (compile, dev evaluation included)
-  inference   predict() over the shards, bf16, batch 256
-  ddp         with several GPUs: the train stage under torchrun on all of them vs one, scaling efficiency
-Usage: python benchmarks/gpu_check.py [--out results.json] [--images 8192] [--smoke]
+Prints one line per figure as soon as it is measured and rewrites --out (JSON) after each, so a run cut short
+still leaves its figures; a section that fails prints its traceback and the next one runs. Sections, most
+important first:
+  decode       nvJPEG (decode: device) against the CPU decoder on the same files: mean |difference|; and
+               whether decoding overwrites freed memory that queued kernels still read (torchvision's CUDA
+               decoder alone does, pytorch/vision#9606; landmark.data.loading's use of it must not)
+  compute      train img/s on random data already on the GPU at 256 px, batch 256, bf16 + channels_last: every
+               variant of params.yaml eager, then xception compiled
+  end_to_end   the train stage's data path on packed shards: read -> decode -> augment -> step, img/s and its
+               ratio to the compute-only figure of the same model; xception compiled with each decoder (and the
+               loader alone, no model), then every variant eager with worker decoding (the default).
+               Timed after the loader's prefetch queue has drained, so the figure is the sustained rate.
+  inference    predict() over the shards, bf16, batch 256, with each decoder
+  train_stage  landmark.train.train_variant itself (compiled, logging to a throw-away MLflow store)
+  paper        the paper's setup: fp32, NCHW, batch 64; resnet50 compiled
+  ddp          with several GPUs: the train stage under torchrun on all of them vs one, scaling efficiency
+Usage: python benchmarks/gpu_check.py [--out results.json] [--images 16384] [--smoke]
 --smoke runs every section at toy sizes on whatever device there is (the CPU here), to check the script itself.
 """
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +37,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 import yaml
+from torchvision.io import decode_jpeg
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
@@ -42,9 +51,42 @@ from landmark.train import compiled, train_variant  # noqa: E402
 RESULTS = {}
 
 
-def report(key, value, text):
+def report(key, value, text, out):
     RESULTS[key] = value
     print(f"{key}: {text}", flush=True)
+    partial = Path(f"{out}.partial")
+    partial.write_text(json.dumps(RESULTS, indent=2) + "\n")
+    partial.replace(out)
+
+
+@contextlib.contextmanager
+def section(name, out):
+    """Run one section; a failure is reported with its traceback and does not stop the sections after it."""
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception as error:
+        traceback.print_exc()
+        report(f"{name}_error", f"{type(error).__name__}: {error}", f"FAILED: {type(error).__name__}: {error}", out)
+        if "CUDA error" in str(error):  # the CUDA context is lost: every later section would fail the same way
+            raise SystemExit(1) from error
+    print(f"-- {name}: {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def overwritten_reads(decode, device, rounds=20):
+    """Rounds (of `rounds`) in which `decode` overwrote memory that kernels queued before it were still to read:
+    each round frees 64 buffers (each the size of one decoded image) whose sums are queued behind a busy
+    kernel, decodes, then checks the sums."""
+    corrupted = 0
+    expected = torch.arange(64, device=device, dtype=torch.float32) * 49_152
+    for _ in range(rounds):
+        buffers = [torch.full((49_152,), float(value), device=device) for value in range(64)]  # 3 × 256 × 256 bytes
+        torch.cuda._sleep(20_000_000)  # ~10 ms of busy GPU, so the sums below are still queued during decode()
+        sums = torch.stack([buffer.sum() for buffer in buffers])
+        del buffers
+        decode()
+        corrupted += int(not torch.equal(sums, expected))
+    return corrupted
 
 
 def sync(device):
@@ -99,6 +141,21 @@ def compute_only(params, name, device, size, batch, precision, channels_last, co
     return train_steps(model, forward, same_batch(), precision, device, steps, warmup=3 if compile_model else 2)
 
 
+def inference(params, device, root, frame, decode, size, batch, workers, smoke, out):
+    model = create_model(benchmark_variant(params, "xception", size, smoke), 1000).to(device)
+    model = model.to(memory_format=torch.channels_last).eval()
+    data = image_dataset(size, root / "shards", "train", frame["id"], None, decode)
+    loader = make_loader(data, batch, workers, device)
+    predict(model, loader, device)  # warm-up: workers, cuDNN autotuning
+    sync(device)
+    started = time.perf_counter()
+    for _ in range(2):
+        predict(model, loader, device)
+    sync(device)
+    rate = 2 * len(data) / (time.perf_counter() - started)
+    report(f"inference_xception_{decode}", rate, f"{rate:,.0f} img/s end to end (bf16, batch {batch})", out)
+
+
 def data_batches(loader, to_input, device):
     for images, targets, keys in loader:
         yield to_input(images, keys), targets.to(device, non_blocking=True)
@@ -107,103 +164,139 @@ def data_batches(loader, to_input, device):
 def main(out, images, smoke):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-    size, batch, steps = (32, 8, 3) if smoke else (256, 256, 15)
     images = 64 if smoke else images
+    # In memory when there is room, so the figures are not those of this machine's disk.
+    in_memory = Path("/dev/shm").is_dir() and shutil.disk_usage("/dev/shm").free > images * 200_000
+    root = Path(tempfile.mkdtemp(dir="/dev/shm" if in_memory else None))
+    try:
+        measure(out, params, device, root, images, smoke)
+    finally:
+        shutil.rmtree(root)
+
+
+def measure(out, params, device, root, images, smoke):
+    size, batch, steps = (32, 8, 3) if smoke else (256, 256, 15)
     workers = min(os.cpu_count(), 16)
+    # The loader keeps workers × prefetch_factor (4) batches queued: time only after that queue has drained.
+    drain = workers * 4 + 6
     bf16 = torch.bfloat16 if device.type == "cuda" else None
     card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    report("device", card, f"{card}, torch {torch.__version__}, {workers} loader workers, {images} images")
-    root = Path(tempfile.mkdtemp(dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    report("device", card, f"{card}, torch {torch.__version__}, {workers} loader workers, {images} images", out)
     started = time.perf_counter()
     frame = write_jpegs(root / "raw", images, size=256 if not smoke else 48, workers=workers)
     pack(root / "raw", "train", frame, root / "shards", shard_bytes=2**30, seed=0)
-    report(
-        "data_seconds",
-        time.perf_counter() - started,
-        f"{images} JPEGs written and packed in {time.perf_counter() - started:.1f} s",
-    )
-
-    # decode: nvJPEG against the CPU decoder, same files
-    reader = image_reader(root / "shards", "train", frame["id"][:64])
-    blobs = [reader.read(index) for index in range(len(reader))]
-    on_device = decode_images(blobs, size, device).float()
-    on_cpu = decode_images(blobs, size, torch.device("cpu")).float().to(device)
-    difference = (on_device - on_cpu).abs().mean().item()
-    report("decode_mean_abs_difference", difference, f"{difference:.3f} grey levels (nvJPEG vs CPU) over 64 images")
-
-    # compute-only
-    for name in params["variants"]:
-        figure = compute_only(params, name, device, size, batch, bf16, True, False, steps, smoke)
-        report(f"compute_{name}_bf16_cl_b{batch}", figure, f"{figure:,.0f} img/s")
-    for name in ("xception", "resnet50"):
-        figure = compute_only(params, name, device, size, batch, bf16, True, True, steps, smoke)
-        report(f"compute_{name}_bf16_cl_b{batch}_compiled", figure, f"{figure:,.0f} img/s")
-        paper = compute_only(params, name, device, size, 64 if not smoke else batch, None, False, False, steps, smoke)
-        report(f"compute_{name}_paper_fp32_b64", paper, f"{paper:,.0f} img/s")
-
-    # loader alone, then end to end: xception compiled (as the train stage runs it on a GPU) with both decode
-    # modes, and every other variant eager with GPU decoding, each against its own compute-only figure
+    seconds = time.perf_counter() - started
+    report("data_seconds", seconds, f"{images} JPEGs written and packed in {seconds:.1f} s", out)
     targets = frame["landmark_id"].to_numpy()
-    runs = [("xception", True, "device"), ("xception", True, "worker")]
-    runs += [(name, False, "device") for name in params["variants"]]
-    for name, compile_model, decode in runs:
-        model = create_model(benchmark_variant(params, name, size, smoke), 1000).to(device)
-        model = model.to(memory_format=torch.channels_last)
-        forward = compiled(model, compile_model, device)
-        data = image_dataset(size, root / "shards", "train", frame["id"], targets, decode)
-        to_input = model_input(model, data, device, augment_seed=0)
-        loader = make_loader(data, batch, workers, device, EpochBatches(len(data), batch, 0))
-        batches = data_batches(loader, to_input, device)
-        if name == "xception" and compile_model:
-            for _ in range(3):
-                next(batches)
-            sync(device)
-            started, seen = time.perf_counter(), 0
-            for _ in range(steps * 2):
-                seen += len(next(batches)[1])
-            sync(device)
-            rate = seen / (time.perf_counter() - started)
-            report(f"loader_{decode}", rate, f"{rate:,.0f} img/s (read -> decode ({decode}) -> augment), no model")
-        rate = train_steps(model, forward, batches, bf16, device, steps * 2, warmup=3)
-        ceiling = RESULTS[f"compute_{name}_bf16_cl_b{batch}" + ("_compiled" if compile_model else "")]
-        label = f"end_to_end_{name}_{decode}" + ("_compiled" if compile_model else "")
-        report(label, rate, f"{rate:,.0f} img/s, {rate / ceiling:.2f} of its compute-only figure")
-        del loader, batches
 
-    # the train stage's own function, on the same shards
-    name = "xception"
-    with tempfile.TemporaryDirectory() as folder:
-        classes = pd.DataFrame({"landmark_id": np.unique(targets), "class_index": np.arange(len(np.unique(targets)))})
+    with section("decode", out):
+        reader = image_reader(root / "shards", "train", frame["id"][:64])
+        blobs = [reader.read(index) for index in range(len(reader))]
+        on_device = decode_images(blobs, size, device).float()
+        on_cpu = decode_images(blobs, size, torch.device("cpu")).float().to(device)
+        difference = (on_device - on_cpu).abs().mean().item()
+        report(
+            "decode_mean_abs_difference", difference, f"{difference:.3f} grey levels (nvJPEG vs CPU), 64 images", out
+        )
+        if device.type == "cuda":
+            data = [torch.frombuffer(bytearray(blob), dtype=torch.uint8) for blob in blobs]
+            for key, decode in (
+                ("decode_overwrites_torchvision", lambda: decode_jpeg(data, device=device)),
+                ("decode_overwrites_ours", lambda: decode_images(blobs, size, device)),
+            ):
+                rounds = overwritten_reads(decode, device)
+                report(key, rounds, f"{rounds} of 20 rounds saw queued reads of freed memory overwritten", out)
+
+    def compute(name, compile_model):
+        key = f"compute_{name}_bf16_cl_b{batch}" + ("_compiled" if compile_model else "")
+        with section(key, out):
+            figure = compute_only(params, name, device, size, batch, bf16, True, compile_model, steps, smoke)
+            report(key, figure, f"{figure:,.0f} img/s", out)
+
+    for name in params["variants"]:
+        compute(name, False)
+    compute("xception", True)
+
+    def end_to_end(name, compile_model, decode):
+        label = f"end_to_end_{name}_{decode}" + ("_compiled" if compile_model else "")
+        with section(label, out):
+            model = create_model(benchmark_variant(params, name, size, smoke), 1000).to(device)
+            model = model.to(memory_format=torch.channels_last)
+            forward = compiled(model, compile_model, device)
+            data = image_dataset(size, root / "shards", "train", frame["id"], targets, decode)
+            to_input = model_input(model, data, device, augment_seed=0)
+            loader = make_loader(data, batch, workers, device, EpochBatches(len(data), batch, 0))
+            batches = data_batches(loader, to_input, device)
+            if name == "xception" and compile_model:
+                for _ in range(drain):
+                    next(batches)
+                sync(device)
+                started, seen = time.perf_counter(), 0
+                for _ in range(steps * 4):
+                    seen += len(next(batches)[1])
+                sync(device)
+                rate = seen / (time.perf_counter() - started)
+                report(
+                    f"loader_{decode}", rate, f"{rate:,.0f} img/s (read -> decode ({decode}) -> augment), no model", out
+                )
+            rate = train_steps(model, forward, batches, bf16, device, steps * 4, warmup=drain)
+            ceiling = RESULTS.get(f"compute_{name}_bf16_cl_b{batch}" + ("_compiled" if compile_model else ""))
+            ratio = f", {rate / ceiling:.2f} of its compute-only figure" if ceiling else ""
+            report(label, rate, f"{rate:,.0f} img/s{ratio}", out)
+
+    end_to_end("xception", True, "worker")
+    end_to_end("xception", True, "device")
+
+    for decode in ("worker", "device"):
+        with section(f"inference_xception_{decode}", out):
+            inference(params, device, root, frame, decode, size, batch, workers, smoke, out)
+
+    with section("train_stage_xception", out), tempfile.TemporaryDirectory() as folder:
+        # 1000 classes, as in the sections above, so torch.compile finds this graph in its cache
+        classes = pd.DataFrame({"landmark_id": np.arange(1000), "class_index": np.arange(1000)})
         dev = frame.iloc[: max(len(frame) // 16, batch)]
-        variant = benchmark_variant(params, name, size, smoke) | {"batch_size": batch, "steps": 8 if smoke else 200}
-        settings = dict(params["train"], num_workers=workers, eval_every=10**9, log_every=50, checkpoint_every=10**9)
+        variant = benchmark_variant(params, "xception", size, smoke) | {
+            "batch_size": batch,
+            "steps": 8 if smoke else 200,
+        }
+        log_every = 2 if smoke else 50
+        settings = dict(params["train"], num_workers=workers, eval_every=10**9, log_every=log_every)
+        settings["checkpoint_every"] = 10**9
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
         metrics = train_variant(
-            name, variant, settings, root / "shards", frame, dev, classes, Path(folder) / "m.pt", Path(folder) / "plots"
+            "xception",
+            variant,
+            settings,
+            root / "shards",
+            frame,
+            dev,
+            classes,
+            Path(folder) / "m.pt",
+            Path(folder) / "plots",
         )
         report(
             "train_stage_xception", metrics["images_per_second"],
-            f"{metrics['images_per_second']:,.0f} img/s over {variant['steps']} steps (compile and one dev pass included)",
+            f"{metrics['images_per_second']:,.0f} img/s from step {log_every} to {variant['steps']} "
+            f"(the stage's own figure; {metrics['seconds']:.0f} s in all with compile and a dev pass)", out,
         )  # fmt: skip
 
-    # inference
-    model = create_model(benchmark_variant(params, name, size, smoke), 1000).to(device)
-    model = model.to(memory_format=torch.channels_last).eval()
-    data = image_dataset(
-        size, root / "shards", "train", frame["id"], None, "device" if device.type == "cuda" else "worker"
-    )
-    loader = make_loader(data, batch, workers, device)
-    predict(model, loader, device)  # warm-up: workers, cuDNN autotuning
-    sync(device)
-    started = time.perf_counter()
-    predict(model, loader, device)
-    sync(device)
-    rate = len(data) / (time.perf_counter() - started)
-    report("inference_xception", rate, f"{rate:,.0f} img/s end to end (bf16, batch {batch})")
+    for name in params["variants"]:
+        end_to_end(name, False, "worker")
 
-    # DDP scaling needs more than one GPU
+    for name in ("xception", "resnet50"):
+        key = f"compute_{name}_paper_fp32_b64"
+        with section(key, out):
+            figure = compute_only(
+                params, name, device, size, 64 if not smoke else batch, None, False, False, steps, smoke
+            )
+            report(key, figure, f"{figure:,.0f} img/s", out)
+    compute("resnet50", True)
+
     gpus = torch.cuda.device_count()
-    if gpus > 1:
+    if gpus < 2:
+        report("ddp", None, f"{gpus} GPU here: scaling not measured", out)
+        return
+    with section("ddp", out):
         for processes in (1, gpus):
             project = Path(tempfile.mkdtemp())
             command = [
@@ -213,18 +306,15 @@ def main(out, images, smoke):
                 str(processes),
             ]
             output = subprocess.run(command, cwd=project, capture_output=True, text=True, check=True).stdout
-            report(f"ddp_{processes}_gpus", float(output.split()[-2]), output.strip())
+            report(f"ddp_{processes}_gpus", float(output.split()[-2]), output.strip(), out)
         efficiency = RESULTS[f"ddp_{gpus}_gpus"] / (gpus * RESULTS["ddp_1_gpus"])
-        report("ddp_scaling_efficiency", efficiency, f"{efficiency:.2f} on {gpus} GPUs")
-    else:
-        report("ddp", None, f"{gpus} GPU here: scaling not measured")
-    Path(out).write_text(json.dumps(RESULTS, indent=2) + "\n")
+        report("ddp_scaling_efficiency", efficiency, f"{efficiency:.2f} on {gpus} GPUs", out)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="gpu_check.json")
-    parser.add_argument("--images", type=int, default=8192)
+    parser.add_argument("--images", type=int, default=16384)
     parser.add_argument("--smoke", action="store_true")
     arguments = parser.parse_args()
     main(arguments.out, arguments.images, arguments.smoke)
