@@ -1,5 +1,7 @@
 """The data path: workers read, the device decodes, augments and normalises; both decode paths agree."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from landmark.data.loading import (
     ImageDataset,
     augmentation_matrices,
     collate,
+    decode_images,
     key_uniforms,
 )
 from landmark.data.shards import FolderReader
@@ -130,3 +133,16 @@ def test_images_are_resized_to_the_asked_size_from_any_shape(tmp_path):
         batch = DeviceTransform(16, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "cpu")(*batch_of(dataset, [0, 1])[::2])
         assert batch.shape == (2, 3, 16, 16)
         assert torch.allclose(batch[:, :, 4:12, 4:12].mean((0, 2, 3)), torch.tensor([10, 200, 30]) / 255, atol=0.02)
+
+
+def test_a_batch_of_mixed_sizes_keeps_each_image_in_its_place():
+    colours = [(250, 0, 0), (0, 250, 0), (0, 0, 250), (250, 250, 250), (0, 0, 0)]
+    sizes = [(16, 16), (40, 20), (16, 16), (40, 20), (24, 24)]
+    blobs = []
+    for colour, size in zip(colours, sizes):
+        buffer = io.BytesIO()
+        Image.new("RGB", size, colour).save(buffer, "JPEG", quality=95)
+        blobs.append(buffer.getvalue())
+    batch = decode_images(blobs, 8, torch.device("cpu")).float()
+    assert batch.shape == (5, 3, 8, 8)
+    assert torch.allclose(batch.mean((2, 3)), torch.tensor(colours, dtype=torch.float32), atol=6)

@@ -133,14 +133,23 @@ def decode_images(images, image_size: int, device: torch.device) -> torch.Tensor
     by_shape = {}
     for index, image in enumerate(decoded):
         by_shape.setdefault(tuple(image.shape), []).append(index)
-    batch = torch.empty((len(decoded), 3, image_size, image_size), dtype=torch.uint8, device=device)
+    groups = []
     for shape, indices in by_shape.items():
         group = torch.stack([decoded[index].to(device, non_blocking=True) for index in indices])
         if shape[-2:] != (image_size, image_size):
             group = F.interpolate(group.float(), size=(image_size, image_size), mode="bilinear", antialias=True)
             group = group.round_().clamp_(0, 255).to(torch.uint8)
-        batch[indices] = group
-    return batch
+        groups.append(group)
+    if len(groups) == 1:
+        return groups[0]
+    # Back in batch order by a gather on the device (indexing with a Python list would copy it from pageable
+    # memory, which waits for every queued kernel).
+    order = torch.tensor([index for indices in by_shape.values() for index in indices])
+    where = torch.empty_like(order)
+    where[order] = torch.arange(len(order))
+    if device.type == "cuda":
+        where = where.pin_memory()
+    return torch.cat(groups).index_select(0, where.to(device, non_blocking=True))
 
 
 def _splitmix64(values: np.ndarray) -> np.ndarray:
@@ -190,7 +199,10 @@ class DeviceTransform:
     def __call__(self, images, keys) -> torch.Tensor:
         batch = decode_images(images, self.image_size, self.device).float().div_(255)
         if self.augment_seed is not None:
-            matrices = augmentation_matrices(keys, self.dataset_size, self.augment_seed).to(self.device)
+            matrices = augmentation_matrices(keys, self.dataset_size, self.augment_seed)
+            if self.device.type == "cuda":  # from pageable memory the copy would wait for every queued kernel
+                matrices = matrices.pin_memory()
+            matrices = matrices.to(self.device, non_blocking=True)
             grid = F.affine_grid(matrices, list(batch.shape), align_corners=False)
             batch = F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         batch = (batch - self.mean) / self.std
