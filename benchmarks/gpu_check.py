@@ -6,6 +6,8 @@ important first:
   decode       nvJPEG (decode: device) against the CPU decoder on the same files: mean |difference|; and
                whether decoding overwrites freed memory that queued kernels still read (torchvision's CUDA
                decoder alone does, pytorch/vision#9606; landmark.data.loading's use of it must not)
+  host_syncs   the host syncs in one training step with each decoder (CUDA's sync debug mode): a step that
+               waits for the GPU cannot queue the next one while the GPU works
   compute      train img/s on random data already on the GPU at 256 px, batch 256, bf16 + channels_last: every
                variant of params.yaml eager, then xception compiled
   end_to_end   the train stage's data path on packed shards: read -> decode -> augment -> step, img/s and its
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +74,18 @@ def section(name, out):
         if "CUDA error" in str(error):  # the CUDA context is lost: every later section would fail the same way
             raise SystemExit(1) from error
     print(f"-- {name}: {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def host_syncs(step):
+    """The host syncs torch reports while `step()` runs (CUDA's sync debug mode), first line of each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return [str(warning.message).splitlines()[0] for warning in caught if "synchroniz" in str(warning.message)]
 
 
 def overwritten_reads(decode, device, rounds=20):
@@ -206,6 +221,31 @@ def measure(out, params, device, root, images, smoke):
             ):
                 rounds = overwritten_reads(decode, device)
                 report(key, rounds, f"{rounds} of 20 rounds saw queued reads of freed memory overwritten", out)
+
+    if device.type == "cuda":
+        with section("host_syncs", out):
+            model = create_model(benchmark_variant(params, "xception", size, smoke), 1000).to(device)
+            model = model.to(memory_format=torch.channels_last)
+            trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+            optimizer = torch.optim.Adam(trainable, lr=3e-4, fused=True)
+            for decode in ("worker", "device"):
+                data = image_dataset(size, root / "shards", "train", frame["id"], targets, decode)
+                to_input = model_input(model, data, device, augment_seed=0)
+                batches = iter(make_loader(data, batch, 4, device, EpochBatches(len(data), batch, 0)))
+
+                def step():  # the train stage's step between logging steps
+                    images, labels, keys = next(batches)
+                    with torch.autocast("cuda", dtype=torch.bfloat16):
+                        logits = model(to_input(images, keys))
+                    loss = F.cross_entropy(logits.float(), labels.to(device, non_blocking=True))
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+
+                step()  # the first step sets up cuDNN and Adam's state
+                syncs = host_syncs(step)
+                report(f"host_syncs_{decode}", syncs, f"{len(syncs)} in a training step: {syncs[:3]}", out)
+                del batches
 
     def compute(name, compile_model):
         key = f"compute_{name}_bf16_cl_b{batch}" + ("_compiled" if compile_model else "")
