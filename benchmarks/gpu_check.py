@@ -168,7 +168,7 @@ def inference(params, device, root, frame, decode, size, batch, workers, smoke, 
         predict(model, loader, device)
     sync(device)
     rate = 2 * len(data) / (time.perf_counter() - started)
-    report(f"inference_xception_{decode}", rate, f"{rate:,.0f} img/s end to end (bf16, batch {batch})", out)
+    report(f"inference_xception_{decode}", rate, f"{rate:,.0f} img/s end to end (batch {batch})", out)
 
 
 def data_batches(loader, to_input, device):
