@@ -116,25 +116,33 @@ def benchmark_variant(params, name, size, smoke):
     return variant
 
 
-def train_steps(model, forward, batches, precision, device, steps, warmup):
-    """img/s of `steps` optimizer steps after `warmup` ones; batches yields (input, target) on the device."""
+def training_step(model, forward, batches, precision, device):
+    """A function that takes one optimizer step on the next (input, target) of batches and returns its size."""
     optimizer = torch.optim.Adam(
         [p for p in model.parameters() if p.requires_grad], lr=3e-4, fused=device.type == "cuda"
     )
-    images_done, started = 0, None
-    for step in range(warmup + steps):
-        if step == warmup:
-            sync(device)
-            started, images_done = time.perf_counter(), 0
+
+    def step():
         images, targets = next(batches)
         with torch.autocast(device.type, dtype=precision or torch.float32, enabled=precision is not None):
             loss = F.cross_entropy(forward(images).float(), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        images_done += len(targets)
+        return len(targets)
+
+    return step
+
+
+def images_per_second(work, device, steps, warmup):
+    """img/s of `steps` calls of work() (each returns how many images it did) after `warmup` untimed ones."""
+    for _ in range(warmup):
+        work()
     sync(device)
-    return images_done / (time.perf_counter() - started)
+    started = time.perf_counter()
+    images = sum(work() for _ in range(steps))
+    sync(device)
+    return images / (time.perf_counter() - started)
 
 
 def compute_only(params, name, device, size, batch, precision, channels_last, compile_model, steps, smoke):
@@ -153,7 +161,8 @@ def compute_only(params, name, device, size, batch, precision, channels_last, co
             yield images, targets
 
     forward = compiled(model, compile_model, device)
-    return train_steps(model, forward, same_batch(), precision, device, steps, warmup=3 if compile_model else 2)
+    step = training_step(model, forward, same_batch(), precision, device)
+    return images_per_second(step, device, steps, warmup=3 if compile_model else 2)
 
 
 def inference(params, device, root, frame, decode, size, batch, workers, smoke, out):
@@ -226,26 +235,16 @@ def measure(out, params, device, root, images, smoke):
         with section("host_syncs", out):
             model = create_model(benchmark_variant(params, "xception", size, smoke), 1000).to(device)
             model = model.to(memory_format=torch.channels_last)
-            trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-            optimizer = torch.optim.Adam(trainable, lr=3e-4, fused=True)
             for decode in ("worker", "device"):
                 data = image_dataset(size, root / "shards", "train", frame["id"], targets, decode)
-                to_input = model_input(model, data, device, augment_seed=0)
-                batches = iter(make_loader(data, batch, 4, device, EpochBatches(len(data), batch, 0)))
-
-                def step():  # the train stage's step between logging steps
-                    images, labels, keys = next(batches)
-                    with torch.autocast("cuda", dtype=torch.bfloat16):
-                        logits = model(to_input(images, keys))
-                    loss = F.cross_entropy(logits.float(), labels.to(device, non_blocking=True))
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-
+                loader = make_loader(data, batch, 4, device, EpochBatches(len(data), batch, 0))
+                # the train stage's step between logging steps, loading and device-side transform included
+                batches = data_batches(loader, model_input(model, data, device, augment_seed=0), device)
+                step = training_step(model, model, batches, bf16, device)
                 step()  # the first step sets up cuDNN and Adam's state
                 syncs = host_syncs(step)
                 report(f"host_syncs_{decode}", syncs, f"{len(syncs)} in a training step: {syncs[:3]}", out)
-                del batches
+                del loader, batches
 
     def compute(name, compile_model):
         key = f"compute_{name}_bf16_cl_b{batch}" + ("_compiled" if compile_model else "")
@@ -268,18 +267,11 @@ def measure(out, params, device, root, images, smoke):
             loader = make_loader(data, batch, workers, device, EpochBatches(len(data), batch, 0))
             batches = data_batches(loader, to_input, device)
             if name == "xception" and compile_model:
-                for _ in range(drain):
-                    next(batches)
-                sync(device)
-                started, seen = time.perf_counter(), 0
-                for _ in range(steps * 4):
-                    seen += len(next(batches)[1])
-                sync(device)
-                rate = seen / (time.perf_counter() - started)
+                rate = images_per_second(lambda: len(next(batches)[1]), device, steps * 4, warmup=drain)
                 report(
                     f"loader_{decode}", rate, f"{rate:,.0f} img/s (read -> decode ({decode}) -> augment), no model", out
                 )
-            rate = train_steps(model, forward, batches, bf16, device, steps * 4, warmup=drain)
+            rate = images_per_second(training_step(model, forward, batches, bf16, device), device, steps * 4, drain)
             ceiling = RESULTS.get(f"compute_{name}_bf16_cl_b{batch}" + ("_compiled" if compile_model else ""))
             ratio = f", {rate / ceiling:.2f} of its compute-only figure" if ceiling else ""
             report(label, rate, f"{rate:,.0f} img/s{ratio}", out)
