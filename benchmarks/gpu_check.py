@@ -18,7 +18,8 @@ important first:
   train_stage  landmark.train.train_variant itself (compiled, logging to a throw-away MLflow store)
   paper        the paper's setup: fp32, NCHW, batch 64; resnet50 compiled
   ddp          with several GPUs: the train stage under torchrun on all of them vs one, scaling efficiency
-Usage: python benchmarks/gpu_check.py [--out results.json] [--images 16384] [--smoke]
+Usage: python benchmarks/gpu_check.py [--out results.json] [--images 16384] [--workers N] [--smoke]
+--workers: loader workers (default: the CPU count, at most 16).
 --smoke runs every section at toy sizes on whatever device there is (the CPU here), to check the script itself.
 """
 
@@ -185,7 +186,7 @@ def data_batches(loader, to_input, device):
         yield to_input(images, keys), targets.to(device, non_blocking=True)
 
 
-def main(out, images, smoke):
+def main(out, images, workers, smoke):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
     images = 64 if smoke else images
@@ -193,14 +194,13 @@ def main(out, images, smoke):
     in_memory = Path("/dev/shm").is_dir() and shutil.disk_usage("/dev/shm").free > images * 200_000
     root = Path(tempfile.mkdtemp(dir="/dev/shm" if in_memory else None))
     try:
-        measure(out, params, device, root, images, smoke)
+        measure(out, params, device, root, images, workers, smoke)
     finally:
         shutil.rmtree(root)
 
 
-def measure(out, params, device, root, images, smoke):
+def measure(out, params, device, root, images, workers, smoke):
     size, batch, steps = (32, 8, 3) if smoke else (256, 256, 15)
-    workers = min(os.cpu_count(), 16)
     # The loader keeps workers × prefetch_factor (4) batches queued: time only after that queue has drained.
     drain = workers * 4 + 6
     bf16 = torch.bfloat16 if device.type == "cuda" else None
@@ -347,6 +347,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="gpu_check.json")
     parser.add_argument("--images", type=int, default=16384)
+    parser.add_argument("--workers", type=int, default=min(os.cpu_count(), 16))
     parser.add_argument("--smoke", action="store_true")
     arguments = parser.parse_args()
-    main(arguments.out, arguments.images, arguments.smoke)
+    main(arguments.out, arguments.images, arguments.workers, arguments.smoke)
