@@ -1,4 +1,4 @@
-"""The GPU check of issue #5 in one run (about 6 minutes on one H100): correctness of the GPU paths, then img/s.
+"""The GPU check of issue #5 in one run (under 5 minutes on one H100): correctness of the GPU paths, then img/s.
 
 Prints one line per figure as soon as it is measured and rewrites --out (JSON) after each, so a run cut short
 still leaves its figures; a section that fails prints its traceback and the next one runs. Sections, most
@@ -12,11 +12,12 @@ important first:
                variant of params.yaml eager, then xception compiled
   end_to_end   the train stage's data path on packed shards: read -> decode -> augment -> step, img/s and its
                ratio to the compute-only figure of the same model; xception compiled with each decoder (and the
-               loader alone, no model), then every variant eager with worker decoding (the default).
-               Timed after the loader's prefetch queue has drained, so the figure is the sustained rate.
+               loader alone, no model), and once more with each batch prepared on the step's own stream, as
+               before landmark.data.loading.device_batches; then every variant eager with worker decoding (the
+               default). Timed after the loader's prefetch queue has drained, so the figure is the sustained rate.
   inference    predict() over the shards, bf16, batch 256, with each decoder
   train_stage  landmark.train.train_variant itself (compiled, logging to a throw-away MLflow store)
-  paper        the paper's setup: fp32, NCHW, batch 64; resnet50 compiled
+  paper        the paper's setup: fp32, NCHW, batch 64
   ddp          with several GPUs: the train stage under torchrun on all of them vs one, scaling efficiency
 Usage: python benchmarks/gpu_check.py [--out results.json] [--images 16384] [--workers N] [--smoke]
 --workers: loader workers (default: the CPU count, at most 16).
@@ -46,7 +47,7 @@ from torchvision.io import decode_jpeg
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from benchmarks.jpegs import write_jpegs  # noqa: E402
-from landmark.data.loading import EpochBatches, decode_images  # noqa: E402
+from landmark.data.loading import EpochBatches, decode_images, device_batches  # noqa: E402
 from landmark.data.shards import image_reader, pack  # noqa: E402
 from landmark.models import create_model  # noqa: E402
 from landmark.predict import image_dataset, make_loader, model_input, predict  # noqa: E402
@@ -124,7 +125,7 @@ def training_step(model, forward, batches, precision, device):
     )
 
     def step():
-        images, targets = next(batches)
+        images, targets, _ = next(batches)
         with torch.autocast(device.type, dtype=precision or torch.float32, enabled=precision is not None):
             loss = F.cross_entropy(forward(images).float(), targets)
         optimizer.zero_grad(set_to_none=True)
@@ -159,7 +160,7 @@ def compute_only(params, name, device, size, batch, precision, channels_last, co
 
     def same_batch():
         while True:
-            yield images, targets
+            yield images, targets, None
 
     forward = compiled(model, compile_model, device)
     step = training_step(model, forward, same_batch(), precision, device)
@@ -181,9 +182,11 @@ def inference(params, device, root, frame, decode, size, batch, workers, smoke, 
     report(f"inference_xception_{decode}", rate, f"{rate:,.0f} img/s end to end (batch {batch})", out)
 
 
-def data_batches(loader, to_input, device):
+def serial_batches(loader, to_input, device):
+    """The data path before device_batches, for comparison: each batch copied and transformed when the step
+    asks for it, on the step's own stream."""
     for images, targets, keys in loader:
-        yield to_input(images, keys), targets.to(device, non_blocking=True)
+        yield to_input(images, keys), targets.to(device, non_blocking=True), keys
 
 
 def main(out, images, workers, smoke):
@@ -202,7 +205,7 @@ def main(out, images, workers, smoke):
 def measure(out, params, device, root, images, workers, smoke):
     size, batch, steps = (32, 8, 3) if smoke else (256, 256, 15)
     # The loader keeps workers × prefetch_factor (4) batches queued: time only after that queue has drained.
-    drain = workers * 4 + 6
+    drain, timed_steps = workers * 4 + 6, steps * 3
     bf16 = torch.bfloat16 if device.type == "cuda" else None
     card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     report("device", card, f"{card}, torch {torch.__version__}, {workers} loader workers, {images} images", out)
@@ -239,7 +242,7 @@ def measure(out, params, device, root, images, workers, smoke):
                 data = image_dataset(size, root / "shards", "train", frame["id"], targets, decode)
                 loader = make_loader(data, batch, 4, device, EpochBatches(len(data), batch, 0))
                 # the train stage's step between logging steps, loading and device-side transform included
-                batches = data_batches(loader, model_input(model, data, device, augment_seed=0), device)
+                batches = device_batches(loader, model_input(model, data, device, augment_seed=0), device)
                 step = training_step(model, model, batches, bf16, device)
                 step()  # the first step sets up cuDNN and Adam's state
                 syncs = host_syncs(step)
@@ -256,8 +259,8 @@ def measure(out, params, device, root, images, workers, smoke):
         compute(name, False)
     compute("xception", True)
 
-    def end_to_end(name, compile_model, decode):
-        label = f"end_to_end_{name}_{decode}" + ("_compiled" if compile_model else "")
+    def end_to_end(name, compile_model, decode, serial=False):
+        label = f"end_to_end_{name}_{decode}" + ("_compiled" if compile_model else "") + ("_serial" if serial else "")
         with section(label, out):
             model = create_model(benchmark_variant(params, name, size, smoke), 1000).to(device)
             model = model.to(memory_format=torch.channels_last)
@@ -265,19 +268,21 @@ def measure(out, params, device, root, images, workers, smoke):
             data = image_dataset(size, root / "shards", "train", frame["id"], targets, decode)
             to_input = model_input(model, data, device, augment_seed=0)
             loader = make_loader(data, batch, workers, device, EpochBatches(len(data), batch, 0))
-            batches = data_batches(loader, to_input, device)
-            if name == "xception" and compile_model:
-                rate = images_per_second(lambda: len(next(batches)[1]), device, steps * 4, warmup=drain)
+            batches = (serial_batches if serial else device_batches)(loader, to_input, device)
+            if name == "xception" and compile_model and not serial:
+                rate = images_per_second(lambda: len(next(batches)[1]), device, timed_steps, warmup=drain)
                 report(
                     f"loader_{decode}", rate, f"{rate:,.0f} img/s (read -> decode ({decode}) -> augment), no model", out
                 )
-            rate = images_per_second(training_step(model, forward, batches, bf16, device), device, steps * 4, drain)
+            step = training_step(model, forward, batches, bf16, device)
+            rate = images_per_second(step, device, timed_steps, drain)
             ceiling = RESULTS.get(f"compute_{name}_bf16_cl_b{batch}" + ("_compiled" if compile_model else ""))
             ratio = f", {rate / ceiling:.2f} of its compute-only figure" if ceiling else ""
             report(label, rate, f"{rate:,.0f} img/s{ratio}", out)
 
     end_to_end("xception", True, "worker")
     end_to_end("xception", True, "device")
+    end_to_end("xception", True, "worker", serial=True)
 
     for decode in ("worker", "device"):
         with section(f"inference_xception_{decode}", out):
@@ -322,7 +327,6 @@ def measure(out, params, device, root, images, workers, smoke):
                 params, name, device, size, 64 if not smoke else batch, None, False, False, steps, smoke
             )
             report(key, figure, f"{figure:,.0f} img/s", out)
-    compute("resnet50", True)
 
     gpus = torch.cuda.device_count()
     if gpus < 2:

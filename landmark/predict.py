@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from landmark.data.loading import DeviceTransform, ImageDataset, collate
+from landmark.data.loading import DeviceTransform, ImageDataset, collate, device_batches
 from landmark.data.shards import image_reader
 from landmark.errors import UserError
 from landmark.files import atomic_path
@@ -87,18 +87,18 @@ def predict(model, loader, device, desc="predict"):
     """Top-1 class index, its softmax confidence and, where targets are known, the per-image cross-entropy."""
     was_training = model.training
     model.eval()
-    to_input = model_input(model, loader.dataset, device)
+    batches = device_batches(loader, model_input(model, loader.dataset, device), device)
+    known_targets = bool((loader.dataset.targets >= 0).all())
     classes, confidences, losses = [], [], []
     # Results stay on the device until the end: a .cpu() per batch would stall the GPU on every batch.
-    for images, targets, keys in tqdm(loader, desc=desc, unit="batch", leave=False, mininterval=1):
-        images = to_input(images, keys)
+    for images, targets, _ in tqdm(batches, total=len(loader), desc=desc, unit="batch", leave=False, mininterval=1):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(images).float()
         confidence, predicted = logits.softmax(dim=1).max(dim=1)
         classes.append(predicted)
         confidences.append(confidence)
-        if (targets >= 0).all():
-            losses.append(F.cross_entropy(logits, targets.to(device, non_blocking=True), reduction="none"))
+        if known_targets:
+            losses.append(F.cross_entropy(logits, targets, reduction="none"))
     model.train(was_training)
     if not classes:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), None

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from landmark.data.loading import EpochBatches
+from landmark.data.loading import EpochBatches, device_batches
 from landmark.distributed import Ranks
 from landmark.errors import UserError
 from landmark.files import atomic_path
@@ -153,14 +153,12 @@ def train_variant(
         first_log = last_log = None  # (time, step) at the host syncs of logging steps
         evaluating = 0.0
         try:
-            batches = iter(train_loader)
+            batches = device_batches(train_loader, to_input, device)
             progress = tqdm(
                 range(start + 1, steps + 1), desc=f"train {name}", unit="step", mininterval=2, disable=not ranks.leader
             )
             for step in progress:
-                images, targets, keys = next(batches)
-                images = to_input(images, keys)
-                targets = targets.to(device, non_blocking=True)
+                images, targets, _ = next(batches)
                 with torch.autocast(device.type, dtype=precision or torch.float32, enabled=precision is not None):
                     logits = forward(images)
                 loss = F.cross_entropy(logits.float(), targets)

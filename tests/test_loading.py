@@ -15,6 +15,7 @@ from landmark.data.loading import (
     augmentation_matrices,
     collate,
     decode_images,
+    device_batches,
     key_uniforms,
 )
 from landmark.data.shards import FolderReader
@@ -114,12 +115,33 @@ def test_workers_give_the_same_batches_as_the_main_process(tiny_dataset):
     transform = DeviceTransform(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "cpu", augment_seed=0, dataset_size=len(train))
 
     def first_batches(workers):
-        loader = make_loader(dataset, 8, workers, torch.device("cpu"), EpochBatches(len(dataset), 8, seed=0))
-        batches = iter(loader)
-        return [transform(images, keys) for images, _, keys in (next(batches) for _ in range(4))]
+        cpu = torch.device("cpu")
+        loader = make_loader(dataset, 8, workers, cpu, EpochBatches(len(dataset), 8, seed=0))
+        batches = device_batches(loader, transform, cpu)
+        return [next(batches)[0] for _ in range(4)]
 
     for alone, with_workers in zip(first_batches(0), first_batches(2)):
         assert torch.equal(alone, with_workers)
+
+
+def test_device_batches_hand_out_every_batch_once_in_order_while_preparing_the_next():
+    prepared = []
+
+    def transform(images, keys):
+        prepared.append(int(keys[0]))
+        return images * 2
+
+    def loader(count):
+        return [(torch.full((2, 3), float(n)), torch.tensor([n, n]), torch.tensor([n, n])) for n in range(count)]
+
+    cpu = torch.device("cpu")
+    batches = device_batches(loader(3), transform, cpu)
+    inputs, targets, keys = next(batches)
+    assert torch.equal(inputs, torch.zeros(2, 3)) and targets.tolist() == [0, 0] and keys.tolist() == [0, 0]
+    assert prepared == [0, 1]  # the next batch is ready before the caller works on this one
+    assert [int(keys[0]) for _, _, keys in batches] == [1, 2] and prepared == [0, 1, 2]
+    assert [keys.tolist() for _, _, keys in device_batches(loader(1), transform, cpu)] == [[0, 0]]
+    assert list(device_batches(loader(0), transform, cpu)) == []
 
 
 def test_images_are_resized_to_the_asked_size_from_any_shape(tmp_path):

@@ -28,7 +28,6 @@ def test_compact_bilinear_is_the_count_sketch_of_the_outer_product():
         assert torch.allclose(compact_bilinear(x, y, sketch_x, sketch_y)[row], expected, atol=1e-12)
 
 
-
 @pytest.mark.parametrize("pooling", [CompactBilinearVectorPooling(32, dim=64), CompactBilinearPooling(32, dim=64)])
 def test_bilinear_pooling_of_bf16_features_runs_in_float32(pooling):
     # GPU training runs under bf16 autocast, and cuFFT has no bf16 transform
@@ -36,6 +35,7 @@ def test_bilinear_pooling_of_bf16_features_runs_in_float32(pooling):
     pooled = pooling(features)
     assert pooled.dtype == torch.float32
     torch.testing.assert_close(pooled, pooling(features.float()), rtol=0.02, atol=0.02)  # bf16 rounding of the mean
+
 
 def test_sketched_inner_products_estimate_the_bilinear_kernel():
     generator = torch.Generator().manual_seed(0)
