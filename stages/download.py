@@ -1,7 +1,9 @@
 """Stage download: lay out the data in the Kaggle layout under OUT_DIR, from data.source in params.yaml.
 
 synthetic: the embedded offline dataset; kaggle: the competition through the Kaggle API (and GLDv2 shards for
-2019); local: an existing folder. The folder appears only when complete (built beside it, then renamed).
+2019); local: an existing folder. The folder appears only when complete (built beside it, then renamed). An
+interrupted kaggle download resumes on the next run: downloads are cached in data/downloads, and what was already
+unpacked into the folder being built is not unpacked again.
 """
 
 import shutil
@@ -19,7 +21,9 @@ def main(out_dir):
     source = section(params, "data", "source")
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    resumable = source == "kaggle"  # kaggle.download keeps what an interrupted run of its own had unpacked
+    if not resumable:
+        shutil.rmtree(staging, ignore_errors=True)
     try:
         if source == "synthetic":
             summary = synthetic.generate(staging, **section(params, "data", "synthetic"))
@@ -31,7 +35,8 @@ def main(out_dir):
         else:
             raise UserError(f"params.yaml data.source: unknown source {source!r}; choose synthetic, kaggle or local")
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # downloads stay in data/downloads, so a rerun resumes
+        if not resumable:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)

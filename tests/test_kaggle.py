@@ -158,6 +158,8 @@ class FakeKaggleApi:
     def competition_download_files(self, competition, path=None, quiet=True):
         if self.error:
             raise self.error
+        if Path(f"{path}/{competition}.zip").exists():  # the real client skips a file it has
+            return
         with zipfile.ZipFile(f"{path}/{competition}.zip", "w") as bundle:
             for name, text in self.files.items():
                 bundle.writestr(name, text)
@@ -271,3 +273,48 @@ def test_kill_9_during_download_keeps_verified_shards_and_resumes(tmp_path, mirr
     assert [path for path, _ in again] == ["/md5sum/train/md5.images_001.txt", "/train/images_001.tar"]
     assert again[1][1].startswith("bytes=") and int(again[1][1][6:-1]) >= 50_000
     assert (tmp_path / "out/f/e/d/fedcba9876543210.jpg").stat().st_size == 400_000
+
+
+def test_an_interrupted_download_unpacks_only_what_it_had_not_unpacked(tmp_path, mirror, monkeypatch):
+    publish_shard(mirror, "train", 0, {"0/1/2/0123456789abcdef.jpg": b"a"})
+    publish_shard(mirror, "train", 1, {"4/5/6/456789abcdef0123.jpg": b"b"})
+    publish_shard(mirror, "test", 0, {"a/b/c/abcdef0123456789.jpg": b"c"})
+    api = FakeKaggleApi(
+        files={
+            "train.csv": "id,landmark_id\n0123456789abcdef,7\n456789abcdef0123,8\n",
+            "test.csv": "id\nabcdef0123456789\n",
+        }
+    )
+    unpacked = []
+
+    def unpack(real):
+        def recorded(archive, dest):
+            unpacked.append(Path(archive).name)
+            real(archive, dest)
+            if unpacked == ["landmark-recognition-2019.zip", "images_000.tar", "images_001.tar"]:
+                raise KeyboardInterrupt  # after unpacking, before marking: the worst moment for a kill
+
+        return recorded
+
+    monkeypatch.setattr(kaggle, "extract_tar", unpack(extract_tar))
+    monkeypatch.setattr(kaggle, "extract_zip", unpack(extract_zip))
+    arguments = dict(
+        competition="landmark-recognition-2019", shard_base_url=mirror.url, train_shards=2, test_shards=1,
+        solution_url="", cache_dir=tmp_path / "downloads", api=api,
+    )  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        download(tmp_path / "raw", **arguments)
+    unpacked.clear()
+    summary = download(tmp_path / "raw", **arguments)
+    assert unpacked == ["images_001.tar", "images_000.tar"]  # the second train shard again, then the test shard
+    assert summary == {"train_rows": 2, "train_images": 2, "test_images": 1}
+    assert (tmp_path / "raw/train/4/5/6/456789abcdef0123.jpg").read_bytes() == b"b"
+    assert sorted(path.name for path in (tmp_path / "raw").iterdir()) == ["test", "test.csv", "train", "train.csv"]
+
+    # a folder left with other settings (or by anything else) is cleared and everything unpacked afresh
+    unpacked.clear()
+    (tmp_path / "raw/stray.txt").write_text("left by something else")
+    summary = download(tmp_path / "raw", **arguments | {"train_shards": 1})
+    assert unpacked == ["landmark-recognition-2019.zip", "images_000.tar", "images_000.tar"]
+    assert summary == {"train_rows": 2, "train_images": 1, "test_images": 1}
+    assert not (tmp_path / "raw/stray.txt").exists() and not (tmp_path / "raw/train/4").exists()

@@ -10,7 +10,9 @@ import contextlib
 import hashlib
 import http.client
 import io
+import json
 import os
+import shutil
 import tarfile
 import urllib.error
 import urllib.request
@@ -170,10 +172,27 @@ def fetch_verified_shard(base_url: str, split: str, index: int, cache_dir) -> Pa
     )
 
 
-def fetch_shards(base_url: str, split: str, count: int, cache_dir, extract_to) -> int:
-    """Download, verify and unpack the first `count` shards of a split into extract_to; returns the count."""
+def _extract_once(archive: Path, dest, marks: Path, kind: str) -> None:
+    """Unpack archive into dest unless the mark in `marks` says this very file (name, size, time) already was:
+    after an interruption, a rerun unpacks only what it had not finished."""
+    mark = marks / kind / archive.name
+    identity = f"{archive.stat().st_size} {archive.stat().st_mtime_ns}\n"
+    if mark.exists() and mark.read_text() == identity:
+        return
+    (extract_zip if archive.suffix == ".zip" else extract_tar)(archive, dest)
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    mark.write_text(identity)
+
+
+def fetch_shards(base_url: str, split: str, count: int, cache_dir, extract_to, marks=None) -> int:
+    """Download, verify and unpack the first `count` shards of a split into extract_to; returns the count. With
+    `marks` (a folder), shards unpacked by an earlier, interrupted call are not unpacked again."""
     for index in tqdm(range(count), desc=f"{split} shards", unit="shard"):
-        extract_tar(fetch_verified_shard(base_url.rstrip("/"), split, index, cache_dir), extract_to)
+        shard = fetch_verified_shard(base_url.rstrip("/"), split, index, cache_dir)
+        if marks is None:
+            extract_tar(shard, extract_to)
+        else:
+            _extract_once(shard, extract_to, Path(marks), split)
     return count
 
 
@@ -181,22 +200,45 @@ def _image_ids(folder) -> set:
     return {path.stem for path in Path(folder).rglob("*.jpg")}
 
 
+def _claim(dest: Path, settings: dict) -> Path:
+    """The folder of unpacking marks in dest, for these settings. dest left by an interrupted download with the
+    same settings is kept (its marks say what is already unpacked); anything else there is cleared first."""
+    marks = dest / ".unpacked"
+    wanted = json.dumps(settings, sort_keys=True)
+    claimed = marks / "settings.json"
+    if dest.exists() and not (claimed.exists() and claimed.read_text() == wanted):
+        shutil.rmtree(dest)
+    marks.mkdir(parents=True, exist_ok=True)
+    claimed.write_text(wanted)
+    return marks
+
+
 def download(dest, competition, shard_base_url, train_shards, test_shards, solution_url, cache_dir, api=None) -> dict:
     """Lay out a Kaggle competition's data in dest (the Kaggle layout), from the API and, for 2019, GLDv2 shards.
 
     train.csv keeps only the rows whose image arrived (a partial set of shards leaves the rest out). `api` is an
-    authenticated KaggleApi (by default, made from the user's credentials).
+    authenticated KaggleApi (by default, made from the user's credentials). Downloads are cached in cache_dir;
+    rerun after an interruption with the same arguments, it also unpacks only the archives not yet unpacked
+    into dest (hundreds of GB for all of GLDv2).
     """
     dest, cache_dir = Path(dest), Path(cache_dir)
     api = api or kaggle_api()
+    settings = {
+        "competition": competition, "shard_base_url": shard_base_url, "train_shards": train_shards,
+        "test_shards": test_shards, "solution_url": solution_url, "cache_dir": str(cache_dir.resolve()),
+    }  # fmt: skip
+    marks = _claim(dest, settings)
     for archive in download_competition_files(api, competition, cache_dir / competition):
-        extract_zip(archive, dest)
+        _extract_once(archive, dest, marks, "kaggle")
     if competition == "landmark-recognition-2019":
-        fetch_shards(shard_base_url, "train", train_shards, cache_dir / "gldv2", dest / "train")
-        fetch_shards(shard_base_url, "test", test_shards, cache_dir / "gldv2", dest / "test")
+        fetch_shards(shard_base_url, "train", train_shards, cache_dir / "gldv2", dest / "train", marks)
+        fetch_shards(shard_base_url, "test", test_shards, cache_dir / "gldv2", dest / "test", marks)
         if solution_url:
             fetch(solution_url, cache_dir / "gldv2" / "solution.csv")
+            (dest / "solution.csv").unlink(missing_ok=True)
             os.link(cache_dir / "gldv2" / "solution.csv", dest / "solution.csv")
+    # From here on dest's CSVs change, so an interruption must not leave the marks to say the archives are unpacked.
+    shutil.rmtree(marks)
     train = read_csv(dest / "train.csv", ["id", "landmark_id"])
     present = train["id"].isin(_image_ids(dest / "train"))
     write_csv(dest / "train.csv", train.loc[present, ["id", "landmark_id"]])
