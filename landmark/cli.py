@@ -1,10 +1,13 @@
-"""The `landmark` command: score and validate Kaggle submissions; turn a profile into `dvc exp run` flags."""
+"""The `landmark` command: score and validate Kaggle submissions; turn a profile into `dvc exp run` flags; check
+params.yaml before a long run."""
 
 import argparse
 import json
+import time
 
 from landmark.data.layout import read_csv
 from landmark.errors import exits_cleanly
+from landmark.params import load_params
 from landmark.profiles import set_param_flags
 from landmark.submission import read_solution, read_submission, score, validate_submission
 
@@ -27,6 +30,17 @@ def _profile(args):
     print(" ".join(set_param_flags(args.profile, args.params)))
 
 
+def _check(args):
+    from landmark.checks import check_params  # imports torch and timm, which the other commands do without
+
+    started = time.perf_counter()
+    variants = check_params(load_params(args.params))
+    print(
+        f"{args.params}: {variants} variants and the train, evaluate and submission settings are valid "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
+
+
 @exits_cleanly
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="landmark", description=__doc__)
@@ -47,6 +61,11 @@ def main(argv=None):
     profile.add_argument("profile", help="a partial params file, e.g. profiles/paper.yaml")
     profile.add_argument("--params", default="params.yaml")
     profile.set_defaults(run=_profile)
+    checker = commands.add_parser(
+        "check", help="check every variant and the train, evaluate and submission settings of a params file"
+    )
+    checker.add_argument("--params", default="params.yaml")
+    checker.set_defaults(run=_check)
     args = parser.parse_args(argv)
     args.run(args)
 

@@ -73,13 +73,18 @@ def autocast_dtype(setting: str, device: torch.device):
     return choices[setting]
 
 
-def compiled(model, setting, device):
-    """The model's forward under torch.compile when `compile` says so (`auto`: on a GPU only, where it pays)."""
+def compile_wanted(setting, device: torch.device) -> bool:
+    """Whether `compile` asks for torch.compile (`auto`: on a GPU only, where it pays)."""
     if setting == "auto":
-        setting = device.type == "cuda"
+        return device.type == "cuda"
     if not isinstance(setting, bool):
         raise UserError(f"params.yaml train.compile: {setting!r} is not auto, true or false")
-    return torch.compile(model) if setting else model
+    return setting
+
+
+def compiled(model, setting, device):
+    """The model's forward under torch.compile when `compile` says so."""
+    return torch.compile(model) if compile_wanted(setting, device) else model
 
 
 def train_variant(

@@ -28,6 +28,11 @@ def main(out_dir):
         if source == "synthetic":
             summary = synthetic.generate(staging, **section(params, "data", "synthetic"))
         elif source == "kaggle":
+            # Hours of downloading should not come before a mistake in the train params shows. Imported here: the
+            # check needs torch and timm, which the other sources do without.
+            from landmark.checks import check_params
+
+            check_params(params)
             settings = section(params, "data", "kaggle")
             summary = kaggle.download(staging, cache_dir=Path("data/downloads"), **settings)
         elif source == "local":

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from landmark.checks import check_submission_variant
 from landmark.data.images import scan
 from landmark.data.layout import image_path, read_csv
 from landmark.data.shards import packed_ids
@@ -23,11 +24,8 @@ from landmark.submission import read_solution, score, write_validated_submission
 
 
 def choose_variant(requested: str, variants, metrics_dir) -> str:
+    check_submission_variant(requested, variants)
     if requested != "best":
-        if requested not in variants:
-            raise UserError(
-                f"params.yaml submission.variant: {requested!r} is not in variants; use best or one of {', '.join(variants)}"
-            )
         return requested
     scores = {}
     for name in variants:

@@ -9,8 +9,11 @@ from landmark.data.local import link_tree
 ROOT = Path(__file__).parents[1]
 
 
-def run_download(tmp_path, data_params, env=None):
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": data_params}))
+def run_download(tmp_path, data_params, env=None, variants=None):
+    """The download stage in tmp_path with the project's params.yaml, its data section (and variants) replaced."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text()) | {"data": data_params}
+    params["variants"] = variants or params["variants"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return subprocess.run(
         [sys.executable, "-m", "stages.download", "data/raw"],
         cwd=tmp_path,
@@ -49,6 +52,23 @@ def test_kaggle_without_credentials_leaves_nothing_behind(tmp_path):
     result = run_download(tmp_path, {"source": "kaggle", "kaggle": kaggle}, env={"KAGGLE_CONFIG_DIR": str(tmp_path)})
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: no Kaggle credentials found: set KAGGLE_API_TOKEN")
+    assert not (tmp_path / "data/raw").exists() and not (tmp_path / "data/raw.partial").exists()
+
+
+def test_a_kaggle_download_checks_the_train_params_first(tmp_path):
+    kaggle = {
+        "competition": "landmark-recognition-2019",
+        "shard_base_url": "http://127.0.0.1:9",
+        "train_shards": 1,
+        "test_shards": 1,
+        "solution_url": "",
+    }
+    variants = yaml.safe_load((ROOT / "params.yaml").read_text())["variants"]
+    variants["xception_cbp"]["pooling"] = {"name": "cbp", "size": 8192}  # the option is called dim
+    result = run_download(tmp_path, {"source": "kaggle", "kaggle": kaggle}, variants=variants)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: variants.xception_cbp.pooling: ")
+    assert "'size'" in result.stderr and "Kaggle credentials" not in result.stderr
     assert not (tmp_path / "data/raw").exists() and not (tmp_path / "data/raw.partial").exists()
 
 

@@ -1,10 +1,14 @@
+import copy
+import functools
 import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from landmark.errors import UserError
 from landmark.submission import (
@@ -15,6 +19,8 @@ from landmark.submission import (
     validate_submission,
     write_validated_submission,
 )
+
+ROOT = Path(__file__).parents[1]
 
 
 def write(path, text):
@@ -115,6 +121,28 @@ def test_cli_reports_a_malformed_row_in_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and f"{submission}:2:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_check_passes_the_project_params_and_names_a_wrong_key(tmp_path):
+    command = [sys.executable, "-m", "landmark.cli", "check"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    variants = yaml.safe_load((ROOT / "params.yaml").read_text())["variants"]
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"params.yaml: {len(variants)} variants and the train, evaluate and submission")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key, value, message in [
+        (("train", "precision"), "fp16", "params.yaml train.precision: 'fp16' is not auto, bf16 or fp32"),
+        (("variants", "xception", "lr"), 0, "variants.xception.lr: 0 must be a positive float"),
+        (("submission", "variant"), "vgg", "params.yaml submission.variant: 'vgg' is not in variants"),
+        (("evaluate", "decode"), "gpu", "params.yaml decode: 'gpu' is not worker or device"),
+    ]:
+        changed = copy.deepcopy(params)
+        *path, last = key
+        functools.reduce(dict.get, path, changed)[last] = value
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(changed))
+        result = subprocess.run(command + ["--params", str(tmp_path / "params.yaml")], capture_output=True, text=True)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(f"error: {message}")
 
 
 def test_console_script_is_installed(tmp_path):

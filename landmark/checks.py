@@ -1,0 +1,41 @@
+"""Every params.yaml setting the training and prediction stages use, checked in seconds: by `landmark check`,
+and by the download stage before a Kaggle download that takes hours, so a mistake in a variant does not wait
+for the train stage to show."""
+
+from landmark.distributed import split_batch, training_processes
+from landmark.errors import UserError
+from landmark.models import check_variant
+from landmark.params import section
+from landmark.predict import decode_mode, pick_device
+from landmark.train import autocast_dtype, compile_wanted
+
+
+def check_params(params: dict) -> int:
+    """Raise a UserError naming the first wrong key; returns how many variants were checked."""
+    variants = section(params, "variants")
+    if not isinstance(variants, dict) or not variants:
+        raise UserError("params.yaml variants: expected a mapping of variant names to their params")
+    train = {key: section(params, "train", key) for key in ("device", "precision", "compile", "decode", "gpus")}
+    device = pick_device(train["device"])
+    autocast_dtype(train["precision"], device)
+    compile_wanted(train["compile"], device)
+    decode_mode(train["decode"])
+    processes = training_processes(train["gpus"], device)
+    for name, variant in variants.items():
+        where = f"variants.{name}"
+        if not isinstance(variant, dict):
+            raise UserError(f"params.yaml {where}: expected a mapping of the variant's params")
+        check_variant(variant, num_classes=2, where=where)
+        split_batch(int(variant["batch_size"]), processes)
+    for stage in ("evaluate", "submission"):
+        pick_device(section(params, stage, "device"))
+        decode_mode(section(params, stage, "decode"))
+    check_submission_variant(section(params, "submission", "variant"), variants)
+    return len(variants)
+
+
+def check_submission_variant(requested: str, variants) -> None:
+    if requested != "best" and requested not in variants:
+        raise UserError(
+            f"params.yaml submission.variant: {requested!r} is not in variants; use best or one of {', '.join(variants)}"
+        )
