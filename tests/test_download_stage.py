@@ -7,6 +7,13 @@ import yaml
 from landmark.data.local import link_tree
 
 ROOT = Path(__file__).parents[1]
+UNREACHABLE_KAGGLE = {
+    "competition": "landmark-recognition-2019",
+    "shard_base_url": "http://127.0.0.1:9",
+    "train_shards": 1,
+    "test_shards": 1,
+    "solution_url": "",
+}
 
 
 def run_download(tmp_path, data_params, env=None, variants=None):
@@ -42,30 +49,18 @@ def test_local_folder_missing_parts_is_one_line(tmp_path):
 
 
 def test_kaggle_without_credentials_leaves_nothing_behind(tmp_path):
-    kaggle = {
-        "competition": "landmark-recognition-2019",
-        "shard_base_url": "http://127.0.0.1:9",
-        "train_shards": 1,
-        "test_shards": 1,
-        "solution_url": "",
-    }
-    result = run_download(tmp_path, {"source": "kaggle", "kaggle": kaggle}, env={"KAGGLE_CONFIG_DIR": str(tmp_path)})
+    result = run_download(
+        tmp_path, {"source": "kaggle", "kaggle": UNREACHABLE_KAGGLE}, env={"KAGGLE_CONFIG_DIR": str(tmp_path)}
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: no Kaggle credentials found: set KAGGLE_API_TOKEN")
     assert not (tmp_path / "data/raw").exists() and not (tmp_path / "data/raw.partial").exists()
 
 
 def test_a_kaggle_download_checks_the_train_params_first(tmp_path):
-    kaggle = {
-        "competition": "landmark-recognition-2019",
-        "shard_base_url": "http://127.0.0.1:9",
-        "train_shards": 1,
-        "test_shards": 1,
-        "solution_url": "",
-    }
     variants = yaml.safe_load((ROOT / "params.yaml").read_text())["variants"]
     variants["xception_cbp"]["pooling"] = {"name": "cbp", "size": 8192}  # the option is called dim
-    result = run_download(tmp_path, {"source": "kaggle", "kaggle": kaggle}, variants=variants)
+    result = run_download(tmp_path, {"source": "kaggle", "kaggle": UNREACHABLE_KAGGLE}, variants=variants)
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: variants.xception_cbp.pooling: ")
     assert "'size'" in result.stderr and "Kaggle credentials" not in result.stderr
