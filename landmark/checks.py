@@ -2,21 +2,29 @@
 and by the download stage before a Kaggle download that takes hours, so a mistake in a variant does not wait
 for the train stage to show."""
 
+import torch
+
 from landmark.distributed import split_batch, training_processes
 from landmark.errors import UserError
 from landmark.models import check_variant
 from landmark.params import section
-from landmark.predict import decode_mode, pick_device
+from landmark.predict import decode_mode, device_setting, pick_device
 from landmark.train import autocast_dtype, compile_wanted
 
 
-def check_params(params: dict) -> int:
-    """Raise a UserError naming the first wrong key; returns how many variants were checked."""
+def check_params(params: dict, this_machine: bool = True) -> int:
+    """Raise a UserError naming the first wrong key; returns how many variants were checked. With this_machine,
+    also that this machine has what the settings ask for (a GPU for `device: cuda`, as many GPUs as `gpus`);
+    without, the values alone, for a machine that only prepares the data."""
     variants = section(params, "variants")
     if not isinstance(variants, dict) or not variants:
         raise UserError("params.yaml variants: expected a mapping of variant names to their params")
     train = {key: section(params, "train", key) for key in ("device", "precision", "compile", "decode", "gpus")}
-    device = pick_device(train["device"])
+    if this_machine:
+        device = pick_device(train["device"])
+    else:  # the values alone, as a CPU would take them
+        device_setting(train["device"])
+        device = torch.device("cpu")
     autocast_dtype(train["precision"], device)
     compile_wanted(train["compile"], device)
     decode_mode(train["decode"])
@@ -28,7 +36,11 @@ def check_params(params: dict) -> int:
         check_variant(variant, num_classes=2, where=where)
         split_batch(int(variant["batch_size"]), processes)
     for stage in ("evaluate", "submission"):
-        pick_device(section(params, stage, "device"))
+        setting = section(params, stage, "device")
+        if this_machine:
+            pick_device(setting)
+        else:
+            device_setting(setting)
         decode_mode(section(params, stage, "decode"))
     check_submission_variant(section(params, "submission", "variant"), variants)
     return len(variants)

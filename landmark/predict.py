@@ -14,12 +14,17 @@ from landmark.metrics import global_average_precision, mean_batch_gap
 from landmark.models import create_model
 
 
+def device_setting(setting: str) -> str:
+    """A `device` setting as it is, if it is one: auto, cpu, cuda or cuda:N."""
+    if setting not in ("auto", "cpu", "cuda") and not str(setting).startswith("cuda:"):
+        raise UserError(f"params.yaml device: {setting!r} is not auto, cpu or cuda")
+    return setting
+
+
 def pick_device(setting: str = "auto") -> torch.device:
     """`auto` takes the GPU when there is one and the CPU otherwise; `cuda` without a GPU is an error."""
-    if setting == "auto":
+    if device_setting(setting) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if setting not in ("cpu", "cuda") and not setting.startswith("cuda:"):
-        raise UserError(f"params.yaml device: {setting!r} is not auto, cpu or cuda")
     if setting.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"params.yaml device: {setting} asked for, but torch sees no GPU here; use auto or cpu")
     return torch.device(setting)

@@ -28,11 +28,12 @@ def main(out_dir):
         if source == "synthetic":
             summary = synthetic.generate(staging, **section(params, "data", "synthetic"))
         elif source == "kaggle":
-            # Hours of downloading should not come before a mistake in the train params shows. Imported here: the
-            # check needs torch and timm, which the other sources do without.
+            # Hours of downloading should not come before a mistake in the train params shows; the values only, as
+            # the data may be prepared on another machine than the GPU one. Imported here: the check needs torch
+            # and timm, which the other sources do without.
             from landmark.checks import check_params
 
-            check_params(params)
+            check_params(params, this_machine=False)
             settings = section(params, "data", "kaggle")
             summary = kaggle.download(staging, cache_dir=Path("data/downloads"), **settings)
         elif source == "local":

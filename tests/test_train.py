@@ -1,9 +1,13 @@
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
+from landmark.checks import check_params
 from landmark.data.layout import read_labels
 from landmark.data.prepare import filter_classes, split_dev
 from landmark.errors import UserError
@@ -79,6 +83,22 @@ def test_device_choice_falls_back_to_the_cpu():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="torch sees no GPU here; use auto or cpu"):
             pick_device("cuda")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="shows what a machine without a GPU refuses")
+def test_a_data_machine_checks_the_values_and_a_training_machine_also_the_hardware():
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    params["train"] |= {"device": "cuda", "gpus": 4}
+    params["variants"] = {"xception": params["variants"]["xception"] | {"batch_size": 64}}
+    assert check_params(params, this_machine=False) == 1
+    with pytest.raises(UserError, match="device: cuda asked for, but torch sees no GPU here"):
+        check_params(params)
+    params["variants"]["xception"]["batch_size"] = 30
+    with pytest.raises(UserError, match="batch_size 30 does not split over 4 processes"):
+        check_params(params, this_machine=False)
+    params["train"]["device"] = "gpu"
+    with pytest.raises(UserError, match="params.yaml device: 'gpu' is not auto, cpu or cuda"):
+        check_params(params, this_machine=False)
 
 
 def test_decode_setting_is_worker_or_device():
