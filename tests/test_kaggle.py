@@ -111,19 +111,19 @@ def test_fetch_gives_up_with_one_line(tmp_path, mirror):
 def test_shards_are_verified_extracted_and_not_fetched_twice(tmp_path, mirror):
     publish_shard(mirror, "train", 0, {"0/1/2/0123456789abcdef.jpg": b"jpeg-0"})
     publish_shard(mirror, "train", 1, {"f/e/d/fedcba9876543210.jpg": b"jpeg-1"})
-    fetch_shards(mirror.url, "train", 2, tmp_path / "cache", tmp_path / "out")
+    fetch_shards(mirror.url, "train", 2, tmp_path / "cache", tmp_path / "out", tmp_path / "out.marks")
     assert (tmp_path / "out/0/1/2/0123456789abcdef.jpg").read_bytes() == b"jpeg-0"
     assert (tmp_path / "out/f/e/d/fedcba9876543210.jpg").read_bytes() == b"jpeg-1"
     assert (tmp_path / "cache/train/images_001.tar.verified").exists()
     served = len(mirror.requests)
-    fetch_shards(mirror.url, "train", 2, tmp_path / "cache", tmp_path / "again")
+    fetch_shards(mirror.url, "train", 2, tmp_path / "cache", tmp_path / "again", tmp_path / "again.marks")
     assert len(mirror.requests) == served and (tmp_path / "again/0/1/2/0123456789abcdef.jpg").exists()
 
 
 def test_corrupt_shard_is_refused(tmp_path, mirror):
     publish_shard(mirror, "train", 0, {"0/1/2/0123456789abcdef.jpg": b"jpeg"}, corrupt=True)
     with pytest.raises(UserError, match="images_000.tar: md5 mismatch twice"):
-        fetch_shards(mirror.url, "train", 1, tmp_path / "cache", tmp_path / "out")
+        fetch_shards(mirror.url, "train", 1, tmp_path / "cache", tmp_path / "out", tmp_path / "marks")
     assert not (tmp_path / "out").exists()
     assert not (tmp_path / "cache/train/images_000.tar").exists()
     assert [path for path, _ in mirror.requests].count("/train/images_000.tar") == 2
@@ -253,8 +253,8 @@ def test_kill_9_during_download_keeps_verified_shards_and_resumes(tmp_path, mirr
     downloader = subprocess.Popen(
         [
             sys.executable, "-c", "import sys; from landmark.data.kaggle import fetch_shards; "
-            "fetch_shards(sys.argv[1], 'train', 2, sys.argv[2], sys.argv[3])", mirror.url, str(cache),
-            str(tmp_path / "out"),
+            "fetch_shards(sys.argv[1], 'train', 2, sys.argv[2], sys.argv[3], sys.argv[4])", mirror.url,
+            str(cache), str(tmp_path / "out"), str(tmp_path / "marks"),
         ],
         env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])},
         stderr=subprocess.DEVNULL,
@@ -268,7 +268,7 @@ def test_kill_9_during_download_keeps_verified_shards_and_resumes(tmp_path, mirr
     assert (cache / "train/images_000.tar.verified").exists() and partial.stat().st_size >= 50_000
     mirror.slow.clear()
     served = len(mirror.requests)
-    fetch_shards(mirror.url, "train", 2, cache, tmp_path / "out")
+    fetch_shards(mirror.url, "train", 2, cache, tmp_path / "out", tmp_path / "marks")
     again = mirror.requests[served:]
     assert [path for path, _ in again] == ["/md5sum/train/md5.images_001.txt", "/train/images_001.tar"]
     assert again[1][1].startswith("bytes=") and int(again[1][1][6:-1]) >= 50_000

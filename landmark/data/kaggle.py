@@ -184,15 +184,12 @@ def _extract_once(archive: Path, dest, marks: Path, kind: str) -> None:
     mark.write_text(identity)
 
 
-def fetch_shards(base_url: str, split: str, count: int, cache_dir, extract_to, marks=None) -> int:
-    """Download, verify and unpack the first `count` shards of a split into extract_to; returns the count. With
-    `marks` (a folder), shards unpacked by an earlier, interrupted call are not unpacked again."""
+def fetch_shards(base_url: str, split: str, count: int, cache_dir, extract_to, marks) -> int:
+    """Download, verify and unpack the first `count` shards of a split into extract_to; returns the count. Shards
+    that `marks` (a folder) says an earlier, interrupted call unpacked are not unpacked again."""
     for index in tqdm(range(count), desc=f"{split} shards", unit="shard"):
         shard = fetch_verified_shard(base_url.rstrip("/"), split, index, cache_dir)
-        if marks is None:
-            extract_tar(shard, extract_to)
-        else:
-            _extract_once(shard, extract_to, Path(marks), split)
+        _extract_once(shard, extract_to, Path(marks), split)
     return count
 
 
