@@ -249,15 +249,19 @@ def measure(out, params, device, root, images, workers, smoke):
                 report(f"host_syncs_{decode}", syncs, f"{len(syncs)} in a training step: {syncs[:3]}", out)
                 del loader, batches
 
-    def compute(name, compile_model):
-        key = f"compute_{name}_bf16_cl_b{batch}" + ("_compiled" if compile_model else "")
+    def compute_key(name, compile_model):
+        return f"compute_{name}_bf16_cl_b{batch}" + ("_compiled" if compile_model else "")
+
+    def compute(key, name, batch_size, precision, channels_last, compile_model):
         with section(key, out):
-            figure = compute_only(params, name, device, size, batch, bf16, True, compile_model, steps, smoke)
+            figure = compute_only(
+                params, name, device, size, batch_size, precision, channels_last, compile_model, steps, smoke
+            )
             report(key, figure, f"{figure:,.0f} img/s", out)
 
     for name in params["variants"]:
-        compute(name, False)
-    compute("xception", True)
+        compute(compute_key(name, False), name, batch, bf16, True, False)
+    compute(compute_key("xception", True), "xception", batch, bf16, True, True)
 
     def end_to_end(name, compile_model, decode, serial=False):
         label = f"end_to_end_{name}_{decode}" + ("_compiled" if compile_model else "") + ("_serial" if serial else "")
@@ -276,7 +280,7 @@ def measure(out, params, device, root, images, workers, smoke):
                 )
             step = training_step(model, forward, batches, bf16, device)
             rate = images_per_second(step, device, timed_steps, drain)
-            ceiling = RESULTS.get(f"compute_{name}_bf16_cl_b{batch}" + ("_compiled" if compile_model else ""))
+            ceiling = RESULTS.get(compute_key(name, compile_model))
             ratio = f", {rate / ceiling:.2f} of its compute-only figure" if ceiling else ""
             report(label, rate, f"{rate:,.0f} img/s{ratio}", out)
 
@@ -321,12 +325,7 @@ def measure(out, params, device, root, images, workers, smoke):
         end_to_end(name, False, "worker")
 
     for name in ("xception", "resnet50"):
-        key = f"compute_{name}_paper_fp32_b64"
-        with section(key, out):
-            figure = compute_only(
-                params, name, device, size, 64 if not smoke else batch, None, False, False, steps, smoke
-            )
-            report(key, figure, f"{figure:,.0f} img/s", out)
+        compute(f"compute_{name}_paper_fp32_b64", name, 64 if not smoke else batch, None, False, False)
 
     gpus = torch.cuda.device_count()
     if gpus < 2:
