@@ -31,7 +31,7 @@ def main(shards, processes):
     classes = pd.DataFrame({"landmark_id": np.arange(100), "class_index": np.arange(100)})
     variant = dict(params["variants"]["xception"], image_size=256, frozen_tensors=85, batch_size=256 * int(processes))
     variant["steps"] = 100
-    settings = dict(params["train"], num_workers=16 // int(processes), eval_every=10**9, log_every=50)
+    settings = dict(params["train"], num_workers="auto", eval_every=10**9, log_every=50)
     settings["checkpoint_every"] = 10**9
     with tempfile.TemporaryDirectory() as folder:
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")

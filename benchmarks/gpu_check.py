@@ -1,4 +1,4 @@
-"""The GPU check of issue #5 in one run (about 5 minutes on one H100): correctness of the GPU paths, then img/s.
+"""The GPU check of issue #5 in one run (about 6 minutes on one H100): correctness of the GPU paths, then img/s.
 
 Prints one line per figure as soon as it is measured and rewrites --out (JSON) after each, so a run cut short
 still leaves its figures; a section that fails prints its traceback and the next one runs. Sections, most
@@ -17,10 +17,12 @@ important first:
                default). Timed after the loader's prefetch queue has drained, so the figure is the sustained rate.
   inference    predict() over the shards, bf16, batch 256, with each decoder
   train_stage  landmark.train.train_variant itself (compiled, logging to a throw-away MLflow store)
-  paper        the paper's setup: fp32, NCHW, batch 64
+  paper        the paper's setup: fp32, NCHW, batch 64; then the paper profile's (profiles/paper.yaml): the
+               paper's batch of 64, trained as this pipeline does (xception compiled, bf16), compute only and
+               end to end
   ddp          with several GPUs: the train stage under torchrun on all of them vs one, scaling efficiency
 Usage: python benchmarks/gpu_check.py [--out results.json] [--images 16384] [--workers N] [--smoke]
---workers: loader workers (default: the CPU count, at most 16).
+--workers: loader workers (default: what the train stage's `num_workers: auto` gives on this machine).
 --smoke runs every section at toy sizes on whatever device there is (the CPU here), to check the script itself.
 """
 
@@ -50,7 +52,7 @@ from benchmarks.jpegs import write_jpegs  # noqa: E402
 from landmark.data.loading import EpochBatches, decode_images, device_batches  # noqa: E402
 from landmark.data.shards import image_reader, pack  # noqa: E402
 from landmark.models import create_model  # noqa: E402
-from landmark.predict import image_dataset, make_loader, model_input, predict  # noqa: E402
+from landmark.predict import image_dataset, loader_workers, make_loader, model_input, predict  # noqa: E402
 from landmark.train import compiled, train_variant  # noqa: E402
 
 RESULTS = {}
@@ -193,6 +195,8 @@ def main(out, images, workers, smoke):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
     images = 64 if smoke else images
+    if workers is None:  # the smoke run goes through loader workers too, which the CPU's auto (none) would skip
+        workers = 2 if smoke else loader_workers("auto", device)
     # In memory when there is room, so the figures are not those of this machine's disk.
     in_memory = Path("/dev/shm").is_dir() and shutil.disk_usage("/dev/shm").free > images * 200_000
     root = Path(tempfile.mkdtemp(dir="/dev/shm" if in_memory else None))
@@ -210,7 +214,7 @@ def measure(out, params, device, root, images, workers, smoke):
     card = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     report("device", card, f"{card}, torch {torch.__version__}, {workers} loader workers, {images} images", out)
     started = time.perf_counter()
-    frame = write_jpegs(root / "raw", images, size=256 if not smoke else 48, workers=workers)
+    frame = write_jpegs(root / "raw", images, size=256 if not smoke else 48, workers=os.cpu_count())
     pack(root / "raw", "train", frame, root / "shards", shard_bytes=2**30, seed=0)
     seconds = time.perf_counter() - started
     report("data_seconds", seconds, f"{images} JPEGs written and packed in {seconds:.1f} s", out)
@@ -249,8 +253,8 @@ def measure(out, params, device, root, images, workers, smoke):
                 report(f"host_syncs_{decode}", syncs, f"{len(syncs)} in a training step: {syncs[:3]}", out)
                 del loader, batches
 
-    def compute_key(name, compile_model):
-        return f"compute_{name}_bf16_cl_b{batch}" + ("_compiled" if compile_model else "")
+    def compute_key(name, compile_model, batch_size=batch):
+        return f"compute_{name}_bf16_cl_b{batch_size}" + ("_compiled" if compile_model else "")
 
     def compute(key, name, batch_size, precision, channels_last, compile_model):
         with section(key, out):
@@ -263,24 +267,26 @@ def measure(out, params, device, root, images, workers, smoke):
         compute(compute_key(name, False), name, batch, bf16, True, False)
     compute(compute_key("xception", True), "xception", batch, bf16, True, True)
 
-    def end_to_end(name, compile_model, decode, serial=False):
+    def end_to_end(name, compile_model, decode, serial=False, batch_size=batch):
         label = f"end_to_end_{name}_{decode}" + ("_compiled" if compile_model else "") + ("_serial" if serial else "")
+        label += f"_b{batch_size}" if batch_size != batch else ""
+        timed = timed_steps * batch // batch_size  # as many images as at the full batch
         with section(label, out):
             model = create_model(benchmark_variant(params, name, size, smoke), 1000).to(device)
             model = model.to(memory_format=torch.channels_last)
             forward = compiled(model, compile_model, device)
             data = image_dataset(size, root / "shards", "train", frame["id"], targets, decode)
             to_input = model_input(model, data, device, augment_seed=0)
-            loader = make_loader(data, batch, workers, device, EpochBatches(len(data), batch, 0))
+            loader = make_loader(data, batch_size, workers, device, EpochBatches(len(data), batch_size, 0))
             batches = (serial_batches if serial else device_batches)(loader, to_input, device)
-            if name == "xception" and compile_model and not serial:
-                rate = images_per_second(lambda: len(next(batches)[1]), device, timed_steps, warmup=drain)
+            if name == "xception" and compile_model and not serial and batch_size == batch:
+                rate = images_per_second(lambda: len(next(batches)[1]), device, timed, warmup=drain)
                 report(
                     f"loader_{decode}", rate, f"{rate:,.0f} img/s (read -> decode ({decode}) -> augment), no model", out
                 )
             step = training_step(model, forward, batches, bf16, device)
-            rate = images_per_second(step, device, timed_steps, drain)
-            ceiling = RESULTS.get(compute_key(name, compile_model))
+            rate = images_per_second(step, device, timed, drain)
+            ceiling = RESULTS.get(compute_key(name, compile_model, batch_size))
             ratio = f", {rate / ceiling:.2f} of its compute-only figure" if ceiling else ""
             report(label, rate, f"{rate:,.0f} img/s{ratio}", out)
 
@@ -327,6 +333,13 @@ def measure(out, params, device, root, images, workers, smoke):
     for name in ("xception", "resnet50"):
         compute(f"compute_{name}_paper_fp32_b64", name, 64 if not smoke else batch, None, False, False)
 
+    # The paper profile keeps the paper's batch of 64 and trains compiled in bf16: its own ceiling and rate.
+    # Compiled afresh: a second batch size would otherwise make torch.compile recompile for any batch size.
+    torch._dynamo.reset()
+    paper_batch = 64 if not smoke else batch // 2
+    compute(compute_key("xception", True, paper_batch), "xception", paper_batch, bf16, True, True)
+    end_to_end("xception", True, "worker", batch_size=paper_batch)
+
     gpus = torch.cuda.device_count()
     if gpus < 2:
         report("ddp", None, f"{gpus} GPU here: scaling not measured", out)
@@ -350,7 +363,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="gpu_check.json")
     parser.add_argument("--images", type=int, default=16384)
-    parser.add_argument("--workers", type=int, default=min(os.cpu_count(), 16))
+    parser.add_argument("--workers", type=int)
     parser.add_argument("--smoke", action="store_true")
     arguments = parser.parse_args()
     main(arguments.out, arguments.images, arguments.workers, arguments.smoke)

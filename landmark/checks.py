@@ -8,7 +8,7 @@ from landmark.distributed import split_batch, training_processes
 from landmark.errors import UserError
 from landmark.models import check_variant
 from landmark.params import section
-from landmark.predict import decode_mode, device_setting, pick_device
+from landmark.predict import decode_mode, device_setting, loader_workers, pick_device
 from landmark.train import autocast_dtype, compile_wanted
 
 
@@ -19,7 +19,8 @@ def check_params(params: dict, this_machine: bool = True) -> int:
     variants = section(params, "variants")
     if not isinstance(variants, dict) or not variants:
         raise UserError("params.yaml variants: expected a mapping of variant names to their params")
-    train = {key: section(params, "train", key) for key in ("device", "precision", "compile", "decode", "gpus")}
+    keys = ("device", "precision", "compile", "decode", "gpus", "num_workers")
+    train = {key: section(params, "train", key) for key in keys}
     if this_machine:
         device = pick_device(train["device"])
     else:  # the values alone, as a CPU would take them
@@ -29,6 +30,7 @@ def check_params(params: dict, this_machine: bool = True) -> int:
     compile_wanted(train["compile"], device)
     decode_mode(train["decode"])
     processes = training_processes(train["gpus"], device)
+    loader_workers(train["num_workers"], device, processes)
     for name, variant in variants.items():
         where = f"variants.{name}"
         if not isinstance(variant, dict):
@@ -42,6 +44,7 @@ def check_params(params: dict, this_machine: bool = True) -> int:
         else:
             device_setting(setting)
         decode_mode(section(params, stage, "decode"))
+        loader_workers(section(params, stage, "num_workers"), torch.device("cpu"), stage=stage)  # the value
     check_submission_variant(section(params, "submission", "variant"), variants)
     return len(variants)
 

@@ -22,6 +22,7 @@ from landmark.predict import (
     decode_mode,
     dev_metrics,
     image_dataset,
+    loader_workers,
     make_loader,
     model_input,
     pick_device,
@@ -121,7 +122,7 @@ def train_variant(
         dev_data = image_dataset(
             image_size, images_root, "train", dev_split["id"].iloc[my_dev], dev_targets[my_dev], decode
         )
-        workers = int(settings["num_workers"])
+        workers = loader_workers(settings["num_workers"], device, ranks.world)
         dev_loader = make_loader(dev_data, int(settings["eval_batch_size"]), workers, device)
         trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
         optimizer = torch.optim.Adam(trainable, lr=float(variant["lr"]), fused=device.type == "cuda")

@@ -9,7 +9,16 @@ from landmark.data.layout import read_labels
 from landmark.errors import exits_cleanly
 from landmark.files import write_json
 from landmark.params import load_params, section
-from landmark.predict import decode_mode, dev_metrics, image_dataset, load_model, make_loader, pick_device, predict
+from landmark.predict import (
+    decode_mode,
+    dev_metrics,
+    image_dataset,
+    load_model,
+    loader_workers,
+    make_loader,
+    pick_device,
+    predict,
+)
 from landmark.tracking import log_evaluation
 
 
@@ -23,7 +32,8 @@ def main(model_path, images_dir, dev_csv, metrics_json):
     targets = dev["landmark_id"].map(class_of).to_numpy()
     decode = decode_mode(params["decode"])
     dataset = image_dataset(checkpoint["variant"]["image_size"], images_dir, "train", dev["id"], targets, decode)
-    loader = make_loader(dataset, int(params["batch_size"]), int(params["num_workers"]), device)
+    workers = loader_workers(params["num_workers"], device, stage="evaluate")
+    loader = make_loader(dataset, int(params["batch_size"]), workers, device)
     classes, confidences, losses = predict(model, loader, device, desc="evaluate")
     metrics = dev_metrics(dev["id"].to_numpy(), targets, classes, confidences, losses, int(params["paper_batch_size"]))
     write_json(metrics_json, metrics)

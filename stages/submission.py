@@ -19,7 +19,7 @@ from landmark.data.shards import packed_ids
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_json
 from landmark.params import load_params, section
-from landmark.predict import decode_mode, image_dataset, load_model, make_loader, pick_device, predict
+from landmark.predict import decode_mode, image_dataset, load_model, loader_workers, make_loader, pick_device, predict
 from landmark.submission import read_solution, score, write_validated_submission
 
 
@@ -53,7 +53,8 @@ def main(models_dir, metrics_dir, images_dir, submission_csv, score_json):
         has_image = scan(test_ids, paths, int(settings["max_image_pixels"]))["reason"].isna().to_numpy()
     decode = decode_mode(settings["decode"])
     dataset = image_dataset(checkpoint["variant"]["image_size"], images_dir, "test", test_ids[has_image], decode=decode)
-    loader = make_loader(dataset, int(settings["batch_size"]), int(settings["num_workers"]), device)
+    workers = loader_workers(settings["num_workers"], device, stage="submission")
+    loader = make_loader(dataset, int(settings["batch_size"]), workers, device)
     classes, confidences, _ = predict(model, loader, device, desc="test")
 
     labels = np.full(len(test_ids), None, dtype=object)

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import mlflow
@@ -12,7 +13,16 @@ from landmark.data.layout import read_labels
 from landmark.data.prepare import filter_classes, split_dev
 from landmark.errors import UserError
 from landmark.models import create_model
-from landmark.predict import decode_mode, dev_metrics, image_dataset, load_model, make_loader, pick_device, predict
+from landmark.predict import (
+    decode_mode,
+    dev_metrics,
+    image_dataset,
+    load_model,
+    loader_workers,
+    make_loader,
+    pick_device,
+    predict,
+)
 from landmark.train import train_variant
 from tests.test_resume import SETTINGS as RESUME_SETTINGS
 from tests.test_resume import VARIANT as RESUME_VARIANT
@@ -105,6 +115,22 @@ def test_decode_setting_is_worker_or_device():
     assert [decode_mode(setting) for setting in ("worker", "device")] == ["worker", "device"]
     with pytest.raises(UserError, match="params.yaml decode: 'auto' is not worker or device"):
         decode_mode("auto")
+
+
+def test_loader_workers_auto_leaves_two_cores_per_gpu_process_and_none_on_the_cpu(monkeypatch):
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    for cores, processes, workers in [(16, 1, 14), (128, 8, 14), (224, 8, 16), (64, 1, 16), (2, 1, 0), (8, 8, 0)]:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, cores=cores: set(range(cores)))
+        assert loader_workers("auto", gpu, processes) == workers, (cores, processes)
+    assert loader_workers("auto", cpu) == 0
+    assert [loader_workers(number, gpu) for number in (0, 3, 40)] == [0, 3, 40]
+    for wrong in ("four", -1, True, 2.5):
+        with pytest.raises(UserError, match=rf"params.yaml evaluate.num_workers: {wrong!r} is not auto or a whole"):
+            loader_workers(wrong, cpu, stage="evaluate")
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    params["submission"]["num_workers"] = "all"
+    with pytest.raises(UserError, match="params.yaml submission.num_workers: 'all' is not auto"):
+        check_params(params)
 
 
 def test_predicting_no_images_gives_empty_results(tmp_path):
