@@ -168,3 +168,20 @@ def test_a_batch_of_mixed_sizes_keeps_each_image_in_its_place():
     batch = decode_images(blobs, 8, torch.device("cpu")).float()
     assert batch.shape == (5, 3, 8, 8)
     assert torch.allclose(batch.mean((2, 3)), torch.tensor(colours, dtype=torch.float32), atol=6)
+
+
+def test_a_worker_batch_is_channels_last_in_memory_and_transforms_as_a_channels_first_one(tmp_path):
+    rng = np.random.default_rng(0)
+    files = {}
+    for number in range(4):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(buffer, "JPEG")
+        files[f"noise{number}"] = buffer.getvalue()
+    dataset = ImageDataset(FolderReader(tmp_path, "train", write_cases(tmp_path, files)), image_size=24)
+    images, _, keys = batch_of(dataset, range(4))
+    decoded = [np.asarray(Image.open(io.BytesIO(blob)).convert("RGB")) for blob in files.values()]
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(images, torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2))
+    for seed in (None, 0):
+        transform = DeviceTransform(24, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), "cpu", augment_seed=seed, dataset_size=4)
+        assert torch.equal(transform(images, keys), transform(images.contiguous(), keys))

@@ -33,7 +33,8 @@ def open_rgb(path, max_pixels: int = Image.MAX_IMAGE_PIXELS, target_size: int | 
                 raise BadImage(f"too large ({width}x{height} pixels)")
             if target_size and image.format == "JPEG":
                 image.draft("RGB", (target_size, target_size))
-            return ImageOps.exif_transpose(image).convert("RGB")
+            ImageOps.exif_transpose(image, in_place=True)  # decodes it, then turns it upright if EXIF says so
+            return image if image.mode == "RGB" else image.convert("RGB")
     except FileNotFoundError:
         raise BadImage("missing") from None
     except UnidentifiedImageError:

@@ -1,0 +1,62 @@
+"""The training loader alone on this machine's CPUs: packed 256-px JPEGs read, decoded and batched by the loader
+workers (`decode: worker`), as the train stage feeds a GPU; no model and no device transform. It shows what the
+workers cost per image, which on a GPU box decides how many cores are left for the step.
+
+Prints img/s for each of PASSES passes over IMAGES images (after one warm-up pass that starts the workers), then
+the median. The images go to /dev/shm when it has room, so the figure is not this machine's disk.
+Usage: python benchmarks/loader.py [--images 4096] [--workers 2] [--batch 256] [--passes 5]
+"""
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from benchmarks.jpegs import write_jpegs  # noqa: E402
+from landmark.data.loading import EpochBatches  # noqa: E402
+from landmark.data.shards import pack  # noqa: E402
+from landmark.predict import image_dataset, make_loader  # noqa: E402
+
+
+def main(images, workers, batch, passes):
+    in_memory = Path("/dev/shm").is_dir() and shutil.disk_usage("/dev/shm").free > images * 200_000
+    root = Path(tempfile.mkdtemp(dir="/dev/shm" if in_memory else None))
+    try:
+        frame = write_jpegs(root / "raw", images)
+        pack(root / "raw", "train", frame, root / "shards", shard_bytes=2**30, seed=0)
+        data = image_dataset(256, root / "shards", "train", frame["id"], frame["landmark_id"].to_numpy())
+        batches_per_pass = images // batch
+        sampler = EpochBatches(len(data), batch, seed=0)
+        loader = iter(make_loader(data, batch, workers, torch.device("cpu"), sampler))
+        rates = []
+        for number in range(passes + 1):
+            started = time.perf_counter()
+            for _ in range(batches_per_pass):
+                next(loader)
+            rate = batches_per_pass * batch / (time.perf_counter() - started)
+            if number:  # the first pass starts the workers
+                rates.append(rate)
+                print(f"pass {number}: {rate:,.0f} img/s", flush=True)
+        print(
+            f"loader, {workers} workers, batch {batch}, 256-px JPEGs decoded in the workers: "
+            f"median {statistics.median(rates):,.0f} img/s over {passes} passes of {batches_per_pass * batch:,} images"
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=4096)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--passes", type=int, default=5)
+    arguments = parser.parse_args()
+    main(arguments.images, arguments.workers, arguments.batch, arguments.passes)
