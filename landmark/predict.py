@@ -1,6 +1,8 @@
 """Inference shared by evaluation and submission: load a trained model, predict top-1 class and confidence."""
 
+import math
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -58,7 +60,12 @@ def loader_workers(setting, device: torch.device, processes: int = 1, stage: str
 
 
 def make_loader(dataset, batch_size, num_workers, device, batch_sampler=None):
-    """Batches in order, or those of batch_sampler (training's EpochBatches)."""
+    """Batches in order, or those of batch_sampler (training's EpochBatches, whose batch_size is the global
+    batch under DDP: every process's workers share the one /dev/shm)."""
+    ready_per_worker = 4
+    if num_workers and dataset.decode == "worker" and os.path.isdir("/dev/shm"):
+        needed = num_workers * ready_per_worker * batch_size * 3 * dataset.image_size**2
+        _check_shared_memory(needed, num_workers)
     batching = {"batch_sampler": batch_sampler} if batch_sampler else {"batch_size": batch_size}
     return torch.utils.data.DataLoader(
         dataset,
@@ -67,8 +74,20 @@ def make_loader(dataset, batch_size, num_workers, device, batch_sampler=None):
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=num_workers > 0,
-        prefetch_factor=4 if num_workers > 0 else None,
+        prefetch_factor=ready_per_worker if num_workers > 0 else None,
     )
+
+
+def _check_shared_memory(needed: int, num_workers: int) -> None:
+    """Workers hand their batches over in /dev/shm. A container's is 64 MB unless told otherwise, where a
+    worker would die mid-run with a bus error: refuse before starting instead, naming the fix."""
+    free = shutil.disk_usage("/dev/shm").free
+    if needed > free:
+        raise UserError(
+            f"/dev/shm has {free / 2**30:.2f} GiB free, but {num_workers} loader workers keep up to "
+            f"{needed / 2**30:.2f} GiB of decoded batches there; give it more (docker run --shm-size="
+            f"{math.ceil(needed / 2**30) + 1}g) or lower num_workers in params.yaml"
+        )
 
 
 def save_model(path, model, variant: dict, landmark_ids, run_id: str) -> None:

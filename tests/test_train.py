@@ -1,5 +1,7 @@
 import os
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import mlflow
 import numpy as np
@@ -131,6 +133,20 @@ def test_loader_workers_auto_leaves_two_cores_per_gpu_process_and_none_on_the_cp
     params["submission"]["num_workers"] = "all"
     with pytest.raises(UserError, match="params.yaml submission.num_workers: 'all' is not auto"):
         check_params(params)
+
+
+def test_a_loader_whose_batches_cannot_fit_in_shared_memory_is_refused_before_it_starts(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=2**26))  # docker's 64 MB /dev/shm
+    cpu = torch.device("cpu")
+    message = (
+        r"/dev/shm has 0.06 GiB free, but 2 loader workers keep up to 0.38 GiB of decoded batches there; "
+        r"give it more \(docker run --shm-size=2g\) or lower num_workers in params.yaml"
+    )
+    with pytest.raises(UserError, match=message):
+        make_loader(image_dataset(256, tmp_path, "test", []), 256, 2, cpu)
+    for data, workers in [(image_dataset(256, tmp_path, "test", []), 0), (image_dataset(32, tmp_path, "test", []), 2)]:
+        assert make_loader(data, 256, workers, cpu).num_workers == workers  # no workers; 6 MB of 32-px batches
+    assert make_loader(image_dataset(256, tmp_path, "test", [], decode="device"), 256, 2, cpu).num_workers == 2
 
 
 def test_predicting_no_images_gives_empty_results(tmp_path):
