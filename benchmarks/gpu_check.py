@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,7 @@ from torchvision.io import decode_jpeg
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from benchmarks.jpegs import write_jpegs  # noqa: E402
+from benchmarks.jpegs import scratch_folder, write_jpegs  # noqa: E402
 from landmark.data.loading import EpochBatches, decode_images, device_batches  # noqa: E402
 from landmark.data.shards import image_reader, pack  # noqa: E402
 from landmark.models import create_model  # noqa: E402
@@ -197,13 +196,8 @@ def main(out, images, workers, smoke):
     images = 64 if smoke else images
     if workers is None:  # the smoke run goes through loader workers too, which the CPU's auto (none) would skip
         workers = 2 if smoke else loader_workers("auto", device)
-    # In memory when there is room, so the figures are not those of this machine's disk.
-    in_memory = Path("/dev/shm").is_dir() and shutil.disk_usage("/dev/shm").free > images * 200_000
-    root = Path(tempfile.mkdtemp(dir="/dev/shm" if in_memory else None))
-    try:
+    with scratch_folder(images) as root:
         measure(out, params, device, root, images, workers, smoke)
-    finally:
-        shutil.rmtree(root)
 
 
 def measure(out, params, device, root, images, workers, smoke):

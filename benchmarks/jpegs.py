@@ -1,8 +1,12 @@
 """Many distinct JPEGs fast, in the Kaggle layout, for the throughput benchmarks (not a training set: the pixels
 are smooth noise, sized like GLDv2's 256-px files)."""
 
+import contextlib
 import io
+import shutil
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,3 +36,15 @@ def write_jpegs(root, count: int, size: int = 256, classes: int = 100, workers: 
             path.write_bytes(data)
     frame.to_csv(f"{root}/train.csv", index=False)
     return frame
+
+
+@contextlib.contextmanager
+def scratch_folder(images: int):
+    """A throw-away folder for `images` such JPEGs and their shards: in /dev/shm when it has room, so a timing over
+    them is not one of this machine's disk."""
+    in_memory = Path("/dev/shm").is_dir() and shutil.disk_usage("/dev/shm").free > images * 200_000
+    root = Path(tempfile.mkdtemp(dir="/dev/shm" if in_memory else None))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -8,10 +8,8 @@ Usage: python benchmarks/loader.py [--images 4096] [--workers 2] [--batch 256] [
 """
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,16 +17,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from benchmarks.jpegs import write_jpegs  # noqa: E402
+from benchmarks.jpegs import scratch_folder, write_jpegs  # noqa: E402
 from landmark.data.loading import EpochBatches  # noqa: E402
 from landmark.data.shards import pack  # noqa: E402
 from landmark.predict import image_dataset, make_loader  # noqa: E402
 
 
 def main(images, workers, batch, passes):
-    in_memory = Path("/dev/shm").is_dir() and shutil.disk_usage("/dev/shm").free > images * 200_000
-    root = Path(tempfile.mkdtemp(dir="/dev/shm" if in_memory else None))
-    try:
+    with scratch_folder(images) as root:
         frame = write_jpegs(root / "raw", images)
         pack(root / "raw", "train", frame, root / "shards", shard_bytes=2**30, seed=0)
         data = image_dataset(256, root / "shards", "train", frame["id"], frame["landmark_id"].to_numpy())
@@ -48,8 +44,6 @@ def main(images, workers, batch, passes):
             f"loader, {workers} workers, batch {batch}, 256-px JPEGs decoded in the workers: "
             f"median {statistics.median(rates):,.0f} img/s over {passes} passes of {batches_per_pass * batch:,} images"
         )
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
