@@ -9,7 +9,7 @@ from landmark.errors import UserError
 from landmark.models import check_variant
 from landmark.params import section
 from landmark.predict import decode_mode, device_setting, loader_workers, pick_device
-from landmark.train import autocast_dtype, compile_wanted
+from landmark.train import autocast_dtype, compile_wanted, will_compile
 
 
 def check_params(params: dict, this_machine: bool = True) -> int:
@@ -27,7 +27,7 @@ def check_params(params: dict, this_machine: bool = True) -> int:
         device_setting(train["device"])
         device = torch.device("cpu")
     autocast_dtype(train["precision"], device)
-    compile_wanted(train["compile"], device)
+    (will_compile if this_machine else compile_wanted)(train["compile"], device)
     decode_mode(train["decode"])
     processes = training_processes(train["gpus"], device)
     loader_workers(train["num_workers"], device, processes)

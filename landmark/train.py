@@ -4,6 +4,7 @@ interval, logged to MLflow and DVC plots; checkpointed so a killed run resumes w
 import hashlib
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -83,9 +84,46 @@ def compile_wanted(setting, device: torch.device) -> bool:
     return setting
 
 
+def compile_problem(device: torch.device) -> str | None:
+    """Why torch.compile cannot build kernels for `device` on this machine (no C compiler for inductor's C++ or
+    Triton code, no Triton), in one line; None when it can. Compiles one tiny function with inductor's graph
+    cache off, so its kernels cached by an earlier run cannot hide a missing compiler."""
+
+    def probe(values):
+        return values * 2 + 1
+
+    try:
+        with torch._inductor.config.patch(fx_graph_cache=False):
+            torch.compile(probe)(torch.ones(4, device=device))
+    except Exception as error:  # any failure here is the machine's: the function itself always compiles
+        return f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
+    return None
+
+
+def will_compile(setting, device: torch.device) -> bool:
+    """Whether to torch.compile, checked on this machine: where it cannot compile, `auto` trains without it
+    (saying so in one line) and `true` stops before training, instead of either failing at the first step."""
+    if not compile_wanted(setting, device):
+        return False
+    problem = compile_problem(device)
+    if problem is None:
+        return True
+    if setting is True:
+        raise UserError(
+            f"params.yaml train.compile: true, but torch.compile cannot build kernels on {device.type} here "
+            f"({problem}); install a C compiler (gcc) or set train.compile: auto or false"
+        )
+    print(
+        f"train: torch.compile cannot build kernels on {device.type} here ({problem}); training without it "
+        "(install a C compiler, gcc, for its speed; train.compile: false skips this check)",
+        file=sys.stderr,
+    )
+    return False
+
+
 def compiled(model, setting, device):
-    """The model's forward under torch.compile when `compile` says so."""
-    return torch.compile(model) if compile_wanted(setting, device) else model
+    """The model's forward under torch.compile when `compile` says so and this machine can."""
+    return torch.compile(model) if will_compile(setting, device) else model
 
 
 def train_variant(

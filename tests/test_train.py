@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch._inductor.config
 import yaml
 
 from landmark.checks import check_params
@@ -25,7 +26,7 @@ from landmark.predict import (
     pick_device,
     predict,
 )
-from landmark.train import train_variant
+from landmark.train import train_variant, will_compile
 from tests.test_resume import SETTINGS as RESUME_SETTINGS
 from tests.test_resume import VARIANT as RESUME_VARIANT
 
@@ -95,6 +96,35 @@ def test_device_choice_falls_back_to_the_cpu():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="torch sees no GPU here; use auto or cpu"):
             pick_device("cuda")
+
+
+def test_a_machine_that_cannot_compile_stops_when_compile_is_true_and_trains_without_it_on_auto(monkeypatch, capsys):
+    cpu = torch.device("cpu")
+    assert [will_compile(setting, cpu) for setting in (True, "auto", False)] == [True, False, False]
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (None, "/nonexistent/g++"))  # a box without gcc
+    torch._dynamo.reset()  # forget the probe compiled above, as a fresh process would not have it
+    message = (
+        r"params.yaml train.compile: true, but torch.compile cannot build kernels on cpu here \(InductorError: "
+        r"InvalidCxxCompiler: No working C\+\+ compiler found .*\); install a C compiler \(gcc\) or set "
+        r"train.compile: auto or false$"
+    )
+    with pytest.raises(UserError, match=message):
+        will_compile(True, cpu)
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    params["train"]["compile"] = True
+    with pytest.raises(UserError, match=message):
+        check_params(params)
+    assert check_params(params, this_machine=False) == len(params["variants"])  # the value alone is fine
+    if not torch.cuda.is_available():  # `auto` compiles on a GPU only: here the probe fails for want of a driver
+        capsys.readouterr()
+        assert not will_compile("auto", torch.device("cuda"))
+        warning = capsys.readouterr().err.strip()
+        assert warning.count("\n") == 0 and warning.startswith(
+            "train: torch.compile cannot build kernels on cuda here (RuntimeError: Found no NVIDIA driver"
+        ), warning
+        assert warning.endswith(
+            "training without it (install a C compiler, gcc, for its speed; train.compile: false skips this check)"
+        )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="shows what a machine without a GPU refuses")
