@@ -1,4 +1,4 @@
-"""The GPU check of issue #5 in one run (about 6 minutes on one H100): correctness of the GPU paths, then img/s.
+"""The GPU check of issue #5 in one run (about 5 minutes on one H100): correctness of the GPU paths, then img/s.
 
 Prints one line per figure as soon as it is measured and rewrites --out (JSON) after each, so a run cut short
 still leaves its figures; a section that fails prints its traceback and the next one runs. Sections, most
@@ -17,12 +17,15 @@ important first:
                default). Timed after the loader's prefetch queue has drained, so the figure is the sustained rate.
   inference    predict() over the shards, bf16, batch 256, with each decoder
   train_stage  landmark.train.train_variant itself (compiled, logging to a throw-away MLflow store)
-  paper        the paper's setup: fp32, NCHW, batch 64; then the paper profile's (profiles/paper.yaml): the
-               paper's batch of 64, trained as this pipeline does (xception compiled, bf16), compute only and
-               end to end
+  paper        the paper's setup: fp32, NCHW, batch 64
   ddp          with several GPUs: the train stage under torchrun on all of them vs one, scaling efficiency
-Usage: python benchmarks/gpu_check.py [--out results.json] [--images 16384] [--workers N] [--smoke]
+  paper_profile  run only when --sections names it (a second compile: about a minute): the paper profile's
+               setting (profiles/paper.yaml), the paper's batch of 64 trained as this pipeline does (xception
+               compiled, bf16), compute only and end to end
+Usage: python benchmarks/gpu_check.py [--out results.json] [--images 16384] [--workers N] [--sections a,b] [--smoke]
 --workers: loader workers (default: what the train stage's `num_workers: auto` gives on this machine).
+--sections: the sections to run, comma-separated (default: all but paper_profile); end_to_end gives its ratios
+when compute ran before it.
 --smoke runs every section at toy sizes on whatever device there is (the CPU here), to check the script itself.
 """
 
@@ -190,17 +193,20 @@ def serial_batches(loader, to_input, device):
         yield to_input(images, keys), targets.to(device, non_blocking=True), keys
 
 
-def main(out, images, workers, smoke):
+SECTIONS = ("decode", "host_syncs", "compute", "end_to_end", "inference", "train_stage", "paper", "ddp")
+
+
+def main(out, images, workers, sections, smoke):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
     images = 64 if smoke else images
     if workers is None:  # the smoke run goes through loader workers too, which the CPU's auto (none) would skip
         workers = 2 if smoke else loader_workers("auto", device)
     with scratch_folder(images) as root:
-        measure(out, params, device, root, images, workers, smoke)
+        measure(out, params, device, root, images, workers, sections, smoke)
 
 
-def measure(out, params, device, root, images, workers, smoke):
+def measure(out, params, device, root, images, workers, sections, smoke):
     size, batch, steps = (32, 8, 3) if smoke else (256, 256, 15)
     # The loader keeps workers × prefetch_factor (4) batches queued: time only after that queue has drained.
     drain, timed_steps = workers * 4 + 6, steps * 3
@@ -214,25 +220,27 @@ def measure(out, params, device, root, images, workers, smoke):
     report("data_seconds", seconds, f"{images} JPEGs written and packed in {seconds:.1f} s", out)
     targets = frame["landmark_id"].to_numpy()
 
-    with section("decode", out):
-        reader = image_reader(root / "shards", "train", frame["id"][:64])
-        blobs = [reader.read(index) for index in range(len(reader))]
-        on_device = decode_images(blobs, size, device).float()
-        on_cpu = decode_images(blobs, size, torch.device("cpu")).float().to(device)
-        difference = (on_device - on_cpu).abs().mean().item()
-        report(
-            "decode_mean_abs_difference", difference, f"{difference:.3f} grey levels (nvJPEG vs CPU), 64 images", out
-        )
-        if device.type == "cuda":
-            data = [torch.frombuffer(bytearray(blob), dtype=torch.uint8) for blob in blobs]
-            for key, decode in (
-                ("decode_overwrites_torchvision", lambda: decode_jpeg(data, device=device)),
-                ("decode_overwrites_ours", lambda: decode_images(blobs, size, device)),
-            ):
-                rounds = overwritten_reads(decode, device)
-                report(key, rounds, f"{rounds} of 20 rounds saw queued reads of freed memory overwritten", out)
+    if "decode" in sections:
+        with section("decode", out):
+            reader = image_reader(root / "shards", "train", frame["id"][:64])
+            blobs = [reader.read(index) for index in range(len(reader))]
+            on_device = decode_images(blobs, size, device).float()
+            on_cpu = decode_images(blobs, size, torch.device("cpu")).float().to(device)
+            difference = (on_device - on_cpu).abs().mean().item()
+            report(
+                "decode_mean_abs_difference", difference, f"{difference:.3f} grey levels (nvJPEG vs CPU), 64 images",
+                out,
+            )  # fmt: skip
+            if device.type == "cuda":
+                data = [torch.frombuffer(bytearray(blob), dtype=torch.uint8) for blob in blobs]
+                for key, decode in (
+                    ("decode_overwrites_torchvision", lambda: decode_jpeg(data, device=device)),
+                    ("decode_overwrites_ours", lambda: decode_images(blobs, size, device)),
+                ):
+                    rounds = overwritten_reads(decode, device)
+                    report(key, rounds, f"{rounds} of 20 rounds saw queued reads of freed memory overwritten", out)
 
-    if device.type == "cuda":
+    if device.type == "cuda" and "host_syncs" in sections:
         with section("host_syncs", out):
             model = create_model(benchmark_variant(params, "xception", size, smoke), 1000).to(device)
             model = model.to(memory_format=torch.channels_last)
@@ -257,9 +265,10 @@ def measure(out, params, device, root, images, workers, smoke):
             )
             report(key, figure, f"{figure:,.0f} img/s", out)
 
-    for name in params["variants"]:
-        compute(compute_key(name, False), name, batch, bf16, True, False)
-    compute(compute_key("xception", True), "xception", batch, bf16, True, True)
+    if "compute" in sections:
+        for name in params["variants"]:
+            compute(compute_key(name, False), name, batch, bf16, True, False)
+        compute(compute_key("xception", True), "xception", batch, bf16, True, True)
 
     def end_to_end(name, compile_model, decode, serial=False, batch_size=batch):
         label = f"end_to_end_{name}_{decode}" + ("_compiled" if compile_model else "") + ("_serial" if serial else "")
@@ -284,73 +293,90 @@ def measure(out, params, device, root, images, workers, smoke):
             ratio = f", {rate / ceiling:.2f} of its compute-only figure" if ceiling else ""
             report(label, rate, f"{rate:,.0f} img/s{ratio}", out)
 
-    end_to_end("xception", True, "worker")
-    end_to_end("xception", True, "device")
-    end_to_end("xception", True, "worker", serial=True)
+    if "end_to_end" in sections:
+        end_to_end("xception", True, "worker")
+        end_to_end("xception", True, "device")
+        end_to_end("xception", True, "worker", serial=True)
 
-    for decode in ("worker", "device"):
-        with section(f"inference_xception_{decode}", out):
-            inference(params, device, root, frame, decode, size, batch, workers, smoke, out)
+    if "inference" in sections:
+        for decode in ("worker", "device"):
+            with section(f"inference_xception_{decode}", out):
+                inference(params, device, root, frame, decode, size, batch, workers, smoke, out)
 
-    with section("train_stage_xception", out), tempfile.TemporaryDirectory() as folder:
-        # 1000 classes, as in the sections above, so torch.compile finds this graph in its cache
-        classes = pd.DataFrame({"landmark_id": np.arange(1000), "class_index": np.arange(1000)})
-        dev = frame.iloc[: max(len(frame) // 16, batch)]
-        variant = benchmark_variant(params, "xception", size, smoke) | {
-            "batch_size": batch,
-            "steps": 8 if smoke else 200,
-        }
-        log_every = 2 if smoke else 50
-        settings = dict(params["train"], num_workers=workers, eval_every=10**9, log_every=log_every)
-        settings["checkpoint_every"] = 10**9
-        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
-        metrics = train_variant(
-            "xception",
-            variant,
-            settings,
-            root / "shards",
-            frame,
-            dev,
-            classes,
-            Path(folder) / "m.pt",
-            Path(folder) / "plots",
+    if "train_stage" in sections:
+        with section("train_stage_xception", out), tempfile.TemporaryDirectory() as folder:
+            # 1000 classes, as in the sections above, so torch.compile finds this graph in its cache
+            classes = pd.DataFrame({"landmark_id": np.arange(1000), "class_index": np.arange(1000)})
+            dev = frame.iloc[: max(len(frame) // 16, batch)]
+            variant = benchmark_variant(params, "xception", size, smoke) | {
+                "batch_size": batch,
+                "steps": 8 if smoke else 200,
+            }
+            log_every = 2 if smoke else 50
+            settings = dict(params["train"], num_workers=workers, eval_every=10**9, log_every=log_every)
+            settings["checkpoint_every"] = 10**9
+            os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
+            metrics = train_variant(
+                "xception",
+                variant,
+                settings,
+                root / "shards",
+                frame,
+                dev,
+                classes,
+                Path(folder) / "m.pt",
+                Path(folder) / "plots",
+            )
+            report(
+                "train_stage_xception", metrics["images_per_second"],
+                f"{metrics['images_per_second']:,.0f} img/s from step {log_every} to {variant['steps']} "
+                f"(the stage's own figure; {metrics['seconds']:.0f} s in all with compile and a dev pass)", out,
+            )  # fmt: skip
+
+    if "end_to_end" in sections:
+        for name in params["variants"]:
+            end_to_end(name, False, "worker")
+
+    if "paper" in sections:
+        for name in ("xception", "resnet50"):
+            compute(f"compute_{name}_paper_fp32_b64", name, 64 if not smoke else batch, None, False, False)
+
+    if "ddp" in sections:
+        gpus = torch.cuda.device_count()
+        if gpus < 2:
+            report("ddp", None, f"{gpus} GPU here: scaling not measured", out)
+        else:
+            with section("ddp", out):
+                for processes in (1, gpus):
+                    project = Path(tempfile.mkdtemp())
+                    command = [
+                        sys.executable,
+                        str(Path(__file__).parent / "ddp_scaling.py"),
+                        str(root / "shards"),
+                        str(processes),
+                    ]
+                    output = subprocess.run(command, cwd=project, capture_output=True, text=True, check=True).stdout
+                    report(f"ddp_{processes}_gpus", float(output.split()[-2]), output.strip(), out)
+                efficiency = RESULTS[f"ddp_{gpus}_gpus"] / (gpus * RESULTS["ddp_1_gpus"])
+                report("ddp_scaling_efficiency", efficiency, f"{efficiency:.2f} on {gpus} GPUs", out)
+
+    if "paper_profile" in sections:
+        # The paper profile keeps the paper's batch of 64 and trains compiled in bf16: its own ceiling and rate.
+        # Compiled afresh: a second batch size would otherwise make torch.compile recompile for any batch size.
+        torch._dynamo.reset()
+        paper_batch = 64 if not smoke else batch // 2
+        compute(compute_key("xception", True, paper_batch), "xception", paper_batch, bf16, True, True)
+        end_to_end("xception", True, "worker", batch_size=paper_batch)
+
+
+def section_list(text):
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(names) - {*SECTIONS, "paper_profile"})
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(unknown) or text!r}: not among {', '.join(SECTIONS)}, paper_profile"
         )
-        report(
-            "train_stage_xception", metrics["images_per_second"],
-            f"{metrics['images_per_second']:,.0f} img/s from step {log_every} to {variant['steps']} "
-            f"(the stage's own figure; {metrics['seconds']:.0f} s in all with compile and a dev pass)", out,
-        )  # fmt: skip
-
-    for name in params["variants"]:
-        end_to_end(name, False, "worker")
-
-    for name in ("xception", "resnet50"):
-        compute(f"compute_{name}_paper_fp32_b64", name, 64 if not smoke else batch, None, False, False)
-
-    # The paper profile keeps the paper's batch of 64 and trains compiled in bf16: its own ceiling and rate.
-    # Compiled afresh: a second batch size would otherwise make torch.compile recompile for any batch size.
-    torch._dynamo.reset()
-    paper_batch = 64 if not smoke else batch // 2
-    compute(compute_key("xception", True, paper_batch), "xception", paper_batch, bf16, True, True)
-    end_to_end("xception", True, "worker", batch_size=paper_batch)
-
-    gpus = torch.cuda.device_count()
-    if gpus < 2:
-        report("ddp", None, f"{gpus} GPU here: scaling not measured", out)
-        return
-    with section("ddp", out):
-        for processes in (1, gpus):
-            project = Path(tempfile.mkdtemp())
-            command = [
-                sys.executable,
-                str(Path(__file__).parent / "ddp_scaling.py"),
-                str(root / "shards"),
-                str(processes),
-            ]
-            output = subprocess.run(command, cwd=project, capture_output=True, text=True, check=True).stdout
-            report(f"ddp_{processes}_gpus", float(output.split()[-2]), output.strip(), out)
-        efficiency = RESULTS[f"ddp_{gpus}_gpus"] / (gpus * RESULTS["ddp_1_gpus"])
-        report("ddp_scaling_efficiency", efficiency, f"{efficiency:.2f} on {gpus} GPUs", out)
+    return names
 
 
 if __name__ == "__main__":
@@ -358,6 +384,7 @@ if __name__ == "__main__":
     parser.add_argument("--out", default="gpu_check.json")
     parser.add_argument("--images", type=int, default=16384)
     parser.add_argument("--workers", type=int)
+    parser.add_argument("--sections", type=section_list, default=list(SECTIONS))
     parser.add_argument("--smoke", action="store_true")
     arguments = parser.parse_args()
-    main(arguments.out, arguments.images, arguments.workers, arguments.smoke)
+    main(arguments.out, arguments.images, arguments.workers, arguments.sections, arguments.smoke)
