@@ -27,7 +27,10 @@ def check_params(params: dict, this_machine: bool = True) -> int:
         device_setting(train["device"])
         device = torch.device("cpu")
     autocast_dtype(train["precision"], device)
-    (will_compile if this_machine else compile_wanted)(train["compile"], device)
+    if this_machine:
+        will_compile(train["compile"], device)  # compiles a tiny function where compile is wanted
+    else:
+        compile_wanted(train["compile"], device)
     decode_mode(train["decode"])
     processes = training_processes(train["gpus"], device)
     loader_workers(train["num_workers"], device, processes)

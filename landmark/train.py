@@ -96,7 +96,8 @@ def compile_problem(device: torch.device) -> str | None:
         with torch._inductor.config.patch(fx_graph_cache=False):
             torch.compile(probe)(torch.ones(4, device=device))
     except Exception as error:  # any failure here is the machine's: the function itself always compiles
-        return f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
+        first_line = str(error).strip().partition("\n")[0]
+        return f"{type(error).__name__}: {first_line}"
     return None
 
 
