@@ -21,11 +21,7 @@ def check_params(params: dict, this_machine: bool = True) -> int:
         raise UserError("params.yaml variants: expected a mapping of variant names to their params")
     keys = ("device", "precision", "compile", "decode", "gpus", "num_workers")
     train = {key: section(params, "train", key) for key in keys}
-    if this_machine:
-        device = pick_device(train["device"])
-    else:  # the values alone, as a CPU would take them
-        device_setting(train["device"])
-        device = torch.device("cpu")
+    device = checked_device(train["device"], this_machine)
     autocast_dtype(train["precision"], device)
     if this_machine:
         will_compile(train["compile"], device)  # compiles a tiny function where compile is wanted
@@ -41,15 +37,19 @@ def check_params(params: dict, this_machine: bool = True) -> int:
         check_variant(variant, num_classes=2, where=where)
         split_batch(int(variant["batch_size"]), processes)
     for stage in ("evaluate", "submission"):
-        setting = section(params, stage, "device")
-        if this_machine:
-            pick_device(setting)
-        else:
-            device_setting(setting)
+        checked_device(section(params, stage, "device"), this_machine)
         decode_mode(section(params, stage, "decode"))
         loader_workers(section(params, stage, "num_workers"), torch.device("cpu"), stage=stage)  # the value
     check_submission_variant(section(params, "submission", "variant"), variants)
     return len(variants)
+
+
+def checked_device(setting, this_machine: bool) -> torch.device:
+    """The device a `device` setting picks here; without this_machine, the value alone, taken as a CPU would."""
+    if this_machine:
+        return pick_device(setting)
+    device_setting(setting)
+    return torch.device("cpu")
 
 
 def check_submission_variant(requested: str, variants) -> None:
