@@ -1,7 +1,8 @@
 """The GPU check of issue #5 in one run (about 5 minutes on one H100): correctness of the GPU paths, then img/s.
 
 Prints one line per figure as soon as it is measured and rewrites --out (JSON) after each, so a run cut short
-still leaves its figures; a section that fails prints its traceback and the next one runs. Sections, most
+still leaves its figures; each timed figure is followed by a `_cpu` line, the cores the main thread, the process's
+other threads and the loader workers used meanwhile (a main thread near 1.00 is the bottleneck); a section that fails prints its traceback and the next one runs. Sections, most
 important first:
   decode       nvJPEG (decode: device) against the CPU decoder on the same files: mean |difference|; and
                whether decoding overwrites freed memory that queued kernels still read (torchvision's CUDA
@@ -50,6 +51,7 @@ from torchvision.io import decode_jpeg
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from benchmarks.cpu_use import cpu_use, describe  # noqa: E402
 from benchmarks.jpegs import scratch_folder, write_jpegs  # noqa: E402
 from landmark.data.loading import EpochBatches, decode_images, device_batches  # noqa: E402
 from landmark.data.shards import image_reader, pack  # noqa: E402
@@ -140,15 +142,42 @@ def training_step(model, forward, batches, precision, device):
     return step
 
 
-def images_per_second(work, device, steps, warmup):
-    """img/s of `steps` calls of work() (each returns how many images it did) after `warmup` untimed ones."""
+def images_per_second(work, device, steps, warmup, batches=None):
+    """img/s of `steps` calls of work() (each returns how many images it did) after `warmup` untimed ones, and
+    the cores each part of this process and its workers used meanwhile (benchmarks.cpu_use); with `batches` (a
+    WaitClock that work() draws from), also the share of the time spent waiting for the next batch."""
     for _ in range(warmup):
         work()
     sync(device)
-    started = time.perf_counter()
-    images = sum(work() for _ in range(steps))
-    sync(device)
-    return images / (time.perf_counter() - started)
+    if batches:
+        batches.seconds = 0.0
+    with cpu_use() as use:
+        started = time.perf_counter()
+        images = sum(work() for _ in range(steps))
+        sync(device)
+        seconds = time.perf_counter() - started
+    if batches:
+        use["waiting_for_data"] = batches.seconds / seconds
+    return images / seconds, use
+
+
+class WaitClock:
+    """An iterator of batches that adds up the wall time its callers spend waiting in next(). The main thread
+    busy all the time (benchmarks.cpu_use) cannot tell Python overhead from a GPU that is behind, since CUDA
+    spins while it waits; time spent here says the data path is what the step waits for."""
+
+    def __init__(self, batches):
+        self.batches, self.seconds = batches, 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        started = time.perf_counter()
+        try:
+            return next(self.batches)
+        finally:
+            self.seconds += time.perf_counter() - started
 
 
 def compute_only(params, name, device, size, batch, precision, channels_last, compile_model, steps, smoke):
@@ -178,12 +207,14 @@ def inference(params, device, root, frame, decode, size, batch, workers, smoke, 
     loader = make_loader(data, batch, workers, device)
     predict(model, loader, device)  # warm-up: workers, cuDNN autotuning
     sync(device)
-    started = time.perf_counter()
-    for _ in range(2):
-        predict(model, loader, device)
-    sync(device)
-    rate = 2 * len(data) / (time.perf_counter() - started)
+    with cpu_use() as use:
+        started = time.perf_counter()
+        for _ in range(2):
+            predict(model, loader, device)
+        sync(device)
+        rate = 2 * len(data) / (time.perf_counter() - started)
     report(f"inference_xception_{decode}", rate, f"{rate:,.0f} img/s end to end (batch {batch})", out)
+    report(f"inference_xception_{decode}_cpu", use, describe(use), out)
 
 
 def serial_batches(loader, to_input, device):
@@ -260,10 +291,11 @@ def measure(out, params, device, root, images, workers, sections, smoke):
 
     def compute(key, name, batch_size, precision, channels_last, compile_model):
         with section(key, out):
-            figure = compute_only(
+            figure, use = compute_only(
                 params, name, device, size, batch_size, precision, channels_last, compile_model, steps, smoke
             )
             report(key, figure, f"{figure:,.0f} img/s", out)
+            report(f"{key}_cpu", use, describe(use), out)
 
     if "compute" in sections:
         for name in params["variants"]:
@@ -281,17 +313,19 @@ def measure(out, params, device, root, images, workers, sections, smoke):
             data = image_dataset(size, root / "shards", "train", frame["id"], targets, decode)
             to_input = model_input(model, data, device, augment_seed=0)
             loader = make_loader(data, batch_size, workers, device, EpochBatches(len(data), batch_size, 0))
-            batches = (serial_batches if serial else device_batches)(loader, to_input, device)
+            batches = WaitClock((serial_batches if serial else device_batches)(loader, to_input, device))
             if name == "xception" and compile_model and not serial and batch_size == batch:
-                rate = images_per_second(lambda: len(next(batches)[1]), device, timed, warmup=drain)
+                rate, use = images_per_second(lambda: len(next(batches)[1]), device, timed, drain, batches)
                 report(
                     f"loader_{decode}", rate, f"{rate:,.0f} img/s (read -> decode ({decode}) -> augment), no model", out
                 )
+                report(f"loader_{decode}_cpu", use, describe(use), out)
             step = training_step(model, forward, batches, bf16, device)
-            rate = images_per_second(step, device, timed, drain)
+            rate, use = images_per_second(step, device, timed, drain, batches)
             ceiling = RESULTS.get(compute_key(name, compile_model, batch_size))
             ratio = f", {rate / ceiling:.2f} of its compute-only figure" if ceiling else ""
             report(label, rate, f"{rate:,.0f} img/s{ratio}", out)
+            report(f"{label}_cpu", use, describe(use), out)
 
     if "end_to_end" in sections:
         end_to_end("xception", True, "worker")

@@ -2,8 +2,8 @@
 workers (`decode: worker`), as the train stage feeds a GPU; no model and no device transform. It shows what the
 workers cost per image, which on a GPU box decides how many cores are left for the step.
 
-Prints img/s for each of PASSES passes over IMAGES images (after one warm-up pass that starts the workers), then
-the median. The images go to /dev/shm when it has room, so the figure is not this machine's disk.
+Prints img/s for each of PASSES passes over IMAGES images (after one warm-up pass that starts the workers), with
+the cores the main process and the workers used (benchmarks.cpu_use), then the median. The images go to /dev/shm when it has room, so the figure is not this machine's disk.
 Usage: python benchmarks/loader.py [--images 4096] [--workers 2] [--batch 256] [--passes 5]
 """
 
@@ -17,6 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from benchmarks.cpu_use import cpu_use, describe  # noqa: E402
 from benchmarks.jpegs import scratch_folder, write_jpegs  # noqa: E402
 from landmark.data.loading import EpochBatches  # noqa: E402
 from landmark.data.shards import pack  # noqa: E402
@@ -33,13 +34,15 @@ def main(images, workers, batch, passes):
         loader = iter(make_loader(data, batch, workers, torch.device("cpu"), sampler))
         rates = []
         for number in range(passes + 1):
-            started = time.perf_counter()
-            for _ in range(batches_per_pass):
-                next(loader)
-            rate = batches_per_pass * batch / (time.perf_counter() - started)
+            with cpu_use() as use:
+                started = time.perf_counter()
+                for _ in range(batches_per_pass):
+                    next(loader)
+                seconds = time.perf_counter() - started
+            rate = batches_per_pass * batch / seconds
             if number:  # the first pass starts the workers
                 rates.append(rate)
-                print(f"pass {number}: {rate:,.0f} img/s", flush=True)
+                print(f"pass {number}: {rate:,.0f} img/s; {describe(use)}", flush=True)
         print(
             f"loader, {workers} workers, batch {batch}, 256-px JPEGs decoded in the workers: "
             f"median {statistics.median(rates):,.0f} img/s over {passes} passes of {batches_per_pass * batch:,} images"
