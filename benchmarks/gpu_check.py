@@ -363,8 +363,9 @@ def measure(out, params, device, root, images, workers, sections, smoke):
             )
             report(
                 "train_stage_xception", metrics["images_per_second"],
-                f"{metrics['images_per_second']:,.0f} img/s from step {log_every} to {variant['steps']} "
-                f"(the stage's own figure; {metrics['seconds']:.0f} s in all with compile and a dev pass)", out,
+                f"{metrics['images_per_second']:,.0f} img/s from step {log_every} to {variant['steps']}, "
+                f"{metrics['data_wait']:.2f} of the time waiting for data (the stage's own figures; "
+                f"{metrics['seconds']:.0f} s in all with compile and a dev pass)", out,
             )  # fmt: skip
 
     if "end_to_end" in sections:

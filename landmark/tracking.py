@@ -88,6 +88,11 @@ class TrainingLog:
         self.rows[kind].append({"step": step, **metrics})
         self.mlflow.log_metrics({f"{kind}_{name}": value for name, value in metrics.items()}, step=step)
 
+    def log_speed(self, step: int, metrics: dict):
+        """Throughput figures (timings, which differ from run to run) go to MLflow only, not to the DVC plots, so a
+        resumed training's curves stay those of an uninterrupted one."""
+        self.mlflow.log_metrics({f"train_{name}": value for name, value in metrics.items()}, step=step)
+
     def write_plots(self):
         for kind, rows in self.rows.items():
             write_csv(self.plot_paths[kind], pd.DataFrame(rows))

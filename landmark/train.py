@@ -127,6 +127,17 @@ def compiled(model, setting, device):
     return torch.compile(model) if will_compile(setting, device) else model
 
 
+def _throughput(since, until, batch_size: int) -> dict:
+    """img/s between two logging steps' marks (time, step, seconds in dev passes, seconds waiting for batches),
+    dev passes left out, and the share of that time the step waited for its next batch: near 0 when the GPU (or
+    the CPU's compute) sets the pace, high when the loader does."""
+    seconds = (until[0] - since[0]) - (until[2] - since[2])
+    return {
+        "images_per_second": (until[1] - since[1]) * batch_size / seconds,
+        "data_wait": (until[3] - since[3]) / seconds,
+    }
+
+
 def train_variant(
     name, variant, settings, images_root, train_split, dev_split, classes, model_path, plots_dir, checkpoint_path=None
 ):
@@ -195,15 +206,17 @@ def train_variant(
         started = time.time()
         # Throughput counts from the first logging step on: torch.compile and the workers' start lie before it.
         # Dev passes in between are left out; checkpoints are not.
-        first_log = last_log = None  # (time, step) at the host syncs of logging steps
-        evaluating = 0.0
+        evaluated = waited = 0.0  # seconds so far in dev passes, and waiting for the next batch
+        first_log = last_log = None  # (time, step, evaluated, waited) at the host syncs of logging steps
         try:
             batches = device_batches(train_loader, to_input, device)
             progress = tqdm(
                 range(start + 1, steps + 1), desc=f"train {name}", unit="step", mininterval=2, disable=not ranks.leader
             )
             for step in progress:
+                fetch_started = time.perf_counter()
                 images, targets, _ = next(batches)
+                waited += time.perf_counter() - fetch_started
                 with torch.autocast(device.type, dtype=precision or torch.float32, enabled=precision is not None):
                     logits = forward(images)
                 loss = F.cross_entropy(logits.float(), targets)
@@ -213,8 +226,10 @@ def train_variant(
                 checkpoint_due = checkpoint_path is not None and step % checkpoint_every == 0 and step < steps
                 if step % log_every == 0 or step == steps or checkpoint_due:
                     value = ranks.cat(loss.detach()[None]).mean().item()  # a host sync: only on logging steps
-                    last_log = (time.perf_counter(), step)
-                    first_log = first_log or last_log
+                    mark = (time.perf_counter(), step, evaluated, waited)
+                    if log and last_log:
+                        log.log_speed(step, _throughput(last_log, mark, batch_size))
+                    first_log, last_log = first_log or mark, mark
                     if not math.isfinite(value):
                         kept = f"; the last good checkpoint is {checkpoint_path}" if checkpoint_path else ""
                         raise UserError(f"{where}: the loss became {value} at step {step}{kept}; try a lower lr")
@@ -235,8 +250,7 @@ def train_variant(
                             {"loss": metrics["loss"], "gap": metrics["gap"], "batch_gap": metrics["batch_gap"]},
                         )
                         log.write_plots()
-                    if first_log and step < steps:
-                        evaluating += time.perf_counter() - evaluation_started
+                    evaluated += time.perf_counter() - evaluation_started
                 if checkpoint_due and ranks.leader:
                     _save_checkpoint(checkpoint_path, step, model, optimizer, log, fingerprint)
         except BaseException:
@@ -250,8 +264,8 @@ def train_variant(
                 Path(checkpoint_path).unlink(missing_ok=True)
         metrics["seconds"] = time.time() - started
         if first_log and last_log[1] > first_log[1]:
-            steady_seconds = last_log[0] - first_log[0] - evaluating
-            metrics["images_per_second"] = (last_log[1] - first_log[1]) * batch_size / steady_seconds
+            metrics |= _throughput(first_log, last_log, batch_size)
         else:  # too few steps to leave the start-up out
             metrics["images_per_second"] = (steps - start) * batch_size / metrics["seconds"]
+            metrics["data_wait"] = waited / metrics["seconds"]
         return metrics

@@ -67,8 +67,16 @@ def test_training_saves_model_plots_and_an_mlflow_run(tmp_path, tiny_dataset, pr
     assert run.data.params["variant.backbone"] == "resnet18" and run.data.params["variant.lr"] == "0.001"
     assert run.data.tags["variant"] == "tiny" and run.data.tags["dvc_experiment"] == "tidy-lark"
     assert len(run.data.tags["git_commit"]) in (40, len("unknown"))
-    history = mlflow.tracking.MlflowClient().get_metric_history(run.info.run_id, "train_loss")
-    assert [point.step for point in history] == [2, 4, 6]
+    client = mlflow.tracking.MlflowClient()
+    assert [point.step for point in client.get_metric_history(run.info.run_id, "train_loss")] == [2, 4, 6]
+    # Throughput per logging interval, from the second logging step on, in MLflow only (timings stay out of the
+    # DVC plots, so a resumed training's curves equal an uninterrupted one's).
+    speed = client.get_metric_history(run.info.run_id, "train_images_per_second")
+    waiting = client.get_metric_history(run.info.run_id, "train_data_wait")
+    assert [point.step for point in speed] == [point.step for point in waiting] == [4, 6]
+    assert all(point.value > 0 for point in speed) and all(0 < point.value < 1 for point in waiting)
+    assert "images_per_second" not in pd.read_csv(tmp_path / "plots/train/tiny.csv")
+    assert metrics["images_per_second"] > 0 and 0 < metrics["data_wait"] < 1
     artifacts = {item.path for item in mlflow.tracking.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"model.pt", "plots"} <= artifacts
 
