@@ -1,9 +1,10 @@
 """The GPU check of issue #5 in one run (about 5 minutes on one H100): correctness of the GPU paths, then img/s.
 
 Prints one line per figure as soon as it is measured and rewrites --out (JSON) after each, so a run cut short
-still leaves its figures; each timed figure is followed by a `_cpu` line, the cores the main thread, the process's
-other threads and the loader workers used meanwhile (a main thread near 1.00 is the bottleneck); a section that fails prints its traceback and the next one runs. Sections, most
-important first:
+still leaves its figures; a section that fails prints its traceback and the next one runs. Each timed figure is
+followed by a `_cpu` line: the cores the main thread, the process's other threads and the loader workers used
+meanwhile, and for the data path the share of the time the step waited for its next batch (docs/benchmarks.md
+says how to read them). Sections, most important first:
   decode       nvJPEG (decode: device) against the CPU decoder on the same files: mean |difference|; and
                whether decoding overwrites freed memory that queued kernels still read (torchvision's CUDA
                decoder alone does, pytorch/vision#9606; landmark.data.loading's use of it must not)
