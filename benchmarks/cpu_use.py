@@ -1,6 +1,7 @@
 """Where the CPU time of a timed stretch went: the main thread (which queues the GPU work), the process's other
 threads (the DataLoader's pin-memory thread, CUDA's own), and its child processes (the loader workers). A main
-thread busy all the time means the step waits on Python, not on the GPU or on the workers."""
+thread busy all the time is Python queueing work or CUDA spinning while it waits for the GPU; the compute-only
+figure's own line, with no loader, shows which."""
 
 import contextlib
 import os

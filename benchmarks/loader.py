@@ -3,7 +3,8 @@ workers (`decode: worker`), as the train stage feeds a GPU; no model and no devi
 workers cost per image, which on a GPU box decides how many cores are left for the step.
 
 Prints img/s for each of PASSES passes over IMAGES images (after one warm-up pass that starts the workers), with
-the cores the main process and the workers used (benchmarks.cpu_use), then the median. The images go to /dev/shm when it has room, so the figure is not this machine's disk.
+the cores the main process and the workers used (benchmarks.cpu_use), then the median. The images go to /dev/shm
+when it has room, so the figure is not this machine's disk.
 Usage: python benchmarks/loader.py [--images 4096] [--workers 2] [--batch 256] [--passes 5]
 """
 

@@ -77,7 +77,7 @@ def test_training_saves_model_plots_and_an_mlflow_run(tmp_path, tiny_dataset, pr
     assert all(point.value > 0 for point in speed) and all(0 < point.value < 1 for point in waiting)
     assert "images_per_second" not in pd.read_csv(tmp_path / "plots/train/tiny.csv")
     assert metrics["images_per_second"] > 0 and 0 < metrics["data_wait"] < 1
-    artifacts = {item.path for item in mlflow.tracking.MlflowClient().list_artifacts(run.info.run_id)}
+    artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
     assert {"model.pt", "plots"} <= artifacts
 
 
