@@ -1,13 +1,29 @@
 #!/usr/bin/env bash
-# Issue #5's GPU check as one call of the device tool (about 9 minutes on one H100; give it timeout_s 560):
-#   run(command="bash benchmarks/gpu_session.sh", carry=[".whl"])
+# Issue #5's GPU check through the device tool, in two calls on the same warm machine:
+#   run(command="bash benchmarks/gpu_session.sh", carry=[".whl"], timeout_s=360)       default sections, ~5 min
+#   run(command="bash benchmarks/gpu_session.sh paper_profile", carry=[".whl"], timeout_s=230)   batch 64, ~3 min
+# With a 15-minute device budget and a few minutes to start the machine, the first call leaves room to rerun it
+# once; the second is for what time is left.
 # The device machines have torch, timm, pandas and matplotlib but no MLflow, which gpu_check's train_stage
 # section needs: where `import mlflow` fails, the wheels in .whl/ are installed into /tmp/site (fetch them with
 # `pip download -d .whl --only-binary=:all: --python-version 3.12 --platform manylinux_2_17_x86_64
 # --platform any mlflow-skinny==3.17.2 sqlalchemy alembic`, then delete what the machine already has).
-# Writes the machine's description, both runs' logs and JSON into $OUT (./gpu_out without it). Extra arguments
-# go to both gpu_check runs (`--smoke` tries the whole script on a CPU).
+# Writes the machine's description, the log, the JSON and the wall time into $OUT (./gpu_out without it).
+# Arguments after the part go to gpu_check (`--smoke` tries it on a CPU).
 set -u
+part=default
+if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then
+    part=$1
+    shift
+fi
+case $part in
+default) check=(--out "${OUT:-gpu_out}/gpu_check.json") limit=330 ;;
+paper_profile) check=(--sections paper_profile --images 4096 --out "${OUT:-gpu_out}/paper_profile.json") limit=200 ;;
+*)
+    echo "usage: bash benchmarks/gpu_session.sh [default|paper_profile] [gpu_check options]" >&2
+    exit 2
+    ;;
+esac
 out=${OUT:-gpu_out}
 mkdir -p "$out"
 if ! python3 -c "import mlflow" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
@@ -23,12 +39,6 @@ torchvision.__version__, 'timm', timm.__version__)"
     df -h /dev/shm | tail -1
 } >"$out/machine.txt" 2>&1
 cat "$out/machine.txt"
-# The default sections within the issue's 5 minutes; then the paper profile's batch of 64 (a second compile).
 started=$SECONDS
-timeout 330 python3 -W ignore::UserWarning benchmarks/gpu_check.py --out "$out/gpu_check.json" "$@" 2>&1 |
-    tee "$out/gpu_check.log"
-echo "gpu_check, default sections: $((SECONDS - started)) s" | tee -a "$out/machine.txt"
-started=$SECONDS
-timeout 200 python3 -W ignore::UserWarning benchmarks/gpu_check.py --sections paper_profile --images 4096 \
-    --out "$out/paper_profile.json" "$@" 2>&1 | tee "$out/paper_profile.log"
-echo "gpu_check, paper_profile: $((SECONDS - started)) s" | tee -a "$out/machine.txt"
+timeout $limit python3 -W ignore::UserWarning benchmarks/gpu_check.py "${check[@]}" "$@" 2>&1 | tee "$out/$part.log"
+echo "gpu_check, $part: $((SECONDS - started)) s" | tee -a "$out/machine.txt"
