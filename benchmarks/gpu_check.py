@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from benchmarks.cpu_use import cpu_use, describe  # noqa: E402
 from benchmarks.jpegs import scratch_folder, write_jpegs  # noqa: E402
-from landmark.data.loading import EpochBatches, decode_images, device_batches  # noqa: E402
+from landmark.data.loading import EpochBatches, WaitClock, decode_images, device_batches  # noqa: E402
 from landmark.data.shards import image_reader, pack  # noqa: E402
 from landmark.models import create_model  # noqa: E402
 from landmark.predict import image_dataset, loader_workers, make_loader, model_input, predict  # noqa: E402
@@ -160,25 +160,6 @@ def images_per_second(work, device, steps, warmup, batches=None):
     if batches:
         use["waiting_for_data"] = batches.seconds / seconds
     return images / seconds, use
-
-
-class WaitClock:
-    """An iterator of batches that adds up the wall time its callers spend waiting in next(). The main thread
-    busy all the time (benchmarks.cpu_use) cannot tell Python overhead from a GPU that is behind, since CUDA
-    spins while it waits; time spent here says the data path is what the step waits for."""
-
-    def __init__(self, batches):
-        self.batches, self.seconds = batches, 0.0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        started = time.perf_counter()
-        try:
-            return next(self.batches)
-        finally:
-            self.seconds += time.perf_counter() - started
 
 
 def compute_only(params, name, device, size, batch, precision, channels_last, compile_model, steps, smoke):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from landmark.data.loading import EpochBatches, device_batches
+from landmark.data.loading import EpochBatches, WaitClock, device_batches
 from landmark.distributed import Ranks
 from landmark.errors import UserError
 from landmark.files import atomic_path
@@ -206,17 +206,15 @@ def train_variant(
         started = time.time()
         # Throughput counts from the first logging step on: torch.compile and the workers' start lie before it.
         # Dev passes in between are left out; checkpoints are not.
-        evaluated = waited = 0.0  # seconds so far in dev passes, and waiting for the next batch
-        first_log = last_log = None  # (time, step, evaluated, waited) at the host syncs of logging steps
+        evaluated = 0.0  # seconds so far in dev passes
+        first_log = last_log = None  # (time, step, evaluated, seconds waiting for batches) at logging steps' syncs
         try:
-            batches = device_batches(train_loader, to_input, device)
+            batches = WaitClock(device_batches(train_loader, to_input, device))
             progress = tqdm(
                 range(start + 1, steps + 1), desc=f"train {name}", unit="step", mininterval=2, disable=not ranks.leader
             )
             for step in progress:
-                fetch_started = time.perf_counter()
                 images, targets, _ = next(batches)
-                waited += time.perf_counter() - fetch_started
                 with torch.autocast(device.type, dtype=precision or torch.float32, enabled=precision is not None):
                     logits = forward(images)
                 loss = F.cross_entropy(logits.float(), targets)
@@ -226,7 +224,7 @@ def train_variant(
                 checkpoint_due = checkpoint_path is not None and step % checkpoint_every == 0 and step < steps
                 if step % log_every == 0 or step == steps or checkpoint_due:
                     value = ranks.cat(loss.detach()[None]).mean().item()  # a host sync: only on logging steps
-                    mark = (time.perf_counter(), step, evaluated, waited)
+                    mark = (time.perf_counter(), step, evaluated, batches.seconds)
                     if log and last_log:
                         log.log_speed(step, _throughput(last_log, mark, batch_size))
                     first_log, last_log = first_log or mark, mark
@@ -267,5 +265,5 @@ def train_variant(
             metrics |= _throughput(first_log, last_log, batch_size)
         else:  # too few steps to leave the start-up out
             metrics["images_per_second"] = (steps - start) * batch_size / metrics["seconds"]
-            metrics["data_wait"] = waited / metrics["seconds"]
+            metrics["data_wait"] = batches.seconds / metrics["seconds"]
         return metrics

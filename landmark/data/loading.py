@@ -13,6 +13,7 @@ Two ways to decode, chosen by `decode`:
 import contextlib
 import functools
 import io
+import time
 import warnings
 
 import numpy as np
@@ -250,6 +251,25 @@ def device_batches(loader, transform, device: torch.device):
         ready, ahead = ahead, staged(batch)
         yield handed_over(ready)
     yield handed_over(ahead)
+
+
+class WaitClock:
+    """An iterator of batches that adds up, in `seconds`, the wall time its callers spent waiting in next(): near
+    none when the GPU (or the CPU's compute) sets the pace, much when the loader does. Used by the train stage's
+    throughput figures and by benchmarks/gpu_check.py."""
+
+    def __init__(self, batches):
+        self.batches, self.seconds = batches, 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        started = time.perf_counter()
+        try:
+            return next(self.batches)
+        finally:
+            self.seconds += time.perf_counter() - started
 
 
 class EpochBatches(torch.utils.data.Sampler):
