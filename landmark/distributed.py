@@ -4,7 +4,10 @@ averaged across processes, metrics are gathered, and only the first process logs
 
 import contextlib
 import os
+import signal
 import sys
+import threading
+import time
 
 import numpy as np
 import torch
@@ -39,7 +42,22 @@ def relaunch_under_torchrun(processes: int, module: str) -> None:
         "-m", module, *sys.argv[1:],
     ]  # fmt: skip
     sys.stdout.flush()
+    os.environ["LANDMARK_TORCHRUN_PID"] = str(os.getpid())  # exec keeps the process id: torchrun's, from now on
     os.execv(sys.executable, command)
+
+
+def die_with_launcher(launcher_pid: int, interval: float = 0.2) -> None:
+    """Kill this process as soon as launcher_pid (torchrun) is no longer its parent. torchrun starts each training
+    process in a session of its own, so a `kill -9` of the stage would otherwise leave them training on, writing
+    the outputs and removing the checkpoint behind DVC's back, and racing the rerun; PyTorch's DataLoader workers
+    watch their parent the same way. SIGKILL, so that the checkpoint is left as a killed stage leaves it."""
+
+    def watch():
+        while os.getppid() == launcher_pid:
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="die-with-torchrun", daemon=True).start()
 
 
 class Ranks:
@@ -60,6 +78,7 @@ class Ranks:
         if self.world == 1:
             yield device
             return
+        die_with_launcher(int(os.environ.get("LANDMARK_TORCHRUN_PID", os.getppid())))
         if device.type == "cuda":
             device = torch.device("cuda", self.local)
             torch.cuda.set_device(device)

@@ -1,7 +1,13 @@
 """DDP on the CPU: the train stage with train.gpus: 2 relaunches itself under torchrun (gloo) and ends where a
-single process training on the same global batches ends; only the first process writes outputs."""
+single process training on the same global batches ends, also when killed and rerun; only the first process
+writes outputs."""
 
+import contextlib
+import os
+import signal
 import subprocess
+import time
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -17,25 +23,52 @@ from tests.test_resume import SETTINGS, environment, make_project, train_command
 # has no SyncBatchNorm; on GPUs BatchNorm layers are synchronised).
 VARIANT = {
     "backbone": "test_convnext", "pooling": "avg", "attention": "none", "head": "linear", "pretrained": "none",
-    "frozen_tensors": 0, "image_size": 32, "batch_size": 8, "lr": 0.001, "steps": 4,
+    "frozen_tensors": 0, "image_size": 32, "batch_size": 8, "lr": 0.001, "steps": 40,
 }  # fmt: skip
 
 
-def train_with(processes, folder, dataset):
+def distributed_project(processes, folder, dataset):
     project = make_project(folder, dataset)
-    settings = SETTINGS | {"gpus": processes, "eval_every": 2, "checkpoint_every": 100}
+    settings = SETTINGS | {"gpus": processes, "eval_every": 2, "checkpoint_every": 4}
     (project / "params.yaml").write_text(yaml.safe_dump({"train": settings, "variants": {"tiny": VARIANT}}))
-    result = subprocess.run(
-        train_command(project, dataset), cwd=project, env=environment(project), capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return project, result
+    return project
 
 
-def test_two_gloo_processes_end_where_one_process_ends(tmp_path, tiny_dataset):
-    single, _ = train_with(1, tmp_path / "one", tiny_dataset)
-    double, result = train_with(2, tmp_path / "two", tiny_dataset)
-    assert result.stdout.count("train tiny: 4 steps") == 1  # one summary line, from the first process
+def processes_working_in(folder: Path) -> list[int]:
+    """The live processes whose working directory is folder (Linux)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):  # gone meanwhile, a zombie, or not ours to read
+            if entry.name.isdigit() and Path(os.readlink(entry / "cwd")) == folder:
+                found.append(int(entry.name))
+    return found
+
+
+def test_two_gloo_processes_killed_and_rerun_end_where_one_uninterrupted_process_ends(tmp_path, tiny_dataset):
+    single = distributed_project(1, tmp_path / "one", tiny_dataset)
+    subprocess.run(train_command(single, tiny_dataset), cwd=single, env=environment(single), check=True)
+
+    double = distributed_project(2, tmp_path / "two", tiny_dataset)
+    command, env = train_command(double, tiny_dataset), environment(double)
+    process = subprocess.Popen(command, cwd=double, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = double / "checkpoints/last.pt"
+    deadline = time.time() + 180
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # the stage's process, which is torchrun by now
+    process.wait()
+    deadline = time.time() + 30
+    while processes_working_in(double) and time.time() < deadline:
+        time.sleep(0.05)
+    assert processes_working_in(double) == []  # torchrun's training processes went with it
+    killed_at = torch.load(checkpoint, weights_only=False)["step"]
+    assert 0 < killed_at < VARIANT["steps"] and not (double / "model.pt").exists()
+
+    rerun = subprocess.run(command, cwd=double, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.stdout.count(f"resuming from step {killed_at}") == 1  # one line of each kind: the first process's
+    assert rerun.stdout.count(f"train tiny: {VARIANT['steps']} steps") == 1
+    assert not checkpoint.exists()
 
     expected = torch.load(single / "model.pt", weights_only=True)["state_dict"]
     distributed = torch.load(double / "model.pt", weights_only=True)["state_dict"]
@@ -48,7 +81,7 @@ def test_two_gloo_processes_end_where_one_process_ends(tmp_path, tiny_dataset):
         pd.testing.assert_frame_equal(one[columns], two[columns], atol=1e-5, rtol=1e-5)
 
     mlflow.set_tracking_uri(f"sqlite:///{double / 'mlflow.db'}")
-    runs = mlflow.search_runs(search_all_experiments=True)
+    runs = mlflow.search_runs(search_all_experiments=True)  # the rerun went on with the killed run
     assert len(runs) == 1 and runs["params.processes"].tolist() == ["2"]
 
 
