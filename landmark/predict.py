@@ -125,14 +125,16 @@ def model_input(model, dataset, device, augment_seed=None) -> DeviceTransform:
 
 @torch.no_grad()
 def predict(model, loader, device, desc="predict"):
-    """Top-1 class index, its softmax confidence and, where targets are known, the per-image cross-entropy."""
+    """Top-1 class index, its softmax confidence and, where targets are known, the per-image cross-entropy.
+    desc labels the progress bar; None shows none."""
     was_training = model.training
     model.eval()
     batches = device_batches(loader, model_input(model, loader.dataset, device), device)
     known_targets = bool((loader.dataset.targets >= 0).all())
     classes, confidences, losses = [], [], []
     # Results stay on the device until the end: a .cpu() per batch would stall the GPU on every batch.
-    for images, targets, _ in tqdm(batches, total=len(loader), desc=desc, unit="batch", leave=False, mininterval=1):
+    progress = tqdm(batches, total=len(loader), desc=desc, unit="batch", leave=False, mininterval=1, disable=not desc)
+    for images, targets, _ in progress:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(images).float()
         confidence, predicted = logits.softmax(dim=1).max(dim=1)

@@ -239,7 +239,8 @@ def train_variant(
                     progress.set_postfix(loss=f"{value:.3f}")
                 if step % eval_every == 0 or step == steps:
                     evaluation_started = time.perf_counter()
-                    predicted_dev = [ranks.interleave(part) for part in predict(model, dev_loader, device, desc="dev")]
+                    my_share = predict(model, dev_loader, device, desc="dev" if ranks.leader else None)
+                    predicted_dev = [ranks.interleave(part) for part in my_share]
                     metrics = dev_metrics(dev_split["id"].to_numpy(), dev_targets, *predicted_dev, batch_size)
                     if log:
                         log.log(
