@@ -262,6 +262,7 @@ def train_variant(
             if checkpoint_path is not None:
                 Path(checkpoint_path).unlink(missing_ok=True)
         metrics["seconds"] = time.time() - started
+        metrics["steps"] = steps - start  # this run's: fewer than the variant's after a resume
         if first_log and last_log[1] > first_log[1]:
             metrics |= _throughput(first_log, last_log, batch_size)
         else:  # too few steps to leave the start-up out

@@ -45,7 +45,7 @@ def main(variant_name, images_dir, split_dir, classes_csv, model_path, plots_dir
     if os.environ.get("RANK", "0") != "0":
         return
     print(
-        f"train {variant_name}: {variant['steps']} steps in {metrics['seconds']:.0f} s "
+        f"train {variant_name}: {metrics['steps']} steps in {metrics['seconds']:.0f} s "
         f"({metrics['images_per_second']:.0f} img/s, {metrics['data_wait']:.0%} of the time waiting for data), "
         f"dev GAP {metrics['gap']:.3f}, dev loss {metrics['loss']:.3f}"
     )

@@ -77,6 +77,7 @@ def test_kill_9_then_rerun_ends_as_an_uninterrupted_run(tmp_path, tiny_dataset):
     )
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming from step {killed_at}" in rerun.stdout
+    assert f"train tiny: {VARIANT['steps'] - killed_at} steps in" in rerun.stdout  # the steps this run took
     assert not checkpoint.exists()
     expected = torch.load(whole / "model.pt", weights_only=True)["state_dict"]
     resumed = torch.load(killed / "model.pt", weights_only=True)["state_dict"]
