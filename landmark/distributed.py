@@ -46,7 +46,7 @@ def relaunch_under_torchrun(processes: int, module: str) -> None:
     os.execv(sys.executable, command)
 
 
-def die_with_launcher(launcher_pid: int, interval: float = 0.2) -> None:
+def die_with_launcher(launcher_pid: int) -> None:
     """Kill this process as soon as launcher_pid (torchrun) is no longer its parent. torchrun starts each training
     process in a session of its own, so a `kill -9` of the stage would otherwise leave them training on, writing
     the outputs and removing the checkpoint behind DVC's back, and racing the rerun; PyTorch's DataLoader workers
@@ -54,7 +54,7 @@ def die_with_launcher(launcher_pid: int, interval: float = 0.2) -> None:
 
     def watch():
         while os.getppid() == launcher_pid:
-            time.sleep(interval)
+            time.sleep(0.2)
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="die-with-torchrun", daemon=True).start()

@@ -4,7 +4,6 @@ writes outputs."""
 
 import contextlib
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import yaml
 
 from landmark.distributed import training_processes
 from landmark.errors import UserError
-from tests.test_resume import SETTINGS, environment, make_project, train_command
+from tests.test_resume import SETTINGS, environment, kill_at_first_checkpoint, make_project, train_command
 
 # test_convnext normalises with LayerNorm: per-sample, so splitting a batch over processes changes nothing (the CPU
 # has no SyncBatchNorm; on GPUs BatchNorm layers are synchronised).
@@ -52,11 +51,7 @@ def test_two_gloo_processes_killed_and_rerun_end_where_one_uninterrupted_process
     command, env = train_command(double, tiny_dataset), environment(double)
     process = subprocess.Popen(command, cwd=double, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = double / "checkpoints/last.pt"
-    deadline = time.time() + 180
-    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)  # the stage's process, which is torchrun by now
-    process.wait()
+    kill_at_first_checkpoint(process, checkpoint)  # the stage's process, which is torchrun by now
     deadline = time.time() + 30
     while processes_working_in(double) and time.time() < deadline:
         time.sleep(0.05)

@@ -51,6 +51,15 @@ def environment(folder):
     return os.environ | {"PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
 
 
+def kill_at_first_checkpoint(process: subprocess.Popen, checkpoint: Path) -> None:
+    """kill -9 the training process as soon as it has written its first checkpoint."""
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
 def test_kill_9_then_rerun_ends_as_an_uninterrupted_run(tmp_path, tiny_dataset):
     whole = make_project(tmp_path / "whole", tiny_dataset)
     subprocess.run(
@@ -63,11 +72,7 @@ def test_kill_9_then_rerun_ends_as_an_uninterrupted_run(tmp_path, tiny_dataset):
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     checkpoint = killed / "checkpoints/last.pt"
-    deadline = time.time() + 120
-    while not checkpoint.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_at_first_checkpoint(process, checkpoint)
     assert checkpoint.exists() and not (killed / "model.pt").exists()
     killed_at = torch.load(checkpoint, weights_only=False)["step"]
     assert 0 < killed_at < VARIANT["steps"]
