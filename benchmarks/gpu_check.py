@@ -213,6 +213,7 @@ def main(out, images, workers, sections, smoke):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
     images = 64 if smoke else images
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     if workers is None:  # the smoke run goes through loader workers too, which the CPU's auto (none) would skip
         workers = 2 if smoke else loader_workers("auto", device)
     with scratch_folder(images) as root:
