@@ -7,6 +7,7 @@ cores, with inductor's C++ backend; on a GPU, Triton's)
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -16,11 +17,12 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from landmark.models import create_model  # noqa: E402
+from landmark.settings import parse_params  # noqa: E402
 
 
 def check(name, variant, device):
     torch.manual_seed(0)
-    model = create_model(dict(variant, image_size=64, pretrained="none"), 10).to(device)
+    model = create_model(replace(variant, image_size=64, pretrained="none"), 10).to(device)
     model = model.to(memory_format=torch.channels_last)
     images = torch.randn(4, 3, 64, 64, device=device).contiguous(memory_format=torch.channels_last)
     targets = torch.randint(0, 10, (4,), device=device)
@@ -43,7 +45,7 @@ def check(name, variant, device):
 
 def main(names):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    variants = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())["variants"]
+    variants = parse_params(yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())).variants
     names = names or list(variants)
     unknown = [name for name in names if name not in variants]
     if unknown:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from landmark.data.layout import read_csv  # noqa: E402
+from landmark.settings import parse_params  # noqa: E402
 from landmark.train import train_variant  # noqa: E402
 
 
@@ -25,21 +27,24 @@ def main(shards, processes):
         command = ["torchrun", "--standalone", f"--nproc-per-node={processes}", __file__, shards, processes]
         subprocess.run([sys.executable, "-m", "torch.distributed.run", *command[1:]], check=True)
         return
-    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    settings = parse_params(yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text()))
     ids = read_csv(Path(shards) / "train" / "index.csv", ["id"])["id"]
     frame = pd.DataFrame({"id": ids, "landmark_id": np.arange(len(ids)) % 100})
     classes = pd.DataFrame({"landmark_id": np.arange(100), "class_index": np.arange(100)})
-    variant = dict(params["variants"]["xception"], image_size=256, frozen_tensors=85, batch_size=256 * int(processes))
-    variant["steps"] = 100
-    settings = dict(params["train"], num_workers="auto", eval_every=10**9, log_every=50)
-    settings["checkpoint_every"] = 10**9
+    variant = replace(
+        settings.variants["xception"], image_size=256, frozen_tensors=85, batch_size=256 * int(processes), steps=100
+    )
+    runtime = replace(
+        settings.runtime, num_workers="auto", eval_every=10**9, log_every=50, checkpoint_every=10**9, gpus="auto"
+    )
     with tempfile.TemporaryDirectory() as folder:
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
         metrics = train_variant(
-            "xception", variant, settings, shards, frame, frame[:2048], classes, Path(folder) / "m.pt", folder
-        )
+            "xception", variant, settings.train, runtime, shards, frame, frame[:2048], classes,
+            Path(folder) / "m.pt", folder,
+        )  # fmt: skip
     if os.environ["RANK"] == "0":
-        print(f"{processes} GPU(s), global batch {variant['batch_size']}: {metrics['images_per_second']:.0f} img/s")
+        print(f"{processes} GPU(s), global batch {variant.batch_size}: {metrics['images_per_second']:.0f} img/s")
 
 
 if __name__ == "__main__":

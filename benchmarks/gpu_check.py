@@ -41,6 +41,7 @@ import tempfile
 import time
 import traceback
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,8 +58,10 @@ from benchmarks.jpegs import scratch_folder, write_jpegs  # noqa: E402
 from landmark.data.loading import EpochBatches, WaitClock, decode_images, device_batches  # noqa: E402
 from landmark.data.shards import image_reader, pack  # noqa: E402
 from landmark.models import create_model  # noqa: E402
-from landmark.predict import image_dataset, loader_workers, make_loader, model_input, predict  # noqa: E402
-from landmark.train import compiled, train_variant  # noqa: E402
+from landmark.predict import image_dataset, model_input, predict  # noqa: E402
+from landmark.runtime import compiled, loader_workers, make_loader  # noqa: E402
+from landmark.settings import parse_params  # noqa: E402
+from landmark.train import train_variant  # noqa: E402
 
 RESULTS = {}
 
@@ -119,9 +122,9 @@ def sync(device):
 
 
 def benchmark_variant(params, name, size, smoke):
-    variant = dict(params["variants"][name], image_size=size, pretrained="none")
-    if variant["backbone"] == "legacy_xception":
-        variant["frozen_tensors"] = 0 if smoke else 85  # the paper's frozen block
+    variant = replace(params.variants[name], image_size=size, pretrained="none")
+    if variant.backbone == "legacy_xception":
+        variant = replace(variant, frozen_tensors=0 if smoke else 85)  # the paper's frozen block
     return variant
 
 
@@ -211,7 +214,7 @@ SECTIONS = ("decode", "host_syncs", "compute", "end_to_end", "inference", "train
 
 def main(out, images, workers, sections, smoke):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    params = parse_params(yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text()))
     images = 64 if smoke else images
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     if workers is None:  # the smoke run goes through loader workers too, which the CPU's auto (none) would skip
@@ -262,7 +265,8 @@ def measure(out, params, device, root, images, workers, sections, smoke):
                 data = image_dataset(size, root / "shards", "train", frame["id"], targets, decode)
                 loader = make_loader(data, batch, 4, device, EpochBatches(len(data), batch, 0))
                 # the train stage's step between logging steps, loading and device-side transform included
-                batches = device_batches(loader, model_input(model, data, device, augment_seed=0), device)
+                to_input = model_input(model, data, device, params.variants["xception"].augmentation, augment_seed=0)
+                batches = device_batches(loader, to_input, device)
                 step = training_step(model, model, batches, bf16, device)
                 step()  # the first step sets up cuDNN and Adam's state
                 syncs = host_syncs(step)
@@ -281,7 +285,7 @@ def measure(out, params, device, root, images, workers, sections, smoke):
             report(f"{key}_cpu", use, describe(use), out)
 
     if "compute" in sections:
-        for name in params["variants"]:
+        for name in params.variants:
             compute(compute_key(name, False), name, batch, bf16, True, False)
         compute(compute_key("xception", True), "xception", batch, bf16, True, True)
 
@@ -294,7 +298,7 @@ def measure(out, params, device, root, images, workers, sections, smoke):
             model = model.to(memory_format=torch.channels_last)
             forward = compiled(model, compile_model, device)
             data = image_dataset(size, root / "shards", "train", frame["id"], targets, decode)
-            to_input = model_input(model, data, device, augment_seed=0)
+            to_input = model_input(model, data, device, params.variants[name].augmentation, augment_seed=0)
             loader = make_loader(data, batch_size, workers, device, EpochBatches(len(data), batch_size, 0))
             batches = WaitClock((serial_batches if serial else device_batches)(loader, to_input, device))
             if name == "xception" and compile_model and not serial and batch_size == batch:
@@ -325,18 +329,19 @@ def measure(out, params, device, root, images, workers, sections, smoke):
             # 1000 classes, as in the sections above, so torch.compile finds this graph in its cache
             classes = pd.DataFrame({"landmark_id": np.arange(1000), "class_index": np.arange(1000)})
             dev = frame.iloc[: max(len(frame) // 16, batch)]
-            variant = benchmark_variant(params, "xception", size, smoke) | {
-                "batch_size": batch,
-                "steps": 8 if smoke else 200,
-            }
+            variant = replace(
+                benchmark_variant(params, "xception", size, smoke), batch_size=batch, steps=8 if smoke else 200
+            )
             log_every = 2 if smoke else 50
-            settings = dict(params["train"], num_workers=workers, eval_every=10**9, log_every=log_every)
-            settings["checkpoint_every"] = 10**9
+            runtime = replace(
+                params.runtime, num_workers=workers, eval_every=10**9, log_every=log_every, checkpoint_every=10**9
+            )
             os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
             metrics = train_variant(
                 "xception",
                 variant,
-                settings,
+                params.train,
+                runtime,
                 root / "shards",
                 frame,
                 dev,
@@ -346,13 +351,13 @@ def measure(out, params, device, root, images, workers, sections, smoke):
             )
             report(
                 "train_stage_xception", metrics["images_per_second"],
-                f"{metrics['images_per_second']:,.0f} img/s from step {log_every} to {variant['steps']}, "
+                f"{metrics['images_per_second']:,.0f} img/s from step {log_every} to {variant.steps}, "
                 f"{metrics['data_wait']:.2f} of the time waiting for data (the stage's own figures; "
                 f"{metrics['seconds']:.0f} s in all with compile and a dev pass)", out,
             )  # fmt: skip
 
     if "end_to_end" in sections:
-        for name in params["variants"]:
+        for name in params.variants:
             end_to_end(name, False, "worker")
 
     if "paper" in sections:

@@ -1,5 +1,5 @@
 """Training on several processes with DistributedDataParallel: the train stage relaunches itself under torchrun
-when train.gpus asks for more than one; each process takes its slice of every global batch, gradients are
+when runtime.gpus asks for more than one; each process takes its slice of every global batch, gradients are
 averaged across processes, metrics are gathered, and only the first process logs and writes outputs."""
 
 import contextlib
@@ -17,14 +17,12 @@ from landmark.errors import UserError
 
 
 def training_processes(setting, device: torch.device) -> int:
-    """How many processes `train.gpus` asks for: `auto` is one per visible GPU (one on the CPU). On the CPU a
+    """How many processes `runtime.gpus` asks for: `auto` is one per visible GPU (one on the CPU). On the CPU a
     number above one runs that many gloo processes, which is how the distributed path is tested without GPUs."""
     if setting == "auto":
         return max(torch.cuda.device_count(), 1) if device.type == "cuda" else 1
-    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
-        raise UserError(f"params.yaml train.gpus: {setting!r} is not auto or a whole number >= 1")
     if device.type == "cuda" and setting > torch.cuda.device_count():
-        raise UserError(f"params.yaml train.gpus: {setting}, but torch sees {torch.cuda.device_count()} GPU(s)")
+        raise UserError(f"params.yaml runtime.gpus: {setting}, but torch sees {torch.cuda.device_count()} GPU(s)")
     return setting
 
 

@@ -21,13 +21,3 @@ def load_params(path="params.yaml") -> dict:
     if not isinstance(params, dict):
         raise UserError(f"{path}: expected a mapping of stage names to their params")
     return params
-
-
-def section(params: dict, *keys):
-    """params[k1][k2]…, or an error naming the missing key."""
-    value = params
-    for depth, key in enumerate(keys):
-        if not isinstance(value, dict) or key not in value:
-            raise UserError(f"params.yaml: missing key {'.'.join(keys[: depth + 1])}")
-        value = value[key]
-    return value

@@ -1,36 +1,62 @@
 """Profiles: partial params files (profiles/*.yaml) applied on top of params.yaml as `dvc exp run -S` flags, so
 a named setup (the paper's) is one tracked experiment and params.yaml keeps the embedded defaults."""
 
+import dataclasses
+
 from landmark.errors import UserError
 from landmark.params import load_params
+from landmark.settings import Variant
 
 
 def _leaves(mapping: dict, prefix: str = ""):
     for key, value in mapping.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and "name" not in value:  # a mapping with a name is a model part
             yield from _leaves(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
 
 
-def _has_key(params: dict, dotted: str) -> bool:
+def _lookup(params: dict, dotted: str):
+    """(found, value) of a dotted key."""
     node = params
     for key in dotted.split("."):
         if not isinstance(node, dict) or key not in node:
-            return False
+            return False, None
         node = node[key]
-    return True
+    return True, node
+
+
+def _inherited(params: dict, dotted: str) -> bool:
+    """Whether the key is variants.NAME.SETTING of a variant that takes SETTING from variant_defaults."""
+    parts = dotted.split(".")
+    variant_setting = {item.name for item in dataclasses.fields(Variant)}
+    return (
+        len(parts) >= 3 and parts[0] == "variants" and parts[2] in variant_setting
+        and _lookup(params, f"variants.{parts[1]}")[0]
+    )  # fmt: skip
+
+
+def _text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):  # a part: hydra's dictionary syntax
+        return "{" + ",".join(f"{key}:{_text(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_text(item) for item in value) + "]"
+    return str(value)
 
 
 def set_param_flags(profile_path, params_path="params.yaml") -> list:
-    """`-S key=value` for every leaf of the profile; each key must exist in params.yaml."""
+    """`-S key=value` for every leaf of the profile; each key must exist in params.yaml, or be a setting that a
+    variant inherits from variant_defaults, which DVC adds to that variant (`-S ++key=value`)."""
     profile, params = load_params(profile_path), load_params(params_path)
     flags = []
     for key, value in _leaves(profile):
-        if not _has_key(params, key):
+        found, _ = _lookup(params, key)
+        if not found and not _inherited(params, key):
             raise UserError(f"{profile_path}: {key} is not a key of {params_path}; fix the profile")
-        if isinstance(value, str) and any(character.isspace() for character in value):
+        text = _text(value)
+        if any(character.isspace() for character in text):
             raise UserError(f"{profile_path}: {key} has whitespace in its value, which a shell would split")
-        text = "true" if value is True else "false" if value is False else str(value)
-        flags += ["-S", f"{key}={text}"]
+        flags += ["-S", f"{key}={text}" if found else f"++{key}={text}"]
     return flags

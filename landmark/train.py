@@ -4,7 +4,6 @@ interval, logged to MLflow and DVC plots; checkpointed so a killed run resumes w
 import hashlib
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -18,24 +17,18 @@ from landmark.distributed import Ranks
 from landmark.errors import UserError
 from landmark.files import atomic_path
 from landmark.metrics import batch_gap
-from landmark.models import check_variant, create_model
-from landmark.predict import (
-    decode_mode,
-    dev_metrics,
-    image_dataset,
-    loader_workers,
-    make_loader,
-    model_input,
-    pick_device,
-    predict,
-    save_model,
-)
+from landmark.models import check_builds, create_model
+from landmark.predict import dev_metrics, image_dataset, model_input, predict, save_model
+from landmark.runtime import autocast_dtype, compiled, loader_workers, make_loader, pick_device
+from landmark.settings import Runtime, Train, Variant, as_params
 from landmark.tracking import TrainingLog
 
 
-def _fingerprint(variant, settings, train_split, dev_split) -> str:
-    """What a checkpoint must match to be resumed: the params and the exact data."""
-    digest = hashlib.sha256(json.dumps([variant, settings], sort_keys=True, default=str).encode())
+def _fingerprint(variant: Variant, training: Train, train_split, dev_split) -> str:
+    """What a checkpoint must match to be resumed: what is trained and the exact data (not the runtime settings,
+    which change only how fast it runs)."""
+    params = [as_params(variant), as_params(training)]
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
     for frame in (train_split, dev_split):
         digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
@@ -67,66 +60,6 @@ def _load_checkpoint(path, fingerprint):
     return state if state.get("fingerprint") == fingerprint else None
 
 
-def autocast_dtype(setting: str, device: torch.device):
-    """The autocast dtype for `precision`, or None for plain fp32: `auto` is bf16 on a GPU, fp32 on the CPU."""
-    choices = {"fp32": None, "bf16": torch.bfloat16, "auto": torch.bfloat16 if device.type == "cuda" else None}
-    if setting not in choices:
-        raise UserError(f"params.yaml train.precision: {setting!r} is not auto, bf16 or fp32")
-    return choices[setting]
-
-
-def compile_wanted(setting, device: torch.device) -> bool:
-    """Whether `compile` asks for torch.compile (`auto`: on a GPU only, where it pays)."""
-    if setting == "auto":
-        return device.type == "cuda"
-    if not isinstance(setting, bool):
-        raise UserError(f"params.yaml train.compile: {setting!r} is not auto, true or false")
-    return setting
-
-
-def compile_problem(device: torch.device) -> str | None:
-    """Why torch.compile cannot build kernels for `device` on this machine (no C compiler for inductor's C++ or
-    Triton code, no Triton), in one line; None when it can. Compiles one tiny function with inductor's graph
-    cache off, so its kernels cached by an earlier run cannot hide a missing compiler."""
-
-    def probe(values):
-        return values * 2 + 1
-
-    try:
-        with torch._inductor.config.patch(fx_graph_cache=False):
-            torch.compile(probe)(torch.ones(4, device=device))
-    except Exception as error:  # any failure here is the machine's: the function itself always compiles
-        first_line = str(error).strip().partition("\n")[0]
-        return f"{type(error).__name__}: {first_line}"
-    return None
-
-
-def will_compile(setting, device: torch.device) -> bool:
-    """Whether to torch.compile, checked on this machine: where it cannot compile, `auto` trains without it
-    (saying so in one line) and `true` stops before training, instead of either failing at the first step."""
-    if not compile_wanted(setting, device):
-        return False
-    problem = compile_problem(device)
-    if problem is None:
-        return True
-    if setting is True:
-        raise UserError(
-            f"params.yaml train.compile: true, but torch.compile cannot build kernels on {device.type} here "
-            f"({problem}); install a C compiler (gcc) or set train.compile: auto or false"
-        )
-    print(
-        f"train: torch.compile cannot build kernels on {device.type} here ({problem}); training without it "
-        "(install a C compiler, gcc, for its speed; train.compile: false skips this check)",
-        file=sys.stderr,
-    )
-    return False
-
-
-def compiled(model, setting, device):
-    """The model's forward under torch.compile when `compile` says so and this machine can."""
-    return torch.compile(model) if will_compile(setting, device) else model
-
-
 def _throughput(since, until, batch_size: int) -> dict:
     """img/s between two logging steps' marks (time, step, seconds in dev passes, seconds waiting for batches),
     dev passes left out, and the share of that time the step waited for its next batch: near 0 when the GPU (or
@@ -139,47 +72,56 @@ def _throughput(since, until, batch_size: int) -> dict:
 
 
 def train_variant(
-    name, variant, settings, images_root, train_split, dev_split, classes, model_path, plots_dir, checkpoint_path=None
+    name,
+    variant: Variant,
+    training: Train,
+    runtime: Runtime,
+    images_root,
+    train_split,
+    dev_split,
+    classes,
+    model_path,
+    plots_dir,
+    checkpoint_path=None,
 ):
     """Train one variant and save it to model_path; returns the final dev metrics.
 
     train_split, dev_split: frames with columns id, landmark_id. classes: the label encoding from the filter
     stage (landmark_id, class_index). Every `checkpoint_every` steps the full state (model, optimizer, RNG,
     step, curves, MLflow run) goes to checkpoint_path; a rerun of the same training resumes from it and ends
-    exactly as an uninterrupted run would. Under torchrun (train.gpus > 1) every process calls this; each
+    exactly as an uninterrupted run would. Under torchrun (runtime.gpus > 1) every process calls this; each
     trains on its slice of every batch and the first one logs and writes the outputs.
     """
     where = f"variants.{name}"
-    check_variant(variant, len(classes), where)
+    check_builds(variant, where)
     ranks = Ranks()
-    torch.manual_seed(settings["seed"])
-    device = pick_device(settings["device"])
-    precision = autocast_dtype(settings["precision"], device)
-    decode = decode_mode(settings["decode"])
-    my_slice = ranks.my_slice(int(variant["batch_size"]))
+    torch.manual_seed(training.seed)
+    device = pick_device(runtime.device)
+    precision = autocast_dtype(training.precision, device)
+    decode, image_size, batch_size = training.decode, variant.image_size, variant.batch_size
+    my_slice = ranks.my_slice(batch_size)
     with ranks.joined(device) as device:
         class_index = pd.Series(classes["class_index"].to_numpy(), index=classes["landmark_id"].to_numpy())
         landmark_ids = classes["landmark_id"].to_numpy()
         model = create_model(variant, len(classes), where=where)
         model = model.to(device).to(memory_format=torch.channels_last)
-        forward = compiled(ranks.wrap(model, device), settings["compile"], device)
-        image_size, batch_size = int(variant["image_size"]), int(variant["batch_size"])
+        forward = compiled(ranks.wrap(model, device), runtime.compile, device)
         train_targets = class_index[train_split["landmark_id"]].to_numpy()
         train_data = image_dataset(image_size, images_root, "train", train_split["id"], train_targets, decode)
-        to_input = model_input(model, train_data, device, augment_seed=int(settings["seed"]))
+        to_input = model_input(model, train_data, device, variant.augmentation, augment_seed=training.seed)
         dev_targets = class_index[dev_split["landmark_id"]].to_numpy()
         my_dev = ranks.my_indices(len(dev_split))
         dev_data = image_dataset(
             image_size, images_root, "train", dev_split["id"].iloc[my_dev], dev_targets[my_dev], decode
         )
-        workers = loader_workers(settings["num_workers"], device, ranks.world)
-        dev_loader = make_loader(dev_data, int(settings["eval_batch_size"]), workers, device)
+        workers = loader_workers(runtime.num_workers, device, ranks.world)
+        dev_loader = make_loader(dev_data, runtime.inference_batch_size, workers, device)
         trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-        optimizer = torch.optim.Adam(trainable, lr=float(variant["lr"]), fused=device.type == "cuda")
+        optimizer = torch.optim.Adam(trainable, lr=variant.lr, fused=device.type == "cuda")
 
-        steps, log_every, eval_every = int(variant["steps"]), int(settings["log_every"]), int(settings["eval_every"])
-        checkpoint_every = int(settings["checkpoint_every"])
-        fingerprint = _fingerprint(variant, settings, train_split, dev_split)
+        steps, log_every, eval_every = variant.steps, runtime.log_every, runtime.eval_every
+        checkpoint_every = runtime.checkpoint_every
+        fingerprint = _fingerprint(variant, training, train_split, dev_split)
         resumed = _load_checkpoint(checkpoint_path, fingerprint)
         start = 0
         if resumed:
@@ -193,7 +135,13 @@ def train_variant(
                 print(f"train {name}: resuming from step {start} ({checkpoint_path})")
         log = None
         if ranks.leader:
-            params = {"variant": variant, "train": settings, "classes": len(classes), "processes": ranks.world}
+            params = {
+                "variant": as_params(variant),
+                "train": as_params(training),
+                "runtime": as_params(runtime),
+                "classes": len(classes),
+                "processes": ranks.world,
+            }
             log = TrainingLog(
                 name,
                 params,
@@ -201,7 +149,7 @@ def train_variant(
                 run_id=resumed["mlflow_run_id"] if resumed else None,
                 rows=resumed["rows"] if resumed else None,
             )
-        sampler = EpochBatches(len(train_data), batch_size, settings["seed"], start, part=my_slice)
+        sampler = EpochBatches(len(train_data), batch_size, training.seed, start, part=my_slice)
         train_loader = make_loader(train_data, batch_size, workers, device, sampler)
         started = time.time()
         # Throughput counts from the first logging step on: torch.compile and the workers' start lie before it.
@@ -257,7 +205,7 @@ def train_variant(
                 log.fail()
             raise
         if ranks.leader:
-            save_model(model_path, model, variant, landmark_ids, log.run_id)
+            save_model(model_path, model, variant, decode, landmark_ids, log.run_id)
             log.finish(artifacts=[model_path])
             if checkpoint_path is not None:
                 Path(checkpoint_path).unlink(missing_ok=True)

@@ -7,18 +7,33 @@ unpacked into the folder being built is not unpacked again.
 """
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 from landmark.data import kaggle, local, synthetic
 from landmark.errors import UserError, exits_cleanly
-from landmark.params import load_params, section
+from landmark.params import load_params
+from landmark.settings import as_params, parse_params
+
+
+def check_the_models_build() -> None:
+    """`landmark check --no-hardware` (every variant built, not this machine's GPUs: the data may be prepared on
+    another machine than the one that trains), in a process of its own: it gates a download of hours but shapes
+    none of its outputs, so this stage does not depend on the model code."""
+    command = [sys.executable, "-m", "landmark.cli", "check", "--no-hardware"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        raise UserError(errors[-1].removeprefix("error: ") if errors else result.stderr.strip())
 
 
 @exits_cleanly
 def main(out_dir):
-    params = load_params()
-    source = section(params, "data", "source")
+    # Every value of params.yaml, not just data's: a mistake in the train params should show before the data
+    # is prepared, not after.
+    settings = parse_params(load_params()).data
+    source = settings.source
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".partial")
     resumable = source == "kaggle"  # kaggle.download keeps what an interrupted run of its own had unpacked
@@ -26,20 +41,12 @@ def main(out_dir):
         shutil.rmtree(staging, ignore_errors=True)
     try:
         if source == "synthetic":
-            summary = synthetic.generate(staging, **section(params, "data", "synthetic"))
+            summary = synthetic.generate(staging, **as_params(settings.synthetic))
         elif source == "kaggle":
-            # Hours of downloading should not come before a mistake in the train params shows; the values only, as
-            # the data may be prepared on another machine than the GPU one. Imported here: the check needs torch
-            # and timm, which the other sources do without.
-            from landmark.checks import check_params
-
-            check_params(params, this_machine=False)
-            settings = section(params, "data", "kaggle")
-            summary = kaggle.download(staging, cache_dir=Path("data/downloads"), **settings)
-        elif source == "local":
-            summary = local.link_tree(section(params, "data", "local", "path"), staging)
+            check_the_models_build()
+            summary = kaggle.download(staging, cache_dir=Path("data/downloads"), **as_params(settings.kaggle))
         else:
-            raise UserError(f"params.yaml data.source: unknown source {source!r}; choose synthetic, kaggle or local")
+            summary = local.link_tree(settings.local.path, staging)
     except BaseException:
         if not resumable:
             shutil.rmtree(staging, ignore_errors=True)

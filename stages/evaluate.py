@@ -8,34 +8,27 @@ import sys
 from landmark.data.layout import read_labels
 from landmark.errors import exits_cleanly
 from landmark.files import write_json
-from landmark.params import load_params, section
-from landmark.predict import (
-    decode_mode,
-    dev_metrics,
-    image_dataset,
-    load_model,
-    loader_workers,
-    make_loader,
-    pick_device,
-    predict,
-)
+from landmark.params import load_params
+from landmark.predict import dev_metrics, image_dataset, load_model, predict
+from landmark.runtime import loader_workers, make_loader, pick_device
+from landmark.settings import section
 from landmark.tracking import log_evaluation
 
 
 @exits_cleanly
 def main(model_path, images_dir, dev_csv, metrics_json):
-    params = section(load_params(), "evaluate")
-    device = pick_device(params["device"])
+    params = load_params()
+    settings, runtime = section(params, "evaluate"), section(params, "runtime")
+    device = pick_device(runtime.device)
     model, checkpoint = load_model(model_path, device)
     dev = read_labels(dev_csv)
     class_of = {landmark: index for index, landmark in enumerate(checkpoint["landmark_ids"])}
     targets = dev["landmark_id"].map(class_of).to_numpy()
-    decode = decode_mode(params["decode"])
-    dataset = image_dataset(checkpoint["variant"]["image_size"], images_dir, "train", dev["id"], targets, decode)
-    workers = loader_workers(params["num_workers"], device, stage="evaluate")
-    loader = make_loader(dataset, int(params["batch_size"]), workers, device)
+    size, decode = checkpoint["variant"].image_size, checkpoint["decode"]
+    dataset = image_dataset(size, images_dir, "train", dev["id"], targets, decode)
+    loader = make_loader(dataset, runtime.inference_batch_size, loader_workers(runtime.num_workers, device), device)
     classes, confidences, losses = predict(model, loader, device, desc="evaluate")
-    metrics = dev_metrics(dev["id"].to_numpy(), targets, classes, confidences, losses, int(params["paper_batch_size"]))
+    metrics = dev_metrics(dev["id"].to_numpy(), targets, classes, confidences, losses, settings.paper_batch_size)
     write_json(metrics_json, metrics)
     log_evaluation(checkpoint["mlflow_run_id"], metrics, metrics_json)
     print(

@@ -14,27 +14,28 @@ from landmark.data.layout import image_path, read_labels
 from landmark.data.prepare import candidate_rows, drop_duplicate_ids, filter_classes
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_csv
-from landmark.params import load_params, section
+from landmark.params import load_params
+from landmark.settings import section
 from landmark.tracking import log_data_check
 
 
 @exits_cleanly
 def main(raw_dir, out_dir):
-    params = section(load_params(), "filter")
-    minimum = int(params["min_samples_per_class"])
+    settings = section(load_params(), "filter")
+    minimum = settings.min_samples_per_class
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     train, duplicates = drop_duplicate_ids(read_labels(raw_dir / "train.csv"), raw_dir / "train.csv")
     candidates = candidate_rows(train, minimum)
     paths = [image_path(raw_dir, "train", image_id) for image_id in candidates["id"]]
-    checked = scan(candidates["id"], paths, int(params["max_image_pixels"]))
+    checked = scan(candidates["id"], paths, settings.max_image_pixels)
     bad = checked.loc[checked["reason"].notna(), ["id", "reason"]]
     bad_list = out_dir / "bad_images.csv"
     write_csv(bad_list, bad)
     log_data_check({"checked_images": len(candidates), "bad_images": len(bad), "duplicate_rows": duplicates}, bad_list)
-    if len(candidates) and len(bad) / len(candidates) > float(params["max_bad_fraction"]):
+    if len(candidates) and len(bad) / len(candidates) > settings.max_bad_fraction:
         raise UserError(
             f"{len(bad)} of {len(candidates)} images are unusable, over filter.max_bad_fraction "
-            f"({params['max_bad_fraction']}); the list with reasons is in {bad_list}"
+            f"({settings.max_bad_fraction}); the list with reasons is in {bad_list}"
         )
     kept, classes = filter_classes(candidates[~candidates["id"].isin(bad["id"])], minimum)
     write_csv(out_dir / "train.csv", kept)

@@ -15,19 +15,20 @@ from landmark.data.layout import image_path, read_csv, read_labels
 from landmark.data.shards import pack
 from landmark.errors import exits_cleanly
 from landmark.files import atomic_path, write_csv
-from landmark.params import load_params, section
+from landmark.params import load_params
+from landmark.settings import section
 
 
 @exits_cleanly
 def main(raw_dir, kept_train_csv, out_dir):
-    params = section(load_params(), "pack")
+    settings = section(load_params(), "pack")
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    shard_bytes, seed = int(float(params["shard_size_mb"]) * 2**20), int(params["seed"])
+    shard_bytes, seed = int(settings.shard_size_mb * 2**20), settings.seed
     train = pack(raw_dir, "train", read_labels(kept_train_csv), out_dir, shard_bytes, seed)
 
     test = read_csv(raw_dir / "test.csv", ["id"])[["id"]]
     paths = [image_path(raw_dir, "test", image_id) for image_id in test["id"]]
-    usable = scan(test["id"], paths, int(params["max_image_pixels"]))["reason"].isna().to_numpy()
+    usable = scan(test["id"], paths, settings.max_image_pixels)["reason"].isna().to_numpy()
     packed_test = pack(raw_dir, "test", test[usable], out_dir, shard_bytes, seed)
     write_csv(out_dir / "test.csv", test)
     if (raw_dir / "solution.csv").exists():

@@ -6,13 +6,14 @@ Usage: python -m stages.report METRICS_DIR PLOTS_DIR SUBMISSION_JSON OUT_DIR
 import sys
 
 from landmark.errors import exits_cleanly
-from landmark.params import load_params, section
+from landmark.params import load_params
 from landmark.report import write_report
+from landmark.settings import variant_names
 
 
 @exits_cleanly
 def main(metrics_dir, plots_dir, submission_json, out_dir):
-    variants = list(section(load_params(), "variants"))
+    variants = variant_names(load_params())
     metrics = write_report(metrics_dir, plots_dir, submission_json, variants, out_dir)
     best = max(metrics, key=lambda name: metrics[name]["gap"])
     print(

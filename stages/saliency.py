@@ -15,9 +15,10 @@ from landmark.data.layout import read_labels
 from landmark.data.loading import collate
 from landmark.data.shards import image_reader
 from landmark.errors import exits_cleanly
-from landmark.params import load_params, section
+from landmark.params import load_params
 from landmark.predict import image_dataset, load_model, model_input
 from landmark.saliency import plot_saliency_grid, saliency_maps
+from landmark.settings import section, variant_names
 
 
 @exits_cleanly
@@ -25,11 +26,12 @@ def main(models_dir, images_dir, dev_csv, out_png):
     params = load_params()
     settings = section(params, "saliency")
     dev = read_labels(dev_csv).sort_values("id")
-    chosen = dev.sample(n=min(int(settings["images"]), len(dev)), random_state=int(settings["seed"]))["id"].tolist()
+    chosen = dev.sample(n=min(settings.images, len(dev)), random_state=settings.seed)["id"].tolist()
     maps = {}
-    for name in section(params, "variants"):
+    for name in variant_names(params):
         model, checkpoint = load_model(Path(models_dir) / name / "model.pt", torch.device("cpu"))
-        dataset = image_dataset(checkpoint["variant"]["image_size"], images_dir, "train", chosen)
+        size, decode = checkpoint["variant"].image_size, checkpoint["decode"]
+        dataset = image_dataset(size, images_dir, "train", chosen, decode=decode)
         images, _, keys = collate([dataset[index] for index in range(len(chosen))])
         maps[name] = saliency_maps(model, model_input(model, dataset, torch.device("cpu"))(images, keys))
     reader = image_reader(images_dir, "train", chosen)

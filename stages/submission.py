@@ -12,19 +12,20 @@ from pathlib import Path
 
 import numpy as np
 
-from landmark.checks import check_submission_variant
 from landmark.data.images import scan
 from landmark.data.layout import image_path, read_csv
 from landmark.data.shards import packed_ids
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_json
-from landmark.params import load_params, section
-from landmark.predict import decode_mode, image_dataset, load_model, loader_workers, make_loader, pick_device, predict
+from landmark.params import load_params
+from landmark.predict import image_dataset, load_model, predict
+from landmark.runtime import loader_workers, make_loader, pick_device
+from landmark.settings import parse_params
 from landmark.submission import read_solution, score, write_validated_submission
 
 
 def choose_variant(requested: str, variants, metrics_dir) -> str:
-    check_submission_variant(requested, variants)
+    """submission.variant (checked against the variants by landmark.settings), or the best by dev GAP."""
     if requested != "best":
         return requested
     scores = {}
@@ -39,10 +40,10 @@ def choose_variant(requested: str, variants, metrics_dir) -> str:
 
 @exits_cleanly
 def main(models_dir, metrics_dir, images_dir, submission_csv, score_json):
-    params = load_params()
-    settings = section(params, "submission")
-    name = choose_variant(settings["variant"], list(section(params, "variants")), metrics_dir)
-    device = pick_device(settings["device"])
+    params = parse_params(load_params())
+    settings, runtime = params.submission, params.runtime
+    name = choose_variant(settings.variant, list(params.variants), metrics_dir)
+    device = pick_device(runtime.device)
     model, checkpoint = load_model(Path(models_dir) / name / "model.pt", device)
     test_ids = read_csv(Path(images_dir) / "test.csv", ["id"])["id"].to_numpy()
     packed = packed_ids(images_dir, "test")
@@ -50,17 +51,16 @@ def main(models_dir, metrics_dir, images_dir, submission_csv, score_json):
         has_image = np.isin(test_ids, packed)
     else:
         paths = [image_path(images_dir, "test", image_id) for image_id in test_ids]
-        has_image = scan(test_ids, paths, int(settings["max_image_pixels"]))["reason"].isna().to_numpy()
-    decode = decode_mode(settings["decode"])
-    dataset = image_dataset(checkpoint["variant"]["image_size"], images_dir, "test", test_ids[has_image], decode=decode)
-    workers = loader_workers(settings["num_workers"], device, stage="submission")
-    loader = make_loader(dataset, int(settings["batch_size"]), workers, device)
+        has_image = scan(test_ids, paths, settings.max_image_pixels)["reason"].isna().to_numpy()
+    size, decode = checkpoint["variant"].image_size, checkpoint["decode"]
+    dataset = image_dataset(size, images_dir, "test", test_ids[has_image], decode=decode)
+    loader = make_loader(dataset, runtime.inference_batch_size, loader_workers(runtime.num_workers, device), device)
     classes, confidences, _ = predict(model, loader, device, desc="test")
 
     labels = np.full(len(test_ids), None, dtype=object)
     scores = np.zeros(len(test_ids))
     predicted_rows = np.flatnonzero(has_image)
-    keep = confidences >= float(settings["min_confidence"])
+    keep = confidences >= settings.min_confidence
     labels[predicted_rows[keep]] = np.asarray(checkpoint["landmark_ids"])[classes[keep]]
     scores[predicted_rows] = confidences
     submission = write_validated_submission(submission_csv, test_ids, labels, scores, test_ids)

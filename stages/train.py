@@ -3,7 +3,7 @@
 Usage: python -m stages.train VARIANT IMAGES_DIR SPLIT_DIR CLASSES_CSV MODEL_PATH PLOTS_DIR CHECKPOINT_PATH
 
 CHECKPOINT_PATH is outside DVC's outputs, so a killed run's checkpoint survives until the rerun resumes from it.
-With train.gpus above one (or auto on a machine with several GPUs) the stage reruns itself under torchrun, one
+With runtime.gpus above one (or auto on a machine with several GPUs) the stage reruns itself under torchrun, one
 process per GPU (DistributedDataParallel); the first process writes the outputs.
 """
 
@@ -16,24 +16,26 @@ import pandas as pd
 from landmark.data.layout import read_labels
 from landmark.distributed import relaunch_under_torchrun, split_batch, training_processes
 from landmark.errors import exits_cleanly
-from landmark.params import load_params, section
-from landmark.predict import pick_device
+from landmark.params import load_params
+from landmark.runtime import pick_device
+from landmark.settings import section, variant_settings
 from landmark.train import train_variant
 
 
 @exits_cleanly
 def main(variant_name, images_dir, split_dir, classes_csv, model_path, plots_dir, checkpoint_path):
     params = load_params()
-    variant = section(params, "variants", variant_name)
-    settings = section(params, "train")
-    processes = training_processes(settings["gpus"], pick_device(settings["device"]))
-    split_batch(int(variant["batch_size"]), processes)
+    variant = variant_settings(params, variant_name)
+    runtime = section(params, "runtime")
+    processes = training_processes(runtime.gpus, pick_device(runtime.device))
+    split_batch(variant.batch_size, processes)
     if processes > 1 and "WORLD_SIZE" not in os.environ:
         relaunch_under_torchrun(processes, "stages.train")
     metrics = train_variant(
         variant_name,
         variant,
-        settings,
+        section(params, "train"),
+        runtime,
         images_dir,
         read_labels(Path(split_dir) / "train.csv"),
         read_labels(Path(split_dir) / "dev.csv"),

@@ -12,24 +12,33 @@ import mlflow
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from landmark.distributed import training_processes
 from landmark.errors import UserError
-from tests.test_resume import SETTINGS, environment, kill_at_first_checkpoint, make_project, train_command
+from landmark.settings import Runtime, parse
+from tests.test_resume import (
+    RUNTIME,
+    environment,
+    kill_at_first_checkpoint,
+    make_project,
+    project_params,
+    train_command,
+)
+from tests.test_resume import VARIANT as RESUME_VARIANT
 
 # test_convnext normalises with LayerNorm: per-sample, so splitting a batch over processes changes nothing (the CPU
 # has no SyncBatchNorm; on GPUs BatchNorm layers are synchronised).
 VARIANT = {
     "backbone": "test_convnext", "pooling": "avg", "attention": "none", "head": "linear", "pretrained": "none",
     "frozen_tensors": 0, "image_size": 32, "batch_size": 8, "lr": 0.001, "steps": 40,
+    "augmentation": RESUME_VARIANT["augmentation"],
 }  # fmt: skip
 
 
 def distributed_project(processes, folder, dataset):
     project = make_project(folder, dataset)
-    settings = SETTINGS | {"gpus": processes, "eval_every": 2, "checkpoint_every": 4}
-    (project / "params.yaml").write_text(yaml.safe_dump({"train": settings, "variants": {"tiny": VARIANT}}))
+    runtime = RUNTIME | {"gpus": processes, "eval_every": 2, "checkpoint_every": 4}
+    (project / "params.yaml").write_text(project_params(VARIANT, runtime))
     return project
 
 
@@ -82,8 +91,7 @@ def test_two_gloo_processes_killed_and_rerun_end_where_one_uninterrupted_process
 
 def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path, tiny_dataset):
     project = make_project(tmp_path, tiny_dataset)
-    settings = SETTINGS | {"gpus": 3}
-    (project / "params.yaml").write_text(yaml.safe_dump({"train": settings, "variants": {"tiny": VARIANT}}))
+    (project / "params.yaml").write_text(project_params(VARIANT, RUNTIME | {"gpus": 3}))
     result = subprocess.run(
         train_command(project, tiny_dataset), cwd=project, env=environment(project), capture_output=True, text=True
     )
@@ -94,8 +102,8 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path, tin
 
 @pytest.mark.parametrize("setting", [0, -1, 1.5, "two", True])
 def test_gpus_must_be_auto_or_a_whole_number(setting):
-    with pytest.raises(UserError, match=r"train.gpus: .* is not auto or a whole number"):
-        training_processes(setting, torch.device("cpu"))
+    with pytest.raises(UserError, match=r"runtime.gpus: .* is not auto or a whole number"):
+        parse(Runtime, RUNTIME | {"gpus": setting}, "runtime")
 
 
 def test_auto_is_one_process_on_the_cpu():

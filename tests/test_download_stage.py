@@ -17,8 +17,10 @@ UNREACHABLE_KAGGLE = {
 
 
 def run_download(tmp_path, data_params, env=None, variants=None):
-    """The download stage in tmp_path with the project's params.yaml, its data section (and variants) replaced."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text()) | {"data": data_params}
+    """The download stage in tmp_path with the project's params.yaml, the keys of data_params replaced in its data
+    section (and the variants replaced)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"] |= data_params
     params["variants"] = variants or params["variants"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return subprocess.run(
@@ -69,4 +71,5 @@ def test_a_kaggle_download_checks_the_train_params_first(tmp_path):
 
 def test_unknown_source_names_the_key(tmp_path):
     result = run_download(tmp_path, {"source": "s3"})
-    assert result.returncode == 1 and result.stderr.startswith("error: params.yaml data.source: unknown source 's3'")
+    assert result.returncode == 1
+    assert result.stderr == "error: params.yaml data.source: 's3' is not synthetic, kaggle or local\n"

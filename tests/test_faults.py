@@ -17,6 +17,7 @@ from landmark.data.layout import image_path, read_labels
 from landmark.data.prepare import drop_duplicate_ids
 from landmark.errors import UserError
 from landmark.train import train_variant
+from tests.test_resume import RUNTIME, TRAIN, VARIANT, typed
 
 ROOT = Path(__file__).parents[1]
 
@@ -99,19 +100,14 @@ def test_bad_images_are_counted_listed_and_skipped(salted, mlflow_store):
 
     # training reads every odd-but-usable image and completes
     classes = pd.read_csv(project / "data/filtered/classes.csv")
-    variant = {
-        "backbone": "resnet10t", "pooling": "avg", "attention": "none", "head": "linear", "pretrained": "none",
-        "image_size": 32, "batch_size": 8, "lr": 0.001, "steps": 3,
-    }  # fmt: skip
-    settings = {
-        "seed": 0, "device": "cpu", "num_workers": 0, "log_every": 1, "eval_every": 3, "eval_batch_size": 16,
-        "checkpoint_every": 10, "precision": "auto", "compile": "auto", "decode": "worker",
-    }  # fmt: skip
+    variant = VARIANT | {"steps": 3}
+    runtime = RUNTIME | {"eval_every": 3, "checkpoint_every": 10}
     odd = kept[kept["id"].isin(usable)]
     for decode in ("worker", "device"):  # device: the bytes reach the decoder, odd ones fall back to the worker
+        variant_settings, training, runtime_settings = typed(variant, runtime, TRAIN | {"decode": decode})
         metrics = train_variant(
-            "odd", variant, settings | {"decode": decode}, project / "data/raw", kept, odd, classes, project / "m.pt",
-            project / "plots",
+            "odd", variant_settings, training, runtime_settings, project / "data/raw", kept, odd, classes,
+            project / "m.pt", project / "plots",
         )  # fmt: skip
         assert metrics["images"] == len(usable)
 

@@ -19,8 +19,11 @@ from landmark.data.loading import (
     key_uniforms,
 )
 from landmark.data.shards import FolderReader
-from landmark.predict import make_loader
+from landmark.runtime import make_loader
+from landmark.settings import Augmentation
 from tests.test_faults import salted_images
+
+PAPER = Augmentation(translate=0.1, scale=(0.9, 1.1), flip=0.5)
 
 
 def batch_of(dataset, keys):
@@ -81,19 +84,30 @@ def test_a_shift_moves_the_image_by_that_many_pixels():
 
 def test_augmentation_depends_on_seed_epoch_and_index_only():
     size = 50
-    first = augmentation_matrices([3, 7, size + 3], size, seed=0)
-    again = augmentation_matrices([size + 3, 3], size, seed=0)  # other batch, other order
+    first = augmentation_matrices([3, 7, size + 3], size, 0, PAPER)
+    again = augmentation_matrices([size + 3, 3], size, 0, PAPER)  # other batch, other order
     assert torch.equal(first[0], again[1]) and torch.equal(first[2], again[0])
     assert not torch.equal(first[0], first[2])  # the same image in the next epoch is augmented afresh
-    assert not torch.equal(first[0], augmentation_matrices([3], size, seed=1)[0])
+    assert not torch.equal(first[0], augmentation_matrices([3], size, 1, PAPER)[0])
     uniforms = key_uniforms(range(4000), 4000, seed=0, count=4)
     assert np.allclose(uniforms.mean(0), 0.5, atol=0.02) and np.allclose(uniforms.std(0), 12**-0.5, atol=0.01)
     assert np.abs(np.corrcoef(uniforms.T) - np.eye(4)).max() < 0.05
-    many = augmentation_matrices(range(4000), 4000, seed=0).numpy()
+    many = augmentation_matrices(range(4000), 4000, 0, PAPER).numpy()
     zoom = 1 / many[:, 1, 1]
     assert zoom.min() >= 0.9 and zoom.max() <= 1.1
     assert 0.45 < (many[:, 0, 0] < 0).mean() < 0.55  # flips half the images
     assert np.abs(many[:, :, 2] * zoom[:, None]).max() <= 0.2  # shifts of at most 10% of the side
+
+
+def test_augmentation_follows_its_params():
+    wider = augmentation_matrices(range(4000), 4000, 0, Augmentation(translate=0.3, scale=(0.5, 2.0), flip=0.2))
+    zoom = 1 / wider[:, 1, 1].numpy()
+    assert 0.5 <= zoom.min() < 0.55 and 1.95 < zoom.max() <= 2.0
+    assert 0.17 < (wider[:, 0, 0] < 0).float().mean() < 0.23
+    shift = np.abs(wider[:, :, 2].numpy() * zoom[:, None])
+    assert 0.55 < shift.max() <= 0.6  # 30% of the side: 0.6 in affine_grid's units
+    none = augmentation_matrices(range(100), 100, 0, Augmentation(translate=0.0, scale=(1.0, 1.0), flip=0.0))
+    assert torch.equal(none, torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).expand(100, 2, 3))
 
 
 def test_epoch_batches_are_permutations_and_resume_where_they_stopped():
@@ -112,7 +126,7 @@ def test_epoch_batches_are_permutations_and_resume_where_they_stopped():
 def test_workers_give_the_same_batches_as_the_main_process(tiny_dataset):
     train = read_labels(tiny_dataset / "train.csv")
     dataset = ImageDataset(FolderReader(tiny_dataset, "train", train["id"]), np.zeros(len(train), dtype=np.int64), 32)
-    transform = DeviceTransform(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "cpu", augment_seed=0, dataset_size=len(train))
+    transform = DeviceTransform(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "cpu", PAPER, 0, dataset_size=len(train))
 
     def first_batches(workers):
         cpu = torch.device("cpu")
@@ -182,6 +196,6 @@ def test_a_worker_batch_is_channels_last_in_memory_and_transforms_as_a_channels_
     decoded = [np.asarray(Image.open(io.BytesIO(blob)).convert("RGB")) for blob in files.values()]
     assert images.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(images, torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2))
-    for seed in (None, 0):
-        transform = DeviceTransform(24, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), "cpu", augment_seed=seed, dataset_size=4)
+    for augmentation in (None, PAPER):
+        transform = DeviceTransform(24, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), "cpu", augmentation, 0, dataset_size=4)
         assert torch.equal(transform(images, keys), transform(images.contiguous(), keys))

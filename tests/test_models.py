@@ -6,13 +6,11 @@ import torch
 from landmark.errors import UserError
 from landmark.models import create_model
 from landmark.models.backbones import create_backbone
+from tests.test_resume import VARIANT, typed
 
 
 def variant(**overrides):
-    base = dict(
-        backbone="resnet18", pooling="avg", attention="none", head="linear", pretrained="none", frozen_tensors=0
-    )
-    return base | overrides
+    return typed(VARIANT | {"backbone": "resnet18"} | overrides)[0]
 
 
 @pytest.mark.parametrize("backbone", ["resnet50", "legacy_xception"])

@@ -12,6 +12,7 @@ from landmark.models.pooling import (
     CountSketch,
     compact_bilinear,
 )
+from tests.test_resume import VARIANT, typed
 
 
 def test_compact_bilinear_is_the_count_sketch_of_the_outer_product():
@@ -88,15 +89,9 @@ def test_self_attention_starts_as_the_identity():
 
 
 def test_map_size_must_fold_the_descriptor():
-    variant = dict(
-        backbone="resnet18",
-        pooling="avg",
-        attention={"name": "spatial", "map_size": 7},
-        head="linear",
-        pretrained="none",
-    )
+    variant = VARIANT | {"backbone": "resnet18", "attention": {"name": "spatial", "map_size": 7}}
     with pytest.raises(UserError, match=r"variants.v.attention.map_size: 512 features do not fold into maps of 7 x 7"):
-        create_model(variant, 3, where="variants.v")
+        create_model(typed(variant)[0], 3, where="variants.v")
     variant["attention"] = {"name": "spatial", "size": 4}
     with pytest.raises(UserError, match=r"variants.v.attention: .*unexpected keyword argument 'size'"):
-        create_model(variant, 3, where="variants.v")
+        create_model(typed(variant)[0], 3, where="variants.v")

@@ -1,26 +1,32 @@
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from dvc.utils.hydra import apply_overrides
 
 from landmark.errors import UserError
 from landmark.profiles import set_param_flags
+from landmark.settings import parse_params
 
 ROOT = Path(__file__).parents[1]
 
 
-def test_paper_profile_sets_the_papers_setup():
+def test_paper_profile_sets_the_papers_setup(tmp_path):
     flags = set_param_flags(ROOT / "profiles/paper.yaml", ROOT / "params.yaml")
-    settings = dict(flag.split("=", 1) for flag in flags[1::2])
-    assert flags[::2] == ["-S"] * len(settings)
-    assert settings["data.source"] == "kaggle" and settings["filter.min_samples_per_class"] == "100"
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for name in params["variants"]:
-        assert settings[f"variants.{name}.steps"] == "300000" and settings[f"variants.{name}.lr"] == "0.0003"
-        assert settings[f"variants.{name}.batch_size"] == "64" and settings[f"variants.{name}.pretrained"] == "hub"
-    assert settings["variants.xception_cbp_selfattn.frozen_tensors"] == "85"
+    assert flags[::2] == ["-S"] * (len(flags) // 2)
+    # applied to a copy of params.yaml by DVC's own code for `dvc exp run -S`
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    apply_overrides(tmp_path / "params.yaml", flags[1::2])
+    settings = parse_params(yaml.safe_load((tmp_path / "params.yaml").read_text()))
+    assert settings.data.source == "kaggle" and settings.filter.min_samples_per_class == 100
+    assert settings.runtime.device == "cuda" and settings.runtime.inference_batch_size == 256
+    for name, variant in settings.variants.items():
+        assert (variant.steps, variant.lr, variant.batch_size, variant.image_size) == (300_000, 3e-4, 64, 256), name
+        assert variant.pretrained == "hub" and variant.frozen_tensors == (0 if name == "resnet50" else 85), name
+    assert "++variants.resnet50.frozen_tensors=0" in flags  # a setting the variant inherited: DVC adds it
 
 
 def test_profile_keys_must_exist(tmp_path):

@@ -16,18 +16,30 @@ from landmark.data.layout import read_labels
 from landmark.data.prepare import filter_classes, split_dev
 from landmark.errors import UserError
 from landmark.files import write_csv
-from landmark.models import check_variant
+from landmark.models import check_builds
+from landmark.settings import Runtime, Train, Variant, parse
 from landmark.train import train_variant
 
 ROOT = Path(__file__).parents[1]
 VARIANT = {
     "backbone": "resnet10t", "pooling": "avg", "attention": "none", "head": "linear", "pretrained": "none",
     "frozen_tensors": 0, "image_size": 32, "batch_size": 8, "lr": 0.001, "steps": 24,
+    "augmentation": {"translate": 0.1, "scale": [0.9, 1.1], "flip": 0.5},
 }  # fmt: skip
-SETTINGS = {
-    "seed": 0, "device": "cpu", "num_workers": 0, "log_every": 1, "eval_every": 10, "eval_batch_size": 16,
-    "checkpoint_every": 4, "precision": "auto", "compile": "auto", "decode": "worker", "gpus": 1,
+TRAIN = {"seed": 0, "precision": "auto", "decode": "worker"}
+RUNTIME = {
+    "device": "cpu", "gpus": 1, "num_workers": 0, "compile": "auto", "log_every": 1, "eval_every": 10,
+    "checkpoint_every": 4, "inference_batch_size": 16,
 }  # fmt: skip
+
+
+def typed(variant=VARIANT, runtime=RUNTIME, train=TRAIN) -> tuple:
+    """(Variant, Train, Runtime) from params mappings: train_variant's settings arguments."""
+    return parse(Variant, variant, "variants.v"), parse(Train, train, "train"), parse(Runtime, runtime, "runtime")
+
+
+def project_params(variant=VARIANT, runtime=RUNTIME) -> str:
+    return yaml.safe_dump({"train": TRAIN, "runtime": runtime, "variant_defaults": {}, "variants": {"tiny": variant}})
 
 
 def make_project(folder: Path, dataset: Path) -> Path:
@@ -36,7 +48,7 @@ def make_project(folder: Path, dataset: Path) -> Path:
     write_csv(folder / "split/train.csv", train)
     write_csv(folder / "split/dev.csv", dev)
     write_csv(folder / "classes.csv", classes)
-    (folder / "params.yaml").write_text(yaml.safe_dump({"train": SETTINGS, "variants": {"tiny": VARIANT}}))
+    (folder / "params.yaml").write_text(project_params())
     return folder
 
 
@@ -100,7 +112,7 @@ def test_a_stale_checkpoint_is_not_resumed(tmp_path, tiny_dataset, mlflow_store)
     torch.save({"fingerprint": "another training", "step": 3}, project / "last.pt")
     short = VARIANT | {"steps": 2}
     metrics = train_variant(
-        "t", short, SETTINGS, tiny_dataset, train, dev, classes, project / "m.pt", project / "p", project / "last.pt"
+        "t", *typed(short), tiny_dataset, train, dev, classes, project / "m.pt", project / "p", project / "last.pt"
     )
     assert metrics["images_per_second"] > 0 and not (project / "last.pt").exists()
 
@@ -110,14 +122,13 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, ti
     train, dev = read_labels(project / "split/train.csv"), read_labels(project / "split/dev.csv")
     classes = pd.read_csv(project / "classes.csv")
     exploding = VARIANT | {"lr": 1e30, "steps": 10}
-    settings = SETTINGS | {"checkpoint_every": 1}
+    runtime = RUNTIME | {"checkpoint_every": 1}
     with pytest.raises(
         UserError, match=r"variants.boom: the loss became (nan|inf) at step \d+; the last good checkpoint"
     ):
         train_variant(
             "boom",
-            exploding,
-            settings,
+            *typed(exploding, runtime),
             tiny_dataset,
             train,
             dev,
@@ -134,17 +145,20 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, ti
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"lr": -0.001}, r"variants.v.lr: -0.001 must be a positive float"),
-        ({"steps": 0}, r"variants.v.steps: 0 must be a positive int"),
-        ({"batch_size": 2.5}, r"variants.v.batch_size: 2.5 must be a positive int"),
+        ({"lr": -0.001}, r"variants.v.lr: -0.001 must be a positive number"),
+        ({"steps": 0}, r"variants.v.steps: 0 must be a whole number >= 1"),
+        ({"batch_size": 2.5}, r"variants.v.batch_size: 2.5 must be a whole number >= 1"),
         ({"frozen_tensors": -1}, r"variants.v.frozen_tensors: -1 must be a whole number"),
         ({"image_size": 4, "backbone": "legacy_xception"}, r"variants.v.image_size: legacy_xception cannot take 4 px"),
         ({"pooling": "max"}, r"variants.v.pooling: unknown pooling 'max'"),
+        ({"augmentation": {"translate": 0.1, "scale": [1.1, 0.9], "flip": 0.5}}, r"augmentation.scale: .* swap them"),
+        ({"augmentation": {"translate": 0.1, "scale": [0.9, 1.1], "flip": 2}}, r"augmentation.flip: 2 must be a"),
+        ({"lr_": 0.1}, r"variants.v.lr_: unknown setting; expected one of backbone, pooling"),
     ],
 )
 def test_bad_params_are_refused_before_any_work(change, message):
     with pytest.raises(UserError, match=message):
-        check_variant(VARIANT | change, 3, "variants.v")
+        check_builds(typed(VARIANT | change)[0], "variants.v")
     missing = {key: value for key, value in VARIANT.items() if key != "lr"}
     with pytest.raises(UserError, match=r"variants.v.lr: missing"):
-        check_variant(missing, 3, "variants.v")
+        typed(missing)

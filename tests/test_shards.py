@@ -16,7 +16,7 @@ from landmark.data.prepare import filter_classes, split_dev
 from landmark.data.shards import ShardReader, image_reader, pack, packed_ids
 from landmark.errors import UserError
 from landmark.train import train_variant
-from tests.test_resume import SETTINGS, VARIANT
+from tests.test_resume import RUNTIME, VARIANT, typed
 
 ROOT = Path(__file__).parents[1]
 
@@ -62,11 +62,11 @@ def test_training_from_shards_equals_training_from_the_loose_files(tmp_path, tin
     train, dev = split_dev(kept, 0.25, seed=0)
     pack(tiny_dataset, "train", kept, tmp_path / "shards", shard_bytes=3000, seed=0)
     variant = VARIANT | {"steps": 3}
-    settings = SETTINGS | {"num_workers": 2, "eval_every": 3, "checkpoint_every": 10}
+    runtime = RUNTIME | {"num_workers": 2, "eval_every": 3, "checkpoint_every": 10}
     results = {}
     for name, root in {"loose": tiny_dataset, "shards": tmp_path / "shards"}.items():
         metrics = train_variant(
-            name, variant, settings, root, train, dev, classes, tmp_path / f"{name}.pt", tmp_path / "plots"
+            name, *typed(variant, runtime), root, train, dev, classes, tmp_path / f"{name}.pt", tmp_path / "plots"
         )
         results[name] = metrics, torch.load(tmp_path / f"{name}.pt", weights_only=True)["state_dict"]
     (loose, loose_state), (shards, shards_state) = results["loose"], results["shards"]

@@ -128,13 +128,16 @@ def test_cli_check_passes_the_project_params_and_names_a_wrong_key(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     variants = yaml.safe_load((ROOT / "params.yaml").read_text())["variants"]
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"params.yaml: {len(variants)} variants and the train, evaluate and submission")
+    assert result.stdout.startswith(f"params.yaml: every setting and {len(variants)} variants are valid")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for key, value, message in [
         (("train", "precision"), "fp16", "params.yaml train.precision: 'fp16' is not auto, bf16 or fp32"),
-        (("variants", "xception", "lr"), 0, "variants.xception.lr: 0 must be a positive float"),
+        (("variants", "xception", "lr"), 0, "params.yaml variants.xception.lr: 0 must be a positive number"),
+        (("variant_defaults", "steps"), 0.5, "params.yaml variants.resnet50.steps: 0.5 must be a whole number >= 1"),
         (("submission", "variant"), "vgg", "params.yaml submission.variant: 'vgg' is not in variants"),
-        (("evaluate", "decode"), "gpu", "params.yaml decode: 'gpu' is not worker or device"),
+        (("train", "decode"), "gpu", "params.yaml train.decode: 'gpu' is not worker or device"),
+        (("runtime", "num_workers"), -2, "params.yaml runtime.num_workers: -2 is not auto or a whole number >= 0"),
+        (("evaluate", "batch_size"), 64, "params.yaml evaluate.batch_size: unknown setting; expected one of"),
     ]:
         changed = copy.deepcopy(params)
         *path, last = key

@@ -16,22 +16,17 @@ from landmark.data.layout import read_labels
 from landmark.data.prepare import filter_classes, split_dev
 from landmark.errors import UserError
 from landmark.models import create_model
-from landmark.predict import (
-    decode_mode,
-    dev_metrics,
-    image_dataset,
-    load_model,
-    loader_workers,
-    make_loader,
-    pick_device,
-    predict,
-)
-from landmark.train import train_variant, will_compile
-from tests.test_resume import SETTINGS as RESUME_SETTINGS
+from landmark.predict import dev_metrics, image_dataset, load_model, predict
+from landmark.runtime import loader_workers, make_loader, pick_device, will_compile
+from landmark.settings import Runtime, Train, parse
+from landmark.train import train_variant
+from tests.test_resume import RUNTIME as RESUME_RUNTIME
 from tests.test_resume import VARIANT as RESUME_VARIANT
+from tests.test_resume import typed
 
 VARIANT = RESUME_VARIANT | {"backbone": "resnet18", "steps": 6}
-SETTINGS = RESUME_SETTINGS | {"log_every": 2, "eval_every": 3, "checkpoint_every": 100}
+RUNTIME = RESUME_RUNTIME | {"log_every": 2, "eval_every": 3, "checkpoint_every": 100}
+PARAMS = Path(__file__).parents[1] / "params.yaml"
 
 
 @pytest.fixture
@@ -46,7 +41,7 @@ def test_training_saves_model_plots_and_an_mlflow_run(tmp_path, tiny_dataset, pr
     train, dev, classes = prepared
     model_path = tmp_path / "models/tiny/model.pt"
     metrics = train_variant(
-        "tiny", VARIANT, SETTINGS, tiny_dataset, train, dev, classes, model_path, tmp_path / "plots"
+        "tiny", *typed(VARIANT, RUNTIME), tiny_dataset, train, dev, classes, model_path, tmp_path / "plots"
     )
 
     assert pd.read_csv(tmp_path / "plots/train/tiny.csv")["step"].tolist() == [2, 4, 6]
@@ -55,7 +50,8 @@ def test_training_saves_model_plots_and_an_mlflow_run(tmp_path, tiny_dataset, pr
 
     # The saved model reproduces the final dev metrics exactly.
     model, checkpoint = load_model(model_path, torch.device("cpu"))
-    assert checkpoint["variant"] == VARIANT and checkpoint["landmark_ids"] == classes["landmark_id"].tolist()
+    assert checkpoint["variant"] == typed(VARIANT)[0] and checkpoint["landmark_ids"] == classes["landmark_id"].tolist()
+    assert checkpoint["decode"] == "worker"
     targets = dev["landmark_id"].map(dict(zip(classes["landmark_id"], classes["class_index"]))).to_numpy()
     loader = make_loader(image_dataset(32, tiny_dataset, "train", dev["id"], targets), 16, 0, torch.device("cpu"))
     reloaded = dev_metrics(dev["id"].to_numpy(), targets, *predict(model, loader, torch.device("cpu")), 64)
@@ -85,10 +81,10 @@ def test_same_seed_same_model(tmp_path, tiny_dataset, prepared, mlflow_store):
     train, dev, classes = prepared
     short = VARIANT | {"steps": 2}
     first = train_variant(
-        "a", short, SETTINGS, tiny_dataset, train, dev, classes, tmp_path / "a.pt", tmp_path / "plots"
+        "a", *typed(short, RUNTIME), tiny_dataset, train, dev, classes, tmp_path / "a.pt", tmp_path / "plots"
     )
     second = train_variant(
-        "b", short, SETTINGS, tiny_dataset, train, dev, classes, tmp_path / "b.pt", tmp_path / "plots"
+        "b", *typed(short, RUNTIME), tiny_dataset, train, dev, classes, tmp_path / "b.pt", tmp_path / "plots"
     )
     assert first["loss"] == second["loss"]
     a, b = (torch.load(tmp_path / name, weights_only=True)["state_dict"] for name in ("a.pt", "b.pt"))
@@ -99,8 +95,8 @@ def test_same_seed_same_model(tmp_path, tiny_dataset, prepared, mlflow_store):
 def test_device_choice_falls_back_to_the_cpu():
     assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert pick_device("cpu") == torch.device("cpu")
-    with pytest.raises(UserError, match="is not auto, cpu or cuda"):
-        pick_device("tpu")
+    with pytest.raises(UserError, match="params.yaml runtime.device: 'tpu' is not auto, cpu or cuda"):
+        parse(Runtime, RUNTIME | {"device": "tpu"}, "runtime")
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="torch sees no GPU here; use auto or cpu"):
             pick_device("cuda")
@@ -112,14 +108,14 @@ def test_a_machine_that_cannot_compile_stops_when_compile_is_true_and_trains_wit
     monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (None, "/nonexistent/g++"))  # a box without gcc
     torch._dynamo.reset()  # forget the probe compiled above, as a fresh process would not have it
     message = (
-        r"params.yaml train.compile: true, but torch.compile cannot build kernels on cpu here \(InductorError: "
+        r"params.yaml runtime.compile: true, but torch.compile cannot build kernels on cpu here \(InductorError: "
         r"InvalidCxxCompiler: No working C\+\+ compiler found .*\); install a C compiler \(gcc\) or set "
-        r"train.compile: auto or false$"
+        r"runtime.compile: auto or false$"
     )
     with pytest.raises(UserError, match=message):
         will_compile(True, cpu)
-    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-    params["train"]["compile"] = True
+    params = yaml.safe_load(PARAMS.read_text())
+    params["runtime"]["compile"] = True
     with pytest.raises(UserError, match=message):
         check_params(params)
     assert check_params(params, this_machine=False) == len(params["variants"])  # the value alone is fine
@@ -131,30 +127,33 @@ def test_a_machine_that_cannot_compile_stops_when_compile_is_true_and_trains_wit
             "train: torch.compile cannot build kernels on cuda here (RuntimeError: Found no NVIDIA driver"
         ), warning
         assert warning.endswith(
-            "training without it (install a C compiler, gcc, for its speed; train.compile: false skips this check)"
+            "training without it (install a C compiler, gcc, for its speed; runtime.compile: false skips this check)"
         )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="shows what a machine without a GPU refuses")
 def test_a_data_machine_checks_the_values_and_a_training_machine_also_the_hardware():
-    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-    params["train"] |= {"device": "cuda", "gpus": 4}
+    params = yaml.safe_load(PARAMS.read_text())
+    params["runtime"] |= {"device": "cuda", "gpus": 4}
     params["variants"] = {"xception": params["variants"]["xception"] | {"batch_size": 64}}
     assert check_params(params, this_machine=False) == 1
-    with pytest.raises(UserError, match="device: cuda asked for, but torch sees no GPU here"):
+    with pytest.raises(UserError, match="runtime.device: cuda asked for, but torch sees no GPU here"):
         check_params(params)
     params["variants"]["xception"]["batch_size"] = 30
     with pytest.raises(UserError, match="batch_size 30 does not split over 4 processes"):
         check_params(params, this_machine=False)
-    params["train"]["device"] = "gpu"
-    with pytest.raises(UserError, match="params.yaml device: 'gpu' is not auto, cpu or cuda"):
+    params["runtime"]["device"] = "gpu"
+    with pytest.raises(UserError, match="params.yaml runtime.device: 'gpu' is not auto, cpu or cuda"):
         check_params(params, this_machine=False)
 
 
 def test_decode_setting_is_worker_or_device():
-    assert [decode_mode(setting) for setting in ("worker", "device")] == ["worker", "device"]
-    with pytest.raises(UserError, match="params.yaml decode: 'auto' is not worker or device"):
-        decode_mode("auto")
+    def train(decode):
+        return parse(Train, {"seed": 0, "precision": "auto", "decode": decode}, "train")
+
+    assert [train(mode).decode for mode in ("worker", "device")] == ["worker", "device"]
+    with pytest.raises(UserError, match="params.yaml train.decode: 'auto' is not worker or device"):
+        train("auto")
 
 
 def test_loader_workers_auto_leaves_two_cores_per_gpu_process_and_none_on_the_cpu(monkeypatch):
@@ -165,11 +164,11 @@ def test_loader_workers_auto_leaves_two_cores_per_gpu_process_and_none_on_the_cp
     assert loader_workers("auto", cpu) == 0
     assert [loader_workers(number, gpu) for number in (0, 3, 40)] == [0, 3, 40]
     for wrong in ("four", -1, True, 2.5):
-        with pytest.raises(UserError, match=rf"params.yaml evaluate.num_workers: {wrong!r} is not auto or a whole"):
-            loader_workers(wrong, cpu, stage="evaluate")
-    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-    params["submission"]["num_workers"] = "all"
-    with pytest.raises(UserError, match="params.yaml submission.num_workers: 'all' is not auto"):
+        with pytest.raises(UserError, match=rf"params.yaml runtime.num_workers: {wrong!r} is not auto or a whole"):
+            parse(Runtime, RUNTIME | {"num_workers": wrong}, "runtime")
+    params = yaml.safe_load(PARAMS.read_text())
+    params["runtime"]["num_workers"] = "all"
+    with pytest.raises(UserError, match="params.yaml runtime.num_workers: 'all' is not auto"):
         check_params(params)
 
 
@@ -178,7 +177,7 @@ def test_a_loader_whose_batches_cannot_fit_in_shared_memory_is_refused_before_it
     cpu = torch.device("cpu")
     message = (
         r"/dev/shm has 0.06 GiB free, but 2 loader workers keep up to 0.38 GiB of decoded batches there; "
-        r"give it more \(docker run --shm-size=2g\) or lower num_workers in params.yaml"
+        r"give it more \(docker run --shm-size=2g\) or lower runtime.num_workers in params.yaml"
     )
     with pytest.raises(UserError, match=message):
         make_loader(image_dataset(256, tmp_path, "test", []), 256, 2, cpu)
@@ -188,7 +187,7 @@ def test_a_loader_whose_batches_cannot_fit_in_shared_memory_is_refused_before_it
 
 
 def test_predicting_no_images_gives_empty_results(tmp_path):
-    model = create_model(VARIANT, 3)
+    model = create_model(typed(VARIANT)[0], 3)
     loader = make_loader(image_dataset(32, tmp_path, "test", []), 4, 0, torch.device("cpu"))
     classes, confidences, losses = predict(model, loader, torch.device("cpu"))
     assert classes.shape == confidences.shape == (0,) and losses is None

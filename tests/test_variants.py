@@ -7,8 +7,9 @@ import torch
 import yaml
 
 from landmark.models import create_model
+from landmark.settings import parse_params
 
-VARIANTS = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())["variants"]
+VARIANTS = parse_params(yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())).variants
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))

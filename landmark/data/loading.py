@@ -180,13 +180,15 @@ def key_uniforms(keys, dataset_size: int, seed: int, count: int) -> np.ndarray:
     return (draws >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
-def augmentation_matrices(keys, dataset_size: int, seed: int, translate=0.1, scale=(0.9, 1.1)) -> torch.Tensor:
-    """N × 2 × 3 affine_grid matrices: a random shift of up to `translate` of the side, a random scale and a
-    horizontal flip with probability ½, each drawn from (seed, epoch, index) of the key alone."""
+def augmentation_matrices(keys, dataset_size: int, seed: int, augmentation) -> torch.Tensor:
+    """N × 2 × 3 affine_grid matrices: a random shift of up to `augmentation.translate` of the side, a random
+    zoom in `augmentation.scale` and a horizontal flip with probability `augmentation.flip`, each drawn from
+    (seed, epoch, index) of the key alone."""
     draw = key_uniforms(keys, dataset_size, seed, 4)
-    shift_x, shift_y = ((draw[:, :2] * 2 - 1) * translate * 2).T  # affine_grid's coordinates span 2 per side
-    zoom = scale[0] + draw[:, 2] * (scale[1] - scale[0])
-    flip = np.where(draw[:, 3] < 0.5, -1.0, 1.0)
+    shift_x, shift_y = ((draw[:, :2] * 2 - 1) * augmentation.translate * 2).T  # affine_grid spans 2 per side
+    smallest, largest = augmentation.scale
+    zoom = smallest + draw[:, 2] * (largest - smallest)
+    flip = np.where(draw[:, 3] < augmentation.flip, -1.0, 1.0)
     # Output pixel o comes from input (flip · o_x − shift_x) / zoom, (o_y − shift_y) / zoom.
     matrices = np.zeros((len(draw), 2, 3))
     matrices[:, 0, 0], matrices[:, 0, 2] = flip / zoom, -shift_x / zoom
@@ -195,19 +197,20 @@ def augmentation_matrices(keys, dataset_size: int, seed: int, translate=0.1, sca
 
 
 class DeviceTransform:
-    """Batched on the device: decode (when the loader returned bytes), augment (training only), normalise with
-    the backbone's mean and std, channels_last. Call with a batch from collate: images, keys."""
+    """Batched on the device: decode (when the loader returned bytes), augment (training only: given an
+    augmentation and its seed), normalise with the backbone's mean and std, channels_last. Call with a batch from
+    collate: images, keys."""
 
-    def __init__(self, image_size: int, mean, std, device, augment_seed: int | None = None, dataset_size: int = 0):
+    def __init__(self, image_size: int, mean, std, device, augmentation=None, augment_seed=None, dataset_size=0):
         self.image_size, self.device = int(image_size), torch.device(device)
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
-        self.augment_seed, self.dataset_size = augment_seed, dataset_size
+        self.augmentation, self.augment_seed, self.dataset_size = augmentation, augment_seed, dataset_size
 
     def __call__(self, images, keys) -> torch.Tensor:
         batch = decode_images(images, self.image_size, self.device).float().div_(255)
-        if self.augment_seed is not None:
-            matrices = augmentation_matrices(keys, self.dataset_size, self.augment_seed)
+        if self.augmentation is not None:
+            matrices = augmentation_matrices(keys, self.dataset_size, self.augment_seed, self.augmentation)
             if self.device.type == "cuda":  # from pageable memory the copy would wait for every queued kernel
                 matrices = matrices.pin_memory()
             matrices = matrices.to(self.device, non_blocking=True)

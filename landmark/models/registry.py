@@ -14,6 +14,7 @@ from landmark.models.attention import NoAttention, SelfAttention, SpatialAttenti
 from landmark.models.backbones import create_backbone, freeze_first_tensors
 from landmark.models.heads import LinearHead
 from landmark.models.pooling import CompactBilinearPooling, CompactBilinearVectorPooling, GlobalAveragePooling
+from landmark.settings import Variant
 
 POOLINGS = {"avg": GlobalAveragePooling, "cbp_vector": CompactBilinearVectorPooling, "cbp": CompactBilinearPooling}
 ATTENTIONS = {"none": NoAttention, "spatial": SpatialAttention, "self_attention": SelfAttention}
@@ -39,7 +40,7 @@ class LandmarkModel(nn.Module):
 
 def _part(registry, variant, key, where):
     """(class, options) for one part of a variant."""
-    spec = variant.get(key)
+    spec = getattr(variant, key)
     options = dict(spec) if isinstance(spec, dict) else {"name": spec}
     name = options.pop("name", None)
     if name not in registry:
@@ -56,9 +57,9 @@ def _build(part_class, options, where, *args):
         raise UserError(f"{where}.{error}")
 
 
-def create_model(variant: dict, num_classes: int, where: str = "variant", pretrained: str | None = None):
-    """A LandmarkModel for one variant of params.yaml. `where` names the params key in errors; `pretrained`
-    overrides the variant's (a saved model is rebuilt with `none`, then loaded)."""
+def create_model(variant: Variant, num_classes: int, where: str = "variant", pretrained: str | None = None):
+    """A LandmarkModel for one variant (landmark.settings.Variant). `where` names the params key in errors;
+    `pretrained` overrides the variant's (a saved model is rebuilt with `none`, then loaded)."""
     pooling_class, pooling_options = _part(POOLINGS, variant, "pooling", where)
     attention_class, attention_options = _part(ATTENTIONS, variant, "attention", where)
     head_class, head_options = _part(HEADS, variant, "head", where)
@@ -66,9 +67,9 @@ def create_model(variant: dict, num_classes: int, where: str = "variant", pretra
     if attention_on not in ("pooled", "features"):
         raise UserError(f"{where}.attention.apply_to: {attention_on!r} must be pooled or features")
     backbone, data_config = create_backbone(
-        variant["backbone"], variant["pretrained"] if pretrained is None else pretrained, where
+        variant.backbone, variant.pretrained if pretrained is None else pretrained, where
     )
-    freeze_first_tensors(backbone, int(variant.get("frozen_tensors", 0)))
+    freeze_first_tensors(backbone, variant.frozen_tensors)
     pooling = _build(pooling_class, pooling_options, f"{where}.pooling", backbone.num_features)
     attention_width = pooling.out_features if attention_on == "pooled" else backbone.num_features
     attention = _build(attention_class, attention_options, f"{where}.attention", attention_width)
@@ -76,25 +77,15 @@ def create_model(variant: dict, num_classes: int, where: str = "variant", pretra
     return LandmarkModel(backbone, pooling, attention, head, attention_on, data_config)
 
 
-def check_variant(variant: dict, num_classes: int, where: str) -> None:
-    """Reject a variant's params before any work starts: missing keys, non-positive numbers, unknown parts, and
-    an image size the model cannot take. Errors name the params key."""
-    for key in ("backbone", "pooling", "attention", "head", "pretrained", "image_size", "batch_size", "lr", "steps"):
-        if key not in variant:
-            raise UserError(f"{where}.{key}: missing; every variant needs it")
-    for key, kind in (("image_size", int), ("batch_size", int), ("steps", int), ("lr", float)):
-        value = variant[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or kind(value) != value:
-            raise UserError(f"{where}.{key}: {value!r} must be a positive {kind.__name__}")
-    frozen = variant.get("frozen_tensors", 0)
-    if isinstance(frozen, bool) or not isinstance(frozen, int) or frozen < 0:
-        raise UserError(f"{where}.frozen_tensors: {frozen!r} must be a whole number >= 0")
-    model = create_model(variant, num_classes, where, pretrained="none").eval()
-    size = int(variant["image_size"])
+def check_builds(variant: Variant, where: str) -> None:
+    """Build the variant's model and run it once at its image size, before any work starts: an unknown part or
+    option, or an image size the backbone cannot take, is one line naming the params key."""
+    model = create_model(variant, num_classes=2, where=where, pretrained="none").eval()
+    size = variant.image_size
     try:
         with torch.no_grad():
             model(torch.zeros(1, 3, size, size))
     except RuntimeError as error:
         raise UserError(
-            f"{where}.image_size: {variant['backbone']} cannot take {size} px images ({str(error).splitlines()[0]})"
+            f"{where}.image_size: {variant.backbone} cannot take {size} px images ({str(error).splitlines()[0]})"
         )

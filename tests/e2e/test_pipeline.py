@@ -28,9 +28,8 @@ def tiny_params():
     params["data"]["synthetic"] = dict(TINY_SYNTHETIC)
     params["filter"]["min_samples_per_class"] = 4
     params["split"]["dev_fraction"] = 0.25
-    params["train"].update(log_every=1, eval_every=2)
-    for variant in params["variants"].values():
-        variant.update(image_size=32, batch_size=8, steps=3)
+    params["runtime"].update(log_every=1, eval_every=2)
+    params["variant_defaults"].update(image_size=32, batch_size=8, steps=3)
     return params
 
 
@@ -45,6 +44,20 @@ def run(command, repo, env):
 
 def stages_run(output):
     return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def changed_stages(repo, env, edit) -> set:
+    """The stages `dvc status` says are out of date after edit(params) is written to params.yaml; then the
+    params are put back as they were."""
+    path = repo / "params.yaml"
+    original = path.read_text()
+    params = yaml.safe_load(original)
+    edit(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        return set(json.loads(run([sys.executable, "-m", "dvc", "status", "--json"], repo, env)))
+    finally:
+        path.write_text(original)
 
 
 @pytest.mark.e2e
@@ -98,9 +111,18 @@ def test_dvc_repro_end_to_end(tmp_path):
     second = run(dvc + ["repro"], repo, env)
     assert stages_run(second) == set() and "Data and pipelines are up to date" in second
 
+    # How fast it runs is nobody's param: changing every runtime setting leaves every stage up to date.
+    speed = dict(num_workers=1, log_every=2, eval_every=3, checkpoint_every=1, inference_batch_size=7, compile=False)
+    assert changed_stages(repo, env, lambda params: params["runtime"].update(speed)) == set()
+    # A variant default changes every variant that inherits it.
+    trains = changed_stages(repo, env, lambda params: params["variant_defaults"].update(lr=0.002))
+    assert {f"train@{name}" for name in E2E_VARIANTS} <= trains
+    assert changed_stages(repo, env, lambda params: params["variant_defaults"]["augmentation"].update(flip=0.25))
+
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "lock"], repo, env)
-    experiment = run(dvc + ["exp", "run", "-S", "variants.xception.lr=0.0001"], repo, env)
+    # `++` adds the key to a variant that inherits it (DVC's -S is Hydra's override syntax); that variant alone reruns.
+    experiment = run(dvc + ["exp", "run", "-S", "++variants.xception.lr=0.0001"], repo, env)
     assert stages_run(experiment) == {"train@xception", "evaluate@xception", "submission", "saliency", "report"}
     assert SECRET not in first + second + experiment
     written = [path for path in repo.rglob("*") if path.is_file() and ".git" not in path.parts]

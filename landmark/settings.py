@@ -1,0 +1,339 @@
+"""params.yaml, parsed and checked once into typed settings, before any work starts.
+
+Each section of params.yaml is one frozen dataclass, registered under its name with `@params_section`; a field's
+`setting(check)` says how its value is checked, and a wrong, missing or unknown key is one line naming it. Stages
+take these objects and never cast a raw value at the point of use. Nothing here imports torch or the training
+code: the download stage checks every value in milliseconds before a download of hours.
+
+Two kinds of setting (the README's "Parameters"):
+- what is trained or computed: every section but `runtime`. Each is a DVC param of the stages whose outputs it
+  shapes, so changing one reruns exactly those.
+- how fast it runs: the `runtime` section (device, processes, loader workers, torch.compile, logging, dev and
+  checkpoint intervals, the inference batch). No stage depends on it, so changing one reruns nothing, and a
+  training's checkpoint is resumed across a change of it.
+
+Variants inherit: a variant's params are `variant_defaults` with the variant's own keys on top, each key
+replacing the default's whole value.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from landmark.errors import UserError
+
+SECTIONS = {}  # section name -> its dataclass, filled by @params_section
+
+
+def params_section(name: str):
+    """Register a dataclass as the typed form of params.yaml's section `name`."""
+
+    def register(cls):
+        SECTIONS[name] = cls
+        return cls
+
+    return register
+
+
+def setting(check):
+    """A dataclass field whose value from params.yaml goes through check(value, key) first. No field has a
+    default: every setting is written in params.yaml, the one place that holds them."""
+    return field(metadata={"check": check})
+
+
+def parse(cls, mapping, where: str):
+    """An instance of the settings dataclass cls from a params mapping; `where` is its params key."""
+    if not isinstance(mapping, dict):
+        raise UserError(f"params.yaml {where}: expected a mapping of settings, got {mapping!r}")
+    fields = {item.name: item for item in dataclasses.fields(cls)}
+    unknown = [key for key in mapping if key not in fields]
+    if unknown:
+        raise UserError(f"params.yaml {where}.{unknown[0]}: unknown setting; expected one of {', '.join(fields)}")
+    values = {}
+    for name, item in fields.items():
+        if name not in mapping:
+            raise UserError(f"params.yaml {where}.{name}: missing")
+        values[name] = item.metadata["check"](mapping[name], f"{where}.{name}")
+    return cls(**values)
+
+
+def as_params(settings) -> dict:
+    """A settings object as the plain mapping params.yaml would hold (for MLflow, fingerprints, saved models)."""
+    return dataclasses.asdict(settings)
+
+
+# Checks: each takes (value, key) and returns the value, or raises a UserError naming the key.
+
+
+def whole(minimum: int):
+    def check(value, key):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise UserError(f"params.yaml {key}: {value!r} must be a whole number >= {minimum}")
+        return value
+
+    return check
+
+
+def positive(value, key) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise UserError(f"params.yaml {key}: {value!r} must be a positive number")
+    return float(value)
+
+
+def fraction(value, key) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise UserError(f"params.yaml {key}: {value!r} must be a number from 0 to 1")
+    return float(value)
+
+
+def text(value, key) -> str:
+    if not isinstance(value, str) or not value:
+        raise UserError(f"params.yaml {key}: {value!r} must be a non-empty string")
+    return value
+
+
+def url_or_empty(value, key) -> str:
+    if value is None or value == "":
+        return ""
+    return text(value, key)
+
+
+def one_of(*choices):
+    """One of the choices, of its very type (so 1 is not true)."""
+    names = [str(choice).lower() if isinstance(choice, bool) else choice for choice in choices]
+
+    def check(value, key):
+        if not any(value == choice and type(value) is type(choice) for choice in choices):
+            raise UserError(f"params.yaml {key}: {value!r} is not {', '.join(names[:-1])} or {names[-1]}")
+        return value
+
+    return check
+
+
+def auto_or(check, what: str):
+    def check_auto(value, key):
+        if value == "auto" and not isinstance(value, bool):
+            return value
+        try:
+            return check(value, key)
+        except UserError:
+            raise UserError(f"params.yaml {key}: {value!r} is not auto or {what}") from None
+
+    return check_auto
+
+
+def device(value, key) -> str:
+    if value not in ("auto", "cpu", "cuda") and not (isinstance(value, str) and value.startswith("cuda:")):
+        raise UserError(f"params.yaml {key}: {value!r} is not auto, cpu or cuda")
+    return value
+
+
+def part(value, key):
+    """A model part: a name (`avg`), or a mapping with its name and options (`{name: cbp, dim: 8192}`)."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        return dict(value)
+    raise UserError(f"params.yaml {key}: {value!r} must be a part name or a mapping with a name and options")
+
+
+def nested(cls):
+    return lambda value, key: parse(cls, value, key)
+
+
+# The sections.
+
+
+@dataclass(frozen=True)
+class Synthetic:
+    """The embedded offline GLD-like dataset (landmark/data/synthetic.py)."""
+
+    seed: int = setting(whole(0))
+    num_classes: int = setting(whole(2))
+    max_images_per_class: int = setting(whole(1))
+    min_images_per_class: int = setting(whole(1))
+    tail_exponent: float = setting(positive)
+    num_test_images: int = setting(whole(1))
+    test_landmark_fraction: float = setting(fraction)
+    ignored_fraction: float = setting(fraction)
+    image_size: int = setting(whole(8))
+    jpeg_quality: int = setting(whole(1))
+
+
+@dataclass(frozen=True)
+class Kaggle:
+    competition: str = setting(one_of("landmark-recognition-2019", "landmark-recognition-2020"))
+    shard_base_url: str = setting(text)
+    train_shards: int = setting(whole(1))
+    test_shards: int = setting(whole(1))
+    solution_url: str = setting(url_or_empty)  # empty: no solution file, the submission is not scored
+
+
+@dataclass(frozen=True)
+class Local:
+    path: str = setting(text)
+
+
+@params_section("data")
+@dataclass(frozen=True)
+class Data:
+    source: str = setting(one_of("synthetic", "kaggle", "local"))
+    synthetic: Synthetic = setting(nested(Synthetic))
+    kaggle: Kaggle = setting(nested(Kaggle))
+    local: Local = setting(nested(Local))
+
+
+@params_section("filter")
+@dataclass(frozen=True)
+class Filter:
+    min_samples_per_class: int = setting(whole(1))
+    max_bad_fraction: float = setting(fraction)
+    max_image_pixels: int = setting(whole(1))
+
+
+@params_section("split")
+@dataclass(frozen=True)
+class Split:
+    dev_fraction: float = setting(fraction)
+    seed: int = setting(whole(0))
+
+
+@params_section("pack")
+@dataclass(frozen=True)
+class Pack:
+    shard_size_mb: float = setting(positive)
+    seed: int = setting(whole(0))
+    max_image_pixels: int = setting(whole(1))
+
+
+@params_section("train")
+@dataclass(frozen=True)
+class Train:
+    """What every variant's training shares and its result depends on."""
+
+    seed: int = setting(whole(0))
+    precision: str = setting(one_of("auto", "bf16", "fp32"))  # auto: bf16 autocast on a GPU, fp32 on the CPU
+    decode: str = setting(one_of("worker", "device"))  # PIL in the loader workers, or nvJPEG on a GPU
+
+
+@params_section("runtime")
+@dataclass(frozen=True)
+class Runtime:
+    """How fast this machine runs the pipeline; no stage depends on these (module docstring)."""
+
+    device: str = setting(device)
+    gpus: int | str = setting(auto_or(whole(1), "a whole number >= 1"))
+    num_workers: int | str = setting(auto_or(whole(0), "a whole number >= 0"))
+    compile: bool | str = setting(one_of("auto", True, False))
+    log_every: int = setting(whole(1))
+    eval_every: int = setting(whole(1))
+    checkpoint_every: int = setting(whole(1))
+    inference_batch_size: int = setting(whole(1))
+
+
+def scale_range(value, key) -> tuple:
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(positive(v, key) for v in value)):
+        raise UserError(f"params.yaml {key}: {value!r} must be [smallest, largest], two positive numbers")
+    if value[0] > value[1]:
+        raise UserError(f"params.yaml {key}: {value!r} must be [smallest, largest]; swap them")
+    return (float(value[0]), float(value[1]))
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """The paper's augmentation, drawn per image on the device (landmark.data.loading.augmentation_matrices)."""
+
+    translate: float = setting(fraction)  # a random shift of up to this share of the side
+    scale: tuple = setting(scale_range)  # a random zoom in this range
+    flip: float = setting(fraction)  # the probability of a horizontal flip
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the results table: backbone → pooling → attention → head, and how it is trained."""
+
+    backbone: str = setting(text)
+    pooling: str | dict = setting(part)
+    attention: str | dict = setting(part)
+    head: str | dict = setting(part)
+    pretrained: str = setting(text)  # none | hub | a path to a local weights file
+    frozen_tensors: int = setting(whole(0))
+    image_size: int = setting(whole(1))
+    batch_size: int = setting(whole(1))
+    lr: float = setting(positive)
+    steps: int = setting(whole(1))
+    augmentation: Augmentation = setting(nested(Augmentation))
+
+
+@params_section("evaluate")
+@dataclass(frozen=True)
+class Evaluate:
+    paper_batch_size: int = setting(whole(1))  # the paper's GAP was averaged over mini-batches of 64
+
+
+@params_section("saliency")
+@dataclass(frozen=True)
+class Saliency:
+    images: int = setting(whole(1))
+    seed: int = setting(whole(0))
+
+
+@params_section("submission")
+@dataclass(frozen=True)
+class Submission:
+    variant: str = setting(text)  # best (by dev GAP) or a variant name
+    min_confidence: float = setting(fraction)
+    max_image_pixels: int = setting(whole(1))
+
+
+def variant_settings(params: dict, name: str) -> Variant:
+    """variants.NAME on top of variant_defaults, checked."""
+    if name not in variant_names(params):
+        raise UserError(f"params.yaml variants: no variant {name!r}; choose one of {', '.join(params['variants'])}")
+    defaults, own = params.get("variant_defaults") or {}, params["variants"][name] or {}
+    for key, mapping in (("variant_defaults", defaults), (f"variants.{name}", own)):
+        if not isinstance(mapping, dict):
+            raise UserError(f"params.yaml {key}: expected a mapping of variant params")
+    return parse(Variant, defaults | own, f"variants.{name}")
+
+
+def section(params: dict, name: str):
+    """params.yaml's section `name`, typed (a registered section)."""
+    if name not in params:
+        raise UserError(f"params.yaml {name}: missing section")
+    return parse(SECTIONS[name], params[name], name)
+
+
+def variant_names(params: dict) -> list:
+    variants = params.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        raise UserError("params.yaml variants: expected a mapping of variant names to their params")
+    return list(variants)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every section of params.yaml, typed, and every variant with its defaults applied."""
+
+    sections: dict
+    variants: dict
+
+    def __getattr__(self, name):
+        try:
+            return self.sections[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def parse_params(params: dict) -> Settings:
+    """Check every value of params.yaml (not the machine: see landmark.checks); raises a UserError naming the key."""
+    unknown = [key for key in params if key not in SECTIONS and key not in ("variants", "variant_defaults")]
+    if unknown:
+        raise UserError(f"params.yaml {unknown[0]}: unknown section; expected {', '.join(SECTIONS)}, variants")
+    sections = {name: section(params, name) for name in SECTIONS}
+    variants = {name: variant_settings(params, name) for name in variant_names(params)}
+    submission = sections["submission"].variant
+    if submission != "best" and submission not in variants:
+        raise UserError(
+            f"params.yaml submission.variant: {submission!r} is not in variants; use best or one of {', '.join(variants)}"
+        )
+    return Settings(sections, variants)

@@ -1,0 +1,97 @@
+"""dvc.yaml tells the truth: every stage depends on each module of landmark/ that its script imports, directly or
+through other modules, and on the params sections it reads; the runtime section (how fast) is no stage's param."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).parents[1]
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def module_file(module: str) -> Path | None:
+    """The source file of a module of this project (stages.* or landmark.*), or None for anything else."""
+    if module.split(".")[0] not in ("landmark", "stages"):
+        return None
+    base = ROOT.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.exists():
+            return path
+    return None
+
+
+def imported_modules(path: Path) -> set:
+    """Every module an `import` or `from … import` in the file names, at any depth (imports inside functions
+    count: they run when the stage does), with `from package import module` resolved to the module."""
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules.add(node.module)
+            modules |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return modules
+
+
+def has_code(path: Path) -> bool:
+    """A module that is more than a docstring (an empty package __init__ cannot shape an output)."""
+    body = ast.parse(path.read_text()).body
+    return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)) for node in body)
+
+
+def closure(script: Path) -> set:
+    """The project files a script runs: itself, what it imports, what those import, and the packages on the way."""
+    seen, todo = set(), [script]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for module in imported_modules(path):
+            parts = module.split(".")
+            for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
+                found = module_file(".".join(parts[:depth]))
+                if found and found not in seen:
+                    todo.append(found)
+    return {path.relative_to(ROOT).as_posix() for path in seen if has_code(path)}
+
+
+def stage_definitions():
+    for name, stage in STAGES.items():
+        yield name, stage.get("do", stage)
+
+
+def script_of(stage: dict) -> Path:
+    command = stage["cmd"].split()
+    return ROOT.joinpath(*command[command.index("-m") + 1].split(".")).with_suffix(".py")
+
+
+def covered(path: str, deps) -> bool:
+    return any(path == dep or path.startswith(dep.rstrip("/") + "/") for dep in deps)
+
+
+@pytest.mark.parametrize("name,stage", list(stage_definitions()), ids=[name for name, _ in stage_definitions()])
+def test_every_module_a_stage_runs_is_a_dependency(name, stage):
+    missing = sorted(path for path in closure(script_of(stage)) if not covered(path, stage["deps"]))
+    assert not missing, f"dvc.yaml stage {name} runs {missing} but does not depend on them"
+
+
+def test_the_download_stage_does_not_run_the_model_or_training_code():
+    ran = closure(script_of(STAGES["download"]))
+    assert not [path for path in ran if path.startswith("landmark/models") or path in ("landmark/train.py",)]
+    assert "landmark/settings.py" in ran
+
+
+def test_no_stage_depends_on_the_runtime_settings():
+    for name, stage in stage_definitions():
+        params = [key for item in stage.get("params", []) for key in (item if isinstance(item, dict) else [item])]
+        assert not [key for key in params if key == "runtime" or key.startswith("runtime.")], name
+
+
+def test_the_closure_follows_imports_through_modules_and_packages():
+    ran = closure(ROOT / "stages/train.py")
+    # through landmark/train.py → landmark/predict.py → landmark/data/loading.py → landmark/data/images.py
+    assert {"stages/train.py", "landmark/train.py", "landmark/data/images.py", "landmark/models/__init__.py"} <= ran
+    assert "landmark/__init__.py" not in ran  # a docstring only

@@ -1,0 +1,78 @@
+"""params.yaml parsed once into typed settings: inheritance from variant_defaults, one line per wrong key, and a new
+section checked by registering it, not by editing a list."""
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from landmark import settings as settings_module
+from landmark.errors import UserError
+from landmark.settings import Augmentation, Runtime, params_section, parse, parse_params, setting, whole
+
+PARAMS = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+
+
+def parsed(edit):
+    params = copy.deepcopy(PARAMS)
+    edit(params)
+    return parse_params(params)
+
+
+def test_a_variant_takes_the_defaults_and_replaces_only_what_it_gives():
+    settings = parse_params(PARAMS)
+    defaults = PARAMS["variant_defaults"]
+    resnet, gao = settings.variants["resnet50"], settings.variants["xception_selfattn_cbp_gao"]
+    assert resnet.backbone == "resnet50" and resnet.lr == defaults["lr"] and resnet.steps == defaults["steps"]
+    assert gao.backbone == "legacy_xception" and gao.pooling == {"name": "cbp", "dim": 8192}
+    assert gao.augmentation == Augmentation(translate=0.1, scale=(0.9, 1.1), flip=0.5)
+    changed = parsed(lambda params: params["variant_defaults"].update(lr=0.01))
+    assert {name: variant.lr for name, variant in changed.variants.items()} == dict.fromkeys(PARAMS["variants"], 0.01)
+    own = parsed(lambda params: params["variants"]["xception"].update(lr=0.05, augmentation={"translate": 0.0,
+                 "scale": [1.0, 1.0], "flip": 0.0}))  # fmt: skip
+    assert own.variants["xception"].lr == 0.05 and own.variants["resnet50"].lr == defaults["lr"]
+    assert own.variants["xception"].augmentation == Augmentation(0.0, (1.0, 1.0), 0.0)  # replaced whole
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: p["train"].pop("seed"), r"^params.yaml train.seed: missing$"),
+        (lambda p: p["runtime"].update(workers=2), r"^params.yaml runtime.workers: unknown setting; expected one of"),
+        (lambda p: p.update(trian={}), r"^params.yaml trian: unknown section; expected data, filter"),
+        (lambda p: p["runtime"].update(compile=1), r"^params.yaml runtime.compile: 1 is not auto, true or false$"),
+        (lambda p: p["runtime"].update(gpus=True), r"^params.yaml runtime.gpus: True is not auto or a whole number"),
+        (lambda p: p["split"].update(dev_fraction=1.5), r"^params.yaml split.dev_fraction: 1.5 must be a number fr"),
+        (lambda p: p["variant_defaults"].update(pooling=3), r"^params.yaml variants.resnet50.pooling: 3 must be a pa"),
+        (lambda p: p["variants"].update(xception=[1]), r"^params.yaml variants.xception: expected a mapping"),
+        (lambda p: p.update(variants={}), r"^params.yaml variants: expected a mapping of variant names"),
+        (lambda p: p["data"].pop("kaggle"), r"^params.yaml data.kaggle: missing$"),
+    ],
+)
+def test_a_wrong_value_is_one_line_naming_its_key(edit, message):
+    with pytest.raises(UserError, match=message):
+        parsed(edit)
+
+
+def test_a_new_section_is_checked_once_registered(monkeypatch):
+    monkeypatch.setattr(settings_module, "SECTIONS", dict(settings_module.SECTIONS))
+
+    @params_section("retrieval")
+    @dataclass(frozen=True)
+    class Retrieval:
+        top_k: int = setting(whole(1))
+
+    assert parsed(lambda params: params.update(retrieval={"top_k": 5})).retrieval == Retrieval(top_k=5)
+    with pytest.raises(UserError, match=r"^params.yaml retrieval.top_k: 0 must be a whole number >= 1$"):
+        parsed(lambda params: params.update(retrieval={"top_k": 0}))
+    with pytest.raises(UserError, match=r"^params.yaml retrieval: missing section$"):
+        parse_params(PARAMS)
+
+
+def test_settings_are_typed_and_frozen():
+    runtime = parse(Runtime, PARAMS["runtime"], "runtime")
+    assert isinstance(runtime.inference_batch_size, int)
+    with pytest.raises(AttributeError):
+        runtime.device = "cuda"
