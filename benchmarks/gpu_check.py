@@ -47,7 +47,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 import yaml
 from torchvision.io import decode_jpeg
 
@@ -57,11 +56,12 @@ from benchmarks.cpu_use import cpu_use, describe  # noqa: E402
 from benchmarks.jpegs import scratch_folder, write_jpegs  # noqa: E402
 from landmark.data.loading import EpochBatches, WaitClock, decode_images, device_batches  # noqa: E402
 from landmark.data.shards import image_reader, pack  # noqa: E402
+from landmark.inference import image_dataset, model_input, predict  # noqa: E402
 from landmark.models import create_model  # noqa: E402
-from landmark.predict import image_dataset, model_input, predict  # noqa: E402
+from landmark.models.losses import CrossEntropy  # noqa: E402
 from landmark.runtime import compiled, loader_workers, make_loader  # noqa: E402
 from landmark.settings import parse_params  # noqa: E402
-from landmark.train import train_variant  # noqa: E402
+from landmark.train import train_variant, training_step  # noqa: E402
 
 RESULTS = {}
 
@@ -128,19 +128,17 @@ def benchmark_variant(params, name, size, smoke):
     return variant
 
 
-def training_step(model, forward, batches, precision, device):
-    """A function that takes one optimizer step on the next (input, target) of batches and returns its size."""
+def benchmark_step(model, forward, batches, precision, device):
+    """A function that takes the train stage's training step on the next (input, target) of batches and returns
+    its size."""
     optimizer = torch.optim.Adam(
         [p for p in model.parameters() if p.requires_grad], lr=3e-4, fused=device.type == "cuda"
     )
+    take_step = training_step(forward, CrossEntropy(1000), optimizer, precision, device)
 
     def step():
         images, targets, _ = next(batches)
-        with torch.autocast(device.type, dtype=precision or torch.float32, enabled=precision is not None):
-            loss = F.cross_entropy(forward(images).float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        take_step(images, targets)
         return len(targets)
 
     return step
@@ -181,7 +179,7 @@ def compute_only(params, name, device, size, batch, precision, channels_last, co
             yield images, targets, None
 
     forward = compiled(model, compile_model, device)
-    step = training_step(model, forward, same_batch(), precision, device)
+    step = benchmark_step(model, forward, same_batch(), precision, device)
     return images_per_second(step, device, steps, warmup=3 if compile_model else 2)
 
 
@@ -267,7 +265,7 @@ def measure(out, params, device, root, images, workers, sections, smoke):
                 # the train stage's step between logging steps, loading and device-side transform included
                 to_input = model_input(model, data, device, params.variants["xception"].augmentation, augment_seed=0)
                 batches = device_batches(loader, to_input, device)
-                step = training_step(model, model, batches, bf16, device)
+                step = benchmark_step(model, model, batches, bf16, device)
                 step()  # the first step sets up cuDNN and Adam's state
                 syncs = host_syncs(step)
                 report(f"host_syncs_{decode}", syncs, f"{len(syncs)} in a training step: {syncs[:3]}", out)
@@ -307,7 +305,7 @@ def measure(out, params, device, root, images, workers, sections, smoke):
                     f"loader_{decode}", rate, f"{rate:,.0f} img/s (read -> decode ({decode}) -> augment), no model", out
                 )
                 report(f"loader_{decode}_cpu", use, describe(use), out)
-            step = training_step(model, forward, batches, bf16, device)
+            step = benchmark_step(model, forward, batches, bf16, device)
             rate, use = images_per_second(step, device, timed, drain, batches)
             ceiling = RESULTS.get(compute_key(name, compile_model, batch_size))
             ratio = f", {rate / ceiling:.2f} of its compute-only figure" if ceiling else ""

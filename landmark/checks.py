@@ -25,5 +25,5 @@ def check_params(params: dict, this_machine: bool = True) -> int:
         processes = 1 if runtime.gpus == "auto" else runtime.gpus
     for name, variant in settings.variants.items():
         check_builds(variant, where=f"variants.{name}")
-        split_batch(variant.batch_size, processes)
+        split_batch(variant.batch_size, processes * runtime.nodes)
     return len(settings.variants)

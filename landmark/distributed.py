@@ -33,10 +33,18 @@ def split_batch(batch_size: int, processes: int) -> int:
     return batch_size // processes
 
 
-def relaunch_under_torchrun(processes: int, module: str) -> None:
-    """Replace this process by torchrun running `python -m module` (same arguments) on `processes` processes."""
+def relaunch_under_torchrun(processes: int, module: str, nodes: int = 1, node_rank: int = 0, rendezvous="") -> None:
+    """Replace this process by torchrun running `python -m module` (same arguments) on `processes` processes of
+    this machine. With several nodes, torchrun's static rendezvous at `rendezvous` (host:port of node 0, which
+    runs global rank 0, the process that writes the outputs): every node runs the same command with its own
+    node_rank, and the ranks follow the node ranks."""
+    if nodes == 1:
+        where = ["--standalone"]
+    else:
+        host, port = rendezvous.rsplit(":", 1)
+        where = [f"--nnodes={nodes}", f"--node-rank={node_rank}", f"--master-addr={host}", f"--master-port={port}"]
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+        sys.executable, "-m", "torch.distributed.run", *where, f"--nproc-per-node={processes}",
         "-m", module, *sys.argv[1:],
     ]  # fmt: skip
     sys.stdout.flush()

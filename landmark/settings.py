@@ -127,6 +127,13 @@ def device(value, key) -> str:
     return value
 
 
+def host_and_port(value, key) -> str:
+    host, _, port = str(value).rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"params.yaml {key}: {value!r} must be host:port, e.g. node0.example.com:29500")
+    return value
+
+
 def part(value, key):
     """A model part: a name (`avg`), or a mapping with its name and options (`{name: cbp, dim: 8192}`)."""
     if isinstance(value, str) and value:
@@ -224,10 +231,19 @@ class Runtime:
     gpus: int | str = setting(auto_or(whole(1), "a whole number >= 1"))
     num_workers: int | str = setting(auto_or(whole(0), "a whole number >= 0"))
     compile: bool | str = setting(one_of("auto", True, False))
+    nodes: int = setting(whole(1))  # machines training together under torchrun
+    node_rank: int = setting(whole(0))  # this machine's place among them; node 0 writes the outputs
+    rendezvous: str = setting(host_and_port)  # node 0's host:port, where the nodes meet
     log_every: int = setting(whole(1))
     eval_every: int = setting(whole(1))
     checkpoint_every: int = setting(whole(1))
     inference_batch_size: int = setting(whole(1))
+
+    def __post_init__(self):
+        if self.node_rank >= self.nodes:
+            raise UserError(
+                f"params.yaml runtime.node_rank: {self.node_rank} must be below runtime.nodes ({self.nodes})"
+            )
 
 
 def scale_range(value, key) -> tuple:
@@ -249,12 +265,15 @@ class Augmentation:
 
 @dataclass(frozen=True)
 class Variant:
-    """One row of the results table: backbone → pooling → attention → head, and how it is trained."""
+    """One row of the results table: backbone → attention → pooling → neck → head, its loss, and how it is
+    trained."""
 
     backbone: str = setting(text)
     pooling: str | dict = setting(part)
     attention: str | dict = setting(part)
+    neck: str | dict = setting(part)
     head: str | dict = setting(part)
+    loss: str | dict = setting(part)
     pretrained: str = setting(text)  # none | hub | a path to a local weights file
     frozen_tensors: int = setting(whole(0))
     image_size: int = setting(whole(1))

@@ -15,8 +15,8 @@ from landmark.data.layout import read_labels
 from landmark.data.loading import collate
 from landmark.data.shards import image_reader
 from landmark.errors import exits_cleanly
+from landmark.inference import TrainedModel, model_input
 from landmark.params import load_params
-from landmark.predict import image_dataset, load_model, model_input
 from landmark.saliency import plot_saliency_grid, saliency_maps
 from landmark.settings import section, variant_names
 
@@ -29,11 +29,10 @@ def main(models_dir, images_dir, dev_csv, out_png):
     chosen = dev.sample(n=min(settings.images, len(dev)), random_state=settings.seed)["id"].tolist()
     maps = {}
     for name in variant_names(params):
-        model, checkpoint = load_model(Path(models_dir) / name / "model.pt", torch.device("cpu"))
-        size, decode = checkpoint["variant"].image_size, checkpoint["decode"]
-        dataset = image_dataset(size, images_dir, "train", chosen, decode=decode)
+        trained = TrainedModel.load(Path(models_dir) / name / "model.pt", torch.device("cpu"))
+        dataset = trained.dataset(images_dir, "train", chosen)
         images, _, keys = collate([dataset[index] for index in range(len(chosen))])
-        maps[name] = saliency_maps(model, model_input(model, dataset, torch.device("cpu"))(images, keys))
+        maps[name] = saliency_maps(trained.model, model_input(trained.model, dataset, trained.device)(images, keys))
     reader = image_reader(images_dir, "train", chosen)
     pictures = [np.asarray(open_rgb(io.BytesIO(reader.read(index)))) for index in range(len(chosen))]
     plot_saliency_grid(pictures, maps, out_png)

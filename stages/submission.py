@@ -17,9 +17,9 @@ from landmark.data.layout import image_path, read_csv
 from landmark.data.shards import packed_ids
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_json
+from landmark.inference import TrainedModel
 from landmark.params import load_params
-from landmark.predict import image_dataset, load_model, predict
-from landmark.runtime import loader_workers, make_loader, pick_device
+from landmark.runtime import pick_device
 from landmark.settings import parse_params
 from landmark.submission import read_solution, score, write_validated_submission
 
@@ -43,8 +43,7 @@ def main(models_dir, metrics_dir, images_dir, submission_csv, score_json):
     params = parse_params(load_params())
     settings, runtime = params.submission, params.runtime
     name = choose_variant(settings.variant, list(params.variants), metrics_dir)
-    device = pick_device(runtime.device)
-    model, checkpoint = load_model(Path(models_dir) / name / "model.pt", device)
+    trained = TrainedModel.load(Path(models_dir) / name / "model.pt", pick_device(runtime.device))
     test_ids = read_csv(Path(images_dir) / "test.csv", ["id"])["id"].to_numpy()
     packed = packed_ids(images_dir, "test")
     if packed is not None:  # the pack stage packed the usable ones only
@@ -52,16 +51,13 @@ def main(models_dir, metrics_dir, images_dir, submission_csv, score_json):
     else:
         paths = [image_path(images_dir, "test", image_id) for image_id in test_ids]
         has_image = scan(test_ids, paths, settings.max_image_pixels)["reason"].isna().to_numpy()
-    size, decode = checkpoint["variant"].image_size, checkpoint["decode"]
-    dataset = image_dataset(size, images_dir, "test", test_ids[has_image], decode=decode)
-    loader = make_loader(dataset, runtime.inference_batch_size, loader_workers(runtime.num_workers, device), device)
-    classes, confidences, _ = predict(model, loader, device, desc="test")
+    classes, confidences, _, _ = trained.predict(images_dir, "test", test_ids[has_image], runtime, desc="test")
 
     labels = np.full(len(test_ids), None, dtype=object)
     scores = np.zeros(len(test_ids))
     predicted_rows = np.flatnonzero(has_image)
     keep = confidences >= settings.min_confidence
-    labels[predicted_rows[keep]] = np.asarray(checkpoint["landmark_ids"])[classes[keep]]
+    labels[predicted_rows[keep]] = trained.labels.landmarks(classes[keep])
     scores[predicted_rows] = confidences
     submission = write_validated_submission(submission_csv, test_ids, labels, scores, test_ids)
 

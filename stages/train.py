@@ -4,7 +4,9 @@ Usage: python -m stages.train VARIANT IMAGES_DIR SPLIT_DIR CLASSES_CSV MODEL_PAT
 
 CHECKPOINT_PATH is outside DVC's outputs, so a killed run's checkpoint survives until the rerun resumes from it.
 With runtime.gpus above one (or auto on a machine with several GPUs) the stage reruns itself under torchrun, one
-process per GPU (DistributedDataParallel); the first process writes the outputs.
+process per GPU (DistributedDataParallel); the first process writes the outputs. With runtime.nodes above one,
+every node runs this same command with its own runtime.node_rank (node 0 under `dvc repro`, which gets the
+outputs; the others directly), meeting at runtime.rendezvous.
 """
 
 import os
@@ -27,10 +29,10 @@ def main(variant_name, images_dir, split_dir, classes_csv, model_path, plots_dir
     params = load_params()
     variant = variant_settings(params, variant_name)
     runtime = section(params, "runtime")
-    processes = training_processes(runtime.gpus, pick_device(runtime.device))
-    split_batch(variant.batch_size, processes)
-    if processes > 1 and "WORLD_SIZE" not in os.environ:
-        relaunch_under_torchrun(processes, "stages.train")
+    processes = training_processes(runtime.gpus, pick_device(runtime.device))  # on this node
+    split_batch(variant.batch_size, processes * runtime.nodes)
+    if processes * runtime.nodes > 1 and "WORLD_SIZE" not in os.environ:
+        relaunch_under_torchrun(processes, "stages.train", runtime.nodes, runtime.node_rank, runtime.rendezvous)
     metrics = train_variant(
         variant_name,
         variant,

@@ -1,9 +1,10 @@
-"""DDP on the CPU: the train stage with train.gpus: 2 relaunches itself under torchrun (gloo) and ends where a
-single process training on the same global batches ends, also when killed and rerun; only the first process
-writes outputs."""
+"""DDP on the CPU: the train stage with runtime.gpus: 2 relaunches itself under torchrun (gloo) and ends where a
+single process training on the same global batches ends, also when killed and rerun, and so do two single-process
+"nodes" meeting at a rendezvous on localhost; only the first process writes outputs."""
 
 import contextlib
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -29,17 +30,38 @@ from tests.test_resume import VARIANT as RESUME_VARIANT
 # test_convnext normalises with LayerNorm: per-sample, so splitting a batch over processes changes nothing (the CPU
 # has no SyncBatchNorm; on GPUs BatchNorm layers are synchronised).
 VARIANT = {
-    "backbone": "test_convnext", "pooling": "avg", "attention": "none", "head": "linear", "pretrained": "none",
-    "frozen_tensors": 0, "image_size": 32, "batch_size": 8, "lr": 0.001, "steps": 40,
-    "augmentation": RESUME_VARIANT["augmentation"],
+    **RESUME_VARIANT, "backbone": "test_convnext", "steps": 40,
 }  # fmt: skip
 
 
-def distributed_project(processes, folder, dataset):
+def distributed_project(processes, folder, dataset, **runtime):
     project = make_project(folder, dataset)
-    runtime = RUNTIME | {"gpus": processes, "eval_every": 2, "checkpoint_every": 4}
+    runtime = RUNTIME | {"gpus": processes, "eval_every": 2, "checkpoint_every": 4} | runtime
     (project / "params.yaml").write_text(project_params(VARIANT, runtime))
     return project
+
+
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory, tiny_dataset):
+    """The train stage on one process: what every distributed run must end at."""
+    single = distributed_project(1, tmp_path_factory.mktemp("one"), tiny_dataset)
+    subprocess.run(train_command(single, tiny_dataset), cwd=single, env=environment(single), check=True)
+    return single
+
+
+def assert_same_training(single: Path, distributed: Path) -> None:
+    expected = torch.load(single / "model.pt", weights_only=True)["state_dict"]
+    trained = torch.load(distributed / "model.pt", weights_only=True)["state_dict"]
+    for key in expected:
+        assert torch.allclose(expected[key], trained[key], atol=1e-5), key
+    for curve, columns in {"train": ["loss", "batch_gap"], "dev": ["loss", "gap", "batch_gap"]}.items():
+        one = pd.read_csv(single / f"plots/{curve}/tiny.csv")
+        two = pd.read_csv(distributed / f"plots/{curve}/tiny.csv")
+        assert one["step"].tolist() == two["step"].tolist()
+        pd.testing.assert_frame_equal(one[columns], two[columns], atol=1e-5, rtol=1e-5)
+    mlflow.set_tracking_uri(f"sqlite:///{distributed / 'mlflow.db'}")
+    runs = mlflow.search_runs(search_all_experiments=True)
+    assert len(runs) == 1 and runs["params.processes"].tolist() == ["2"]
 
 
 def processes_working_in(folder: Path) -> list[int]:
@@ -52,10 +74,9 @@ def processes_working_in(folder: Path) -> list[int]:
     return found
 
 
-def test_two_gloo_processes_killed_and_rerun_end_where_one_uninterrupted_process_ends(tmp_path, tiny_dataset):
-    single = distributed_project(1, tmp_path / "one", tiny_dataset)
-    subprocess.run(train_command(single, tiny_dataset), cwd=single, env=environment(single), check=True)
-
+def test_two_gloo_processes_killed_and_rerun_end_where_one_uninterrupted_process_ends(
+    tmp_path, tiny_dataset, single_process
+):
     double = distributed_project(2, tmp_path / "two", tiny_dataset)
     command, env = train_command(double, tiny_dataset), environment(double)
     process = subprocess.Popen(command, cwd=double, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -73,20 +94,42 @@ def test_two_gloo_processes_killed_and_rerun_end_where_one_uninterrupted_process
     assert rerun.stdout.count(f"resuming from step {killed_at}") == 1  # one line of each kind: the first process's
     assert rerun.stdout.count(f"train tiny: {VARIANT['steps'] - killed_at} steps in") == 1
     assert not checkpoint.exists()
+    assert_same_training(single_process, double)  # one MLflow run: the rerun went on with the killed run
 
-    expected = torch.load(single / "model.pt", weights_only=True)["state_dict"]
-    distributed = torch.load(double / "model.pt", weights_only=True)["state_dict"]
-    for key in expected:
-        assert torch.allclose(expected[key], distributed[key], atol=1e-5), key
-    for curve, columns in {"train": ["loss", "batch_gap"], "dev": ["loss", "gap", "batch_gap"]}.items():
-        one = pd.read_csv(single / f"plots/{curve}/tiny.csv")
-        two = pd.read_csv(double / f"plots/{curve}/tiny.csv")
-        assert one["step"].tolist() == two["step"].tolist()
-        pd.testing.assert_frame_equal(one[columns], two[columns], atol=1e-5, rtol=1e-5)
 
-    mlflow.set_tracking_uri(f"sqlite:///{double / 'mlflow.db'}")
-    runs = mlflow.search_runs(search_all_experiments=True)  # the rerun went on with the killed run
-    assert len(runs) == 1 and runs["params.processes"].tolist() == ["2"]
+def test_two_single_process_nodes_meeting_on_localhost_end_where_one_process_ends(
+    tmp_path, tiny_dataset, single_process
+):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        rendezvous = f"127.0.0.1:{probe.getsockname()[1]}"
+    nodes = [
+        distributed_project(1, tmp_path / f"node{rank}", tiny_dataset, nodes=2, node_rank=rank, rendezvous=rendezvous)
+        for rank in (0, 1)
+    ]
+    started = [
+        subprocess.Popen(
+            train_command(node, tiny_dataset),
+            cwd=node,
+            env=environment(node),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for node in nodes
+    ]
+    outputs = [process.communicate(timeout=300)[0] for process in started]
+    assert [process.returncode for process in started] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert_same_training(single_process, nodes[0])
+    assert not (nodes[1] / "model.pt").exists() and not (nodes[1] / "plots").exists()  # node 0 writes the outputs
+    assert f"train tiny: {VARIANT['steps']} steps in" in outputs[0]
+
+
+def test_a_node_rank_must_be_below_the_node_count():
+    with pytest.raises(UserError, match=r"^params.yaml runtime.node_rank: 2 must be below runtime.nodes \(2\)$"):
+        parse(Runtime, RUNTIME | {"nodes": 2, "node_rank": 2}, "runtime")
+    with pytest.raises(UserError, match=r"^params.yaml runtime.rendezvous: 'node0' must be host:port"):
+        parse(Runtime, RUNTIME | {"rendezvous": "node0"}, "runtime")
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path, tiny_dataset):

@@ -92,6 +92,6 @@ def test_no_stage_depends_on_the_runtime_settings():
 
 def test_the_closure_follows_imports_through_modules_and_packages():
     ran = closure(ROOT / "stages/train.py")
-    # through landmark/train.py → landmark/predict.py → landmark/data/loading.py → landmark/data/images.py
+    # through landmark/train.py → landmark/inference.py → landmark/data/loading.py → landmark/data/images.py
     assert {"stages/train.py", "landmark/train.py", "landmark/data/images.py", "landmark/models/__init__.py"} <= ran
     assert "landmark/__init__.py" not in ran  # a docstring only

@@ -22,13 +22,15 @@ from landmark.train import train_variant
 
 ROOT = Path(__file__).parents[1]
 VARIANT = {
-    "backbone": "resnet10t", "pooling": "avg", "attention": "none", "head": "linear", "pretrained": "none",
+    "backbone": "resnet10t", "pooling": "avg", "attention": "none", "neck": "none", "head": "linear",
+    "loss": "cross_entropy", "pretrained": "none",
     "frozen_tensors": 0, "image_size": 32, "batch_size": 8, "lr": 0.001, "steps": 24,
     "augmentation": {"translate": 0.1, "scale": [0.9, 1.1], "flip": 0.5},
 }  # fmt: skip
 TRAIN = {"seed": 0, "precision": "auto", "decode": "worker"}
 RUNTIME = {
-    "device": "cpu", "gpus": 1, "num_workers": 0, "compile": "auto", "log_every": 1, "eval_every": 10,
+    "device": "cpu", "gpus": 1, "num_workers": 0, "compile": "auto", "nodes": 1, "node_rank": 0,
+    "rendezvous": "localhost:29500", "log_every": 1, "eval_every": 10,
     "checkpoint_every": 4, "inference_batch_size": 16,
 }  # fmt: skip
 

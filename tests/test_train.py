@@ -15,8 +15,8 @@ from landmark.checks import check_params
 from landmark.data.layout import read_labels
 from landmark.data.prepare import filter_classes, split_dev
 from landmark.errors import UserError
+from landmark.inference import LabelEncoding, TrainedModel, dev_metrics, image_dataset, predict
 from landmark.models import create_model
-from landmark.predict import dev_metrics, image_dataset, load_model, predict
 from landmark.runtime import loader_workers, make_loader, pick_device, will_compile
 from landmark.settings import Runtime, Train, parse
 from landmark.train import train_variant
@@ -49,16 +49,19 @@ def test_training_saves_model_plots_and_an_mlflow_run(tmp_path, tiny_dataset, pr
     assert dev_curve["step"].tolist() == [3, 6] and dev_curve["gap"].iloc[-1] == pytest.approx(metrics["gap"])
 
     # The saved model reproduces the final dev metrics exactly.
-    model, checkpoint = load_model(model_path, torch.device("cpu"))
-    assert checkpoint["variant"] == typed(VARIANT)[0] and checkpoint["landmark_ids"] == classes["landmark_id"].tolist()
-    assert checkpoint["decode"] == "worker"
+    trained = TrainedModel.load(model_path, torch.device("cpu"))
+    assert (
+        trained.variant == typed(VARIANT)[0] and trained.labels.landmark_ids.tolist() == classes["landmark_id"].tolist()
+    )
+    assert trained.decode == "worker"
     targets = dev["landmark_id"].map(dict(zip(classes["landmark_id"], classes["class_index"]))).to_numpy()
-    loader = make_loader(image_dataset(32, tiny_dataset, "train", dev["id"], targets), 16, 0, torch.device("cpu"))
-    reloaded = dev_metrics(dev["id"].to_numpy(), targets, *predict(model, loader, torch.device("cpu")), 64)
+    *predicted, encoded = trained.predict(tiny_dataset, "train", dev["id"], typed()[2], dev["landmark_id"])
+    assert encoded.tolist() == targets.tolist()
+    reloaded = dev_metrics(dev["id"].to_numpy(), targets, *predicted, 64)
     assert reloaded["gap"] == metrics["gap"] and reloaded["loss"] == pytest.approx(metrics["loss"], rel=1e-6)
 
     mlflow.set_tracking_uri(mlflow_store)
-    run = mlflow.get_run(checkpoint["mlflow_run_id"])
+    run = mlflow.get_run(trained.mlflow_run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["variant.backbone"] == "resnet18" and run.data.params["variant.lr"] == "0.001"
     assert run.data.tags["variant"] == "tiny" and run.data.tags["dvc_experiment"] == "tidy-lark"
@@ -191,3 +194,23 @@ def test_predicting_no_images_gives_empty_results(tmp_path):
     loader = make_loader(image_dataset(32, tmp_path, "test", []), 4, 0, torch.device("cpu"))
     classes, confidences, losses = predict(model, loader, torch.device("cpu"))
     assert classes.shape == confidences.shape == (0,) and losses is None
+
+
+def test_the_label_encoding_maps_both_ways_and_marks_unknown_landmarks():
+    labels = LabelEncoding.from_classes(pd.DataFrame({"landmark_id": [70, 5, 12], "class_index": [2, 0, 1]}))
+    assert labels.landmark_ids.tolist() == [5, 12, 70] and len(labels) == 3
+    assert labels.indices([12, 70, 5, 99]).tolist() == [1, 2, 0, -1]
+    assert labels.landmarks([2, 0]).tolist() == [70, 5]
+
+
+def test_the_model_contract_gives_features_embedding_logits_and_a_confidence():
+    model = create_model(typed(VARIANT)[0], 3).eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        features = model.forward_features(images)
+        embedding = model.forward_head(features, pre_logits=True)
+        logits = model.forward_head(features)
+        assert features.dim() == 4 and embedding.shape == (2, model.neck.out_features) and logits.shape == (2, 3)
+        assert torch.equal(logits, model(images)) and torch.equal(logits, model.head(embedding))
+        confidence, predicted = model.head.confidence(logits)
+        assert torch.allclose(confidence, logits.softmax(dim=1).max(dim=1).values)

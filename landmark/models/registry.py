@@ -1,9 +1,15 @@
-"""Build a model from a variant's params: backbone → pooling → attention → head, each part chosen by name.
+"""Build a model from a variant's params: backbone → attention → pooling → neck → head, and the loss beside it,
+each part chosen by name.
 
 A part is a name (`pooling: avg`) or a name with options (`pooling: {name: cbp, dim: 8192}`). Attention applies
 `apply_to: pooled` (the paper: to the pooled descriptor, folded into maps of `map_size`) or `apply_to: features` (to the
 backbone's spatial map, before pooling). A new row of the results table is a params entry; a new kind of part
-is a module here plus one line below.
+is a module in landmark/models/ plus one line in PARTS below.
+
+The constructor rule, for every part: the first argument is the width of what it takes (the channels of a
+feature map, the features of a vector); heads and losses take the number of classes next; the part's options
+in params.yaml are keyword arguments; and the part exposes `out_features`, the width of what it gives. A head
+also gives `confidence(logits)`, how an inference confidence is read from its logits.
 """
 
 import torch
@@ -12,35 +18,52 @@ from torch import nn
 from landmark.errors import UserError
 from landmark.models.attention import NoAttention, SelfAttention, SpatialAttention
 from landmark.models.backbones import create_backbone, freeze_first_tensors
-from landmark.models.heads import LinearHead
+from landmark.models.heads import LinearHead, NoNeck
+from landmark.models.losses import CrossEntropy
 from landmark.models.pooling import CompactBilinearPooling, CompactBilinearVectorPooling, GlobalAveragePooling
 from landmark.settings import Variant
 
-POOLINGS = {"avg": GlobalAveragePooling, "cbp_vector": CompactBilinearVectorPooling, "cbp": CompactBilinearPooling}
-ATTENTIONS = {"none": NoAttention, "spatial": SpatialAttention, "self_attention": SelfAttention}
-HEADS = {"linear": LinearHead}
+PARTS = {
+    "pooling": {"avg": GlobalAveragePooling, "cbp_vector": CompactBilinearVectorPooling, "cbp": CompactBilinearPooling},
+    "attention": {"none": NoAttention, "spatial": SpatialAttention, "self_attention": SelfAttention},
+    "neck": {"none": NoNeck},
+    "head": {"linear": LinearHead},
+    "loss": {"cross_entropy": CrossEntropy},
+}
 
 
 class LandmarkModel(nn.Module):
-    def __init__(self, backbone, pooling, attention, head, attention_on: str, data_config):
+    """timm's contract: `forward_features` gives the spatial feature map, `forward_head(features, pre_logits=True)`
+    the embedding and `forward_head(features)` the logits, so embeddings and head swaps come free."""
+
+    def __init__(self, backbone, attention, pooling, neck, head, attention_on: str, data_config):
         super().__init__()
-        self.backbone, self.pooling, self.attention, self.head = backbone, pooling, attention, head
+        self.backbone, self.attention, self.pooling, self.neck, self.head = backbone, attention, pooling, neck, head
         self.attention_on = attention_on
         self.data_config = data_config
 
-    def forward(self, images):
+    def forward_features(self, images):
+        """(B, C, H, W): the backbone's map, with attention on it when the variant applies it to features."""
         features = self.backbone.forward_features(images)
-        if self.attention_on == "features":
-            features = self.attention(features)
+        return self.attention(features) if self.attention_on == "features" else features
+
+    def forward_descriptor(self, features):
+        """(B, D): the pooled descriptor, with attention on it when the variant applies it to the pooled vector."""
         descriptor = self.pooling(features)
-        if self.attention_on == "pooled":
-            descriptor = self.attention(descriptor)
-        return self.head(descriptor)
+        return self.attention(descriptor) if self.attention_on == "pooled" else descriptor
+
+    def forward_head(self, features, pre_logits: bool = False):
+        """The embedding (pre_logits) or the class logits of a feature map."""
+        embedding = self.neck(self.forward_descriptor(features))
+        return embedding if pre_logits else self.head(embedding)
+
+    def forward(self, images):
+        return self.forward_head(self.forward_features(images))
 
 
-def _part(registry, variant, key, where):
+def _part(variant, key, where):
     """(class, options) for one part of a variant."""
-    spec = getattr(variant, key)
+    registry, spec = PARTS[key], getattr(variant, key)
     options = dict(spec) if isinstance(spec, dict) else {"name": spec}
     name = options.pop("name", None)
     if name not in registry:
@@ -60,9 +83,7 @@ def _build(part_class, options, where, *args):
 def create_model(variant: Variant, num_classes: int, where: str = "variant", pretrained: str | None = None):
     """A LandmarkModel for one variant (landmark.settings.Variant). `where` names the params key in errors;
     `pretrained` overrides the variant's (a saved model is rebuilt with `none`, then loaded)."""
-    pooling_class, pooling_options = _part(POOLINGS, variant, "pooling", where)
-    attention_class, attention_options = _part(ATTENTIONS, variant, "attention", where)
-    head_class, head_options = _part(HEADS, variant, "head", where)
+    (attention_class, attention_options), parts = _part(variant, "attention", where), {}
     attention_on = attention_options.pop("apply_to", "pooled")
     if attention_on not in ("pooled", "features"):
         raise UserError(f"{where}.attention.apply_to: {attention_on!r} must be pooled or features")
@@ -70,17 +91,24 @@ def create_model(variant: Variant, num_classes: int, where: str = "variant", pre
         variant.backbone, variant.pretrained if pretrained is None else pretrained, where
     )
     freeze_first_tensors(backbone, variant.frozen_tensors)
-    pooling = _build(pooling_class, pooling_options, f"{where}.pooling", backbone.num_features)
-    attention_width = pooling.out_features if attention_on == "pooled" else backbone.num_features
-    attention = _build(attention_class, attention_options, f"{where}.attention", attention_width)
-    head = _build(head_class, head_options, f"{where}.head", pooling.out_features, num_classes)
-    return LandmarkModel(backbone, pooling, attention, head, attention_on, data_config)
+    parts["pooling"] = _build(*_part(variant, "pooling", where), f"{where}.pooling", backbone.num_features)
+    attention_width = parts["pooling"].out_features if attention_on == "pooled" else backbone.num_features
+    parts["attention"] = _build(attention_class, attention_options, f"{where}.attention", attention_width)
+    parts["neck"] = _build(*_part(variant, "neck", where), f"{where}.neck", parts["pooling"].out_features)
+    parts["head"] = _build(*_part(variant, "head", where), f"{where}.head", parts["neck"].out_features, num_classes)
+    return LandmarkModel(backbone, **parts, attention_on=attention_on, data_config=data_config)
+
+
+def create_loss(variant: Variant, num_classes: int, where: str = "variant"):
+    """The variant's loss: (logits, targets) → one loss per image."""
+    return _build(*_part(variant, "loss", where), f"{where}.loss", num_classes)
 
 
 def check_builds(variant: Variant, where: str) -> None:
     """Build the variant's model and run it once at its image size, before any work starts: an unknown part or
     option, or an image size the backbone cannot take, is one line naming the params key."""
     model = create_model(variant, num_classes=2, where=where, pretrained="none").eval()
+    create_loss(variant, num_classes=2, where=where)
     size = variant.image_size
     try:
         with torch.no_grad():

@@ -121,6 +121,17 @@ def test_dvc_repro_end_to_end(tmp_path):
 
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "lock"], repo, env)
+    # A team shares one pipeline: pushed to a DVC remote, a second clone pulls it all and has nothing to rerun.
+    run(dvc + ["remote", "add", "-d", "team", str(tmp_path / "remote")], repo, env)
+    run(["git", "commit", "-qam", "team remote"], repo, env)
+    run(dvc + ["push"], repo, env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    run(dvc + ["pull"], clone, env)
+    assert "Data and pipelines are up to date" in run(dvc + ["status"], clone, env)
+    assert stages_run(run(dvc + ["repro"], clone, env)) == set()
+    assert (clone / "submission.csv").read_bytes() == (repo / "submission.csv").read_bytes()
+    assert json.loads((clone / "reports/submission.json").read_text()) == score
     # `++` adds the key to a variant that inherits it (DVC's -S is Hydra's override syntax); that variant alone reruns.
     experiment = run(dvc + ["exp", "run", "-S", "++variants.xception.lr=0.0001"], repo, env)
     assert stages_run(experiment) == {"train@xception", "evaluate@xception", "submission", "saliency", "report"}

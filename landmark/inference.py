@@ -1,0 +1,151 @@
+"""Inference in one place: a trained model as saved with everything needed to use it as trained (its variant,
+the decoder its images went through, the label encoding), and prediction over images of a split. Training's dev
+passes, evaluation, the submission and the saliency maps all go through here."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from landmark.data.loading import DeviceTransform, ImageDataset, device_batches
+from landmark.data.shards import image_reader
+from landmark.errors import UserError
+from landmark.files import atomic_path
+from landmark.metrics import global_average_precision, mean_batch_gap
+from landmark.models import create_loss, create_model
+from landmark.runtime import loader_workers, make_loader
+from landmark.settings import Runtime, Variant, as_params, parse
+
+
+class LabelEncoding:
+    """The classes a classifier was trained on: class index i is landmark id `landmark_ids[i]`."""
+
+    def __init__(self, landmark_ids):
+        self.landmark_ids = np.asarray(landmark_ids, dtype=np.int64)
+        self._index = pd.Series(np.arange(len(self.landmark_ids)), index=self.landmark_ids)
+
+    @classmethod
+    def from_classes(cls, classes: pd.DataFrame) -> "LabelEncoding":
+        """From the filter stage's classes.csv (landmark_id, class_index)."""
+        return cls(classes.sort_values("class_index")["landmark_id"].to_numpy())
+
+    def __len__(self):
+        return len(self.landmark_ids)
+
+    def indices(self, landmark_ids) -> np.ndarray:
+        """The class index of each landmark id; -1 for one the classifier was not trained on."""
+        return self._index.reindex(np.asarray(landmark_ids, dtype=np.int64)).fillna(-1).to_numpy(dtype=np.int64)
+
+    def landmarks(self, indices) -> np.ndarray:
+        return self.landmark_ids[np.asarray(indices, dtype=np.int64)]
+
+
+def image_dataset(image_size: int, images_root, split, ids, targets=None, decode: str = "worker"):
+    """The images of ids from images_root: packed shards (the pack stage's output) or the Kaggle layout."""
+    return ImageDataset(image_reader(images_root, split, ids), targets, image_size=image_size, decode=decode)
+
+
+def model_input(model, dataset, device, augmentation=None, augment_seed=None) -> DeviceTransform:
+    """The batched device-side transform that turns this dataset's batches into the model's input; with an
+    augmentation (landmark.settings.Augmentation) and its seed, training's."""
+    config = model.data_config
+    return DeviceTransform(
+        dataset.image_size, config["mean"], config["std"], device, augmentation, augment_seed, len(dataset)
+    )
+
+
+@torch.no_grad()
+def predict(model, loader, device, loss=None, desc="predict"):
+    """Top-1 class index, its confidence (as the model's head reads it) and, with the variant's loss where the
+    targets are known, the loss of each image. desc labels the progress bar; None shows none."""
+    was_training = model.training
+    model.eval()
+    batches = device_batches(loader, model_input(model, loader.dataset, device), device)
+    known_targets = loss is not None and bool((loader.dataset.targets >= 0).all())
+    classes, confidences, losses = [], [], []
+    # Results stay on the device until the end: a .cpu() per batch would stall the GPU on every batch.
+    progress = tqdm(batches, total=len(loader), desc=desc, unit="batch", leave=False, mininterval=1, disable=not desc)
+    for images, targets, _ in progress:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(images).float()
+        confidence, predicted = model.head.confidence(logits)
+        classes.append(predicted)
+        confidences.append(confidence)
+        if known_targets:
+            losses.append(loss(logits, targets))
+    model.train(was_training)
+    if not classes:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), None
+    return (
+        torch.cat(classes).cpu().numpy(),
+        torch.cat(confidences).cpu().numpy(),
+        torch.cat(losses).cpu().numpy() if losses else None,
+    )
+
+
+def save_model(path, model, variant: Variant, decode: str, labels: LabelEncoding, run_id: str) -> None:
+    """The weights with what inference needs to use them as trained (TrainedModel.load reads it back)."""
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "variant": as_params(variant),
+        "decode": decode,
+        "landmark_ids": labels.landmark_ids.tolist(),
+        "mlflow_run_id": run_id,
+    }
+    with atomic_path(path) as temporary:
+        torch.save(checkpoint, temporary)
+
+
+@dataclass
+class TrainedModel:
+    """A model.pt, loaded: the model in eval mode on its device, and what it was trained with."""
+
+    model: torch.nn.Module
+    variant: Variant
+    decode: str
+    labels: LabelEncoding
+    mlflow_run_id: str
+    device: torch.device
+
+    @classmethod
+    def load(cls, path, device) -> "TrainedModel":
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such model; run `dvc repro` to train it")
+        variant = parse(Variant, checkpoint["variant"], f"{path} variant")
+        labels = LabelEncoding(checkpoint["landmark_ids"])
+        model = create_model(variant, len(labels), pretrained="none")
+        model.load_state_dict(checkpoint["state_dict"])
+        model = model.to(device).eval()
+        return cls(model, variant, checkpoint["decode"], labels, checkpoint["mlflow_run_id"], device)
+
+    def dataset(self, images_root, split, ids, targets=None) -> ImageDataset:
+        """The images of ids at this model's size, decoded as its training images were."""
+        return image_dataset(self.variant.image_size, images_root, split, ids, targets, self.decode)
+
+    def predict(self, images_root, split, ids, runtime: Runtime, landmark_ids=None, desc="predict"):
+        """predict() over the images of ids, batched and loaded as `runtime` says; with their true landmark ids,
+        also the class targets and the loss of each image. Returns (classes, confidences, losses, targets)."""
+        targets = None if landmark_ids is None else self.labels.indices(landmark_ids)
+        dataset = self.dataset(images_root, split, ids, targets)
+        workers = loader_workers(runtime.num_workers, self.device)
+        loader = make_loader(dataset, runtime.inference_batch_size, workers, self.device)
+        loss = create_loss(self.variant, len(self.labels)) if targets is not None else None
+        return *predict(self.model, loader, self.device, loss, desc), targets
+
+
+def dev_metrics(ids, targets, classes, confidences, losses, paper_batch_size: int) -> dict:
+    """Kaggle GAP (every dev image shows a landmark), the paper's per-batch GAP, loss and top-1 accuracy."""
+    correct = classes == targets
+    predictions = pd.DataFrame({"id": ids, "landmark_id": classes, "confidence": confidences})
+    solution = pd.DataFrame({"id": ids, "landmarks": [[int(target)] for target in targets]})
+    return {
+        "gap": global_average_precision(predictions, solution),
+        "batch_gap": mean_batch_gap(confidences, correct, paper_batch_size),
+        "loss": float(np.mean(losses)),
+        "accuracy": float(np.mean(correct)),
+        "images": int(len(ids)),
+    }
