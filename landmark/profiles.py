@@ -16,23 +16,23 @@ def _leaves(mapping: dict, prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
-def _lookup(params: dict, dotted: str):
-    """(found, value) of a dotted key."""
+def _has_key(params: dict, dotted: str) -> bool:
     node = params
     for key in dotted.split("."):
         if not isinstance(node, dict) or key not in node:
-            return False, None
+            return False
         node = node[key]
-    return True, node
+    return True
 
 
 def _inherited(params: dict, dotted: str) -> bool:
-    """Whether the key is variants.NAME.SETTING of a variant that takes SETTING from variant_defaults."""
+    """Whether the key is variants.NAME.SETTING of a variant of params.yaml that does not write SETTING itself
+    (it inherits it from variant_defaults)."""
     parts = dotted.split(".")
     variant_setting = {item.name for item in dataclasses.fields(Variant)}
     return (
         len(parts) >= 3 and parts[0] == "variants" and parts[2] in variant_setting
-        and _lookup(params, f"variants.{parts[1]}")[0]
+        and _has_key(params, f"variants.{parts[1]}")
     )  # fmt: skip
 
 
@@ -52,7 +52,7 @@ def set_param_flags(profile_path, params_path="params.yaml") -> list:
     profile, params = load_params(profile_path), load_params(params_path)
     flags = []
     for key, value in _leaves(profile):
-        found, _ = _lookup(params, key)
+        found = _has_key(params, key)
         if not found and not _inherited(params, key):
             raise UserError(f"{profile_path}: {key} is not a key of {params_path}; fix the profile")
         text = _text(value)

@@ -111,7 +111,7 @@ def one_of(*choices):
 
 def auto_or(check, what: str):
     def check_auto(value, key):
-        if value == "auto" and not isinstance(value, bool):
+        if value == "auto":
             return value
         try:
             return check(value, key)

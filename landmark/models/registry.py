@@ -83,7 +83,7 @@ def _build(part_class, options, where, *args):
 def create_model(variant: Variant, num_classes: int, where: str = "variant", pretrained: str | None = None):
     """A LandmarkModel for one variant (landmark.settings.Variant). `where` names the params key in errors;
     `pretrained` overrides the variant's (a saved model is rebuilt with `none`, then loaded)."""
-    (attention_class, attention_options), parts = _part(variant, "attention", where), {}
+    attention_class, attention_options = _part(variant, "attention", where)
     attention_on = attention_options.pop("apply_to", "pooled")
     if attention_on not in ("pooled", "features"):
         raise UserError(f"{where}.attention.apply_to: {attention_on!r} must be pooled or features")
@@ -91,6 +91,7 @@ def create_model(variant: Variant, num_classes: int, where: str = "variant", pre
         variant.backbone, variant.pretrained if pretrained is None else pretrained, where
     )
     freeze_first_tensors(backbone, variant.frozen_tensors)
+    parts = {}
     parts["pooling"] = _build(*_part(variant, "pooling", where), f"{where}.pooling", backbone.num_features)
     attention_width = parts["pooling"].out_features if attention_on == "pooled" else backbone.num_features
     parts["attention"] = _build(attention_class, attention_options, f"{where}.attention", attention_width)
