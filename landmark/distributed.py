@@ -67,12 +67,14 @@ def die_with_launcher(launcher_pid: int) -> None:
 
 
 class Ranks:
-    """This process's place among the training processes (torchrun's RANK, WORLD_SIZE, LOCAL_RANK)."""
+    """This process's place among the training processes (torchrun's RANK, WORLD_SIZE, LOCAL_RANK), and how many
+    of them share this machine (LOCAL_WORLD_SIZE: fewer than the world when several nodes train together)."""
 
     def __init__(self):
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         self.rank = int(os.environ.get("RANK", 0))
         self.local = int(os.environ.get("LOCAL_RANK", 0))
+        self.on_this_machine = int(os.environ.get("LOCAL_WORLD_SIZE", self.world))
 
     @property
     def leader(self) -> bool:

@@ -239,7 +239,7 @@ def train_variant(
                 name, params, plots_dir, resumed["mlflow_run_id"] if resumed else None, resumed and resumed["rows"]
             )
 
-        workers = loader_workers(runtime.num_workers, device, ranks.world)
+        workers = loader_workers(runtime.num_workers, device, ranks.on_this_machine)  # the machine's cores, shared
         batches = _train_batches(
             model, variant, training, images_root, train_split, labels, start, ranks, workers, device
         )

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
-from landmark.distributed import training_processes
+from landmark.distributed import Ranks, training_processes
 from landmark.errors import UserError
+from landmark.runtime import loader_workers
 from landmark.settings import Runtime, parse
 from tests.test_resume import (
     RUNTIME,
@@ -151,3 +152,14 @@ def test_gpus_must_be_auto_or_a_whole_number(setting):
 
 def test_auto_is_one_process_on_the_cpu():
     assert training_processes("auto", torch.device("cpu")) == 1
+
+
+def test_loader_workers_share_this_machines_cores_among_its_own_processes(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "16")  # two nodes of 8 GPUs
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(128)))
+    ranks = Ranks()
+    assert (ranks.world, ranks.on_this_machine) == (16, 8)
+    assert loader_workers("auto", torch.device("cuda"), ranks.on_this_machine) == 14  # 128 // 8 - 2, not 128 // 16 - 2
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert Ranks().on_this_machine == 16  # one machine: every process is on it
