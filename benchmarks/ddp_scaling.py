@@ -30,7 +30,7 @@ def main(shards, processes):
     settings = parse_params(yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text()))
     ids = read_csv(Path(shards) / "train" / "index.csv", ["id"])["id"]
     frame = pd.DataFrame({"id": ids, "landmark_id": np.arange(len(ids)) % 100})
-    classes = pd.DataFrame({"landmark_id": np.arange(100), "class_index": np.arange(100)})
+    classes = pd.DataFrame({"landmark_id": np.arange(100), "class_index": np.arange(100), "images": len(ids) // 100})
     variant = replace(
         settings.variants["xception"], image_size=256, frozen_tensors=85, batch_size=256 * int(processes), steps=100
     )

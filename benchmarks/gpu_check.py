@@ -134,7 +134,7 @@ def benchmark_step(model, forward, batches, precision, device):
     optimizer = torch.optim.Adam(
         [p for p in model.parameters() if p.requires_grad], lr=3e-4, fused=device.type == "cuda"
     )
-    take_step = training_step(forward, CrossEntropy(1000), optimizer, precision, device)
+    take_step = training_step(forward, CrossEntropy([1] * 1000), optimizer, precision, device)
 
     def step():
         images, targets, _ = next(batches)
@@ -325,7 +325,7 @@ def measure(out, params, device, root, images, workers, sections, smoke):
     if "train_stage" in sections:
         with section("train_stage_xception", out), tempfile.TemporaryDirectory() as folder:
             # 1000 classes, as in the sections above, so torch.compile finds this graph in its cache
-            classes = pd.DataFrame({"landmark_id": np.arange(1000), "class_index": np.arange(1000)})
+            classes = pd.DataFrame({"landmark_id": np.arange(1000), "class_index": np.arange(1000), "images": 1})
             dev = frame.iloc[: max(len(frame) // 16, batch)]
             variant = replace(
                 benchmark_variant(params, "xception", size, smoke), batch_size=batch, steps=8 if smoke else 200

@@ -20,16 +20,19 @@ from landmark.settings import Runtime, Variant, as_params, parse
 
 
 class LabelEncoding:
-    """The classes a classifier was trained on: class index i is landmark id `landmark_ids[i]`."""
+    """The classes a classifier was trained on: class index i is landmark id `landmark_ids[i]`, with `images[i]`
+    training images (what class-size-aware losses need)."""
 
-    def __init__(self, landmark_ids):
+    def __init__(self, landmark_ids, images):
         self.landmark_ids = np.asarray(landmark_ids, dtype=np.int64)
+        self.images = np.asarray(images, dtype=np.int64)
         self._index = pd.Series(np.arange(len(self.landmark_ids)), index=self.landmark_ids)
 
     @classmethod
     def from_classes(cls, classes: pd.DataFrame) -> "LabelEncoding":
-        """From the filter stage's classes.csv (landmark_id, class_index)."""
-        return cls(classes.sort_values("class_index")["landmark_id"].to_numpy())
+        """From the filter stage's classes.csv (landmark_id, class_index, images)."""
+        ordered = classes.sort_values("class_index")
+        return cls(ordered["landmark_id"].to_numpy(), ordered["images"].to_numpy())
 
     def __len__(self):
         return len(self.landmark_ids)
@@ -92,6 +95,7 @@ def save_model(path, model, variant: Variant, decode: str, labels: LabelEncoding
         "variant": as_params(variant),
         "decode": decode,
         "landmark_ids": labels.landmark_ids.tolist(),
+        "class_images": labels.images.tolist(),
         "mlflow_run_id": run_id,
     }
     with atomic_path(path) as temporary:
@@ -116,7 +120,7 @@ class TrainedModel:
         except FileNotFoundError:
             raise UserError(f"{path}: no such model; run `dvc repro` to train it")
         variant = parse(Variant, checkpoint["variant"], f"{path} variant")
-        labels = LabelEncoding(checkpoint["landmark_ids"])
+        labels = LabelEncoding(checkpoint["landmark_ids"], checkpoint["class_images"])
         model = create_model(variant, len(labels), pretrained="none")
         model.load_state_dict(checkpoint["state_dict"])
         model = model.to(device).eval()
@@ -133,7 +137,7 @@ class TrainedModel:
         dataset = self.dataset(images_root, split, ids, targets)
         workers = loader_workers(runtime.num_workers, self.device)
         loader = make_loader(dataset, runtime.inference_batch_size, workers, self.device)
-        loss = create_loss(self.variant, len(self.labels)) if targets is not None else None
+        loss = create_loss(self.variant, self.labels.images) if targets is not None else None
         return *predict(self.model, loader, self.device, loss, desc), targets
 
 

@@ -1,15 +1,21 @@
 """The paper's parts checked by their mathematics, not only their shapes."""
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from landmark.errors import UserError
-from landmark.models import create_model
+from landmark.models import create_loss, create_model
 from landmark.models.attention import SelfAttention, SpatialAttention
+from landmark.models.heads import CosineHead
+from landmark.models.losses import ArcFace, CosFace, dynamic_margins
 from landmark.models.pooling import (
     CompactBilinearPooling,
     CompactBilinearVectorPooling,
     CountSketch,
+    GeneralizedMeanPooling,
     compact_bilinear,
 )
 from tests.test_resume import VARIANT, typed
@@ -95,3 +101,69 @@ def test_map_size_must_fold_the_descriptor():
     variant["attention"] = {"name": "spatial", "size": 4}
     with pytest.raises(UserError, match=r"variants.v.attention: .*unexpected keyword argument 'size'"):
         create_model(typed(variant)[0], 3, where="variants.v")
+
+
+def test_gem_with_p_one_is_average_pooling_and_tends_to_max_pooling_as_p_rises():
+    torch.manual_seed(0)
+    features = torch.rand(2, 5, 4, 4) + 0.01
+    assert torch.allclose(GeneralizedMeanPooling(5, p=1.0)(features), features.mean(dim=(2, 3)), atol=1e-6)
+    maximum = features.amax(dim=(2, 3))
+    gaps = [(maximum - GeneralizedMeanPooling(5, p=p)(features)).abs().max().item() for p in (1.0, 3.0, 10.0, 80.0)]
+    assert gaps == sorted(gaps, reverse=True) and gaps[-1] < 0.05
+    gem = GeneralizedMeanPooling(5)
+    gem(features).sum().backward()
+    assert gem.p.grad is not None  # p is trained
+
+
+def test_arcface_shapes_only_the_target_logit_as_s_cos_theta_plus_m():
+    cosines = torch.tensor([[0.5, 0.2, -0.1], [0.0, 0.8, 0.3]])
+    targets = torch.tensor([0, 1])
+    arcface = ArcFace([10, 10, 10], scale=10.0, margin=0.3)
+    expected = cosines.clone() * 10.0
+    expected[0, 0] = 10.0 * math.cos(math.acos(0.5) + 0.3)
+    expected[1, 1] = 10.0 * math.cos(math.acos(0.8) + 0.3)
+    assert torch.allclose(arcface(cosines, targets), F.cross_entropy(expected, targets, reduction="none"), atol=1e-5)
+    cosface = CosFace([10, 10, 10], scale=10.0, margin=0.3)
+    expected = cosines.clone() * 10.0
+    expected[0, 0], expected[1, 1] = 10.0 * (0.5 - 0.3), 10.0 * (0.8 - 0.3)
+    assert torch.allclose(cosface(cosines, targets), F.cross_entropy(expected, targets, reduction="none"), atol=1e-5)
+
+
+def test_dynamic_margins_follow_the_class_counts():
+    margins = dynamic_margins([1000, 10, 100, 10], margin=0.5, smallest_margin=0.2, exponent=0.25)
+    assert margins[1] == margins[3] == pytest.approx(0.5) and margins[0] == pytest.approx(0.2)
+    assert 0.2 < margins[2] < 0.5  # between, by n^-1/4
+    assert ArcFace([1000, 10], margin=0.5, smallest_margin=0.2).margins.tolist() == pytest.approx([0.2, 0.5])
+    assert dynamic_margins([5, 50], 0.4, 0.4, 0.25).tolist() == [0.4, 0.4]  # smallest = margin: fixed
+
+
+def test_subcenter_cosine_head_takes_the_largest_cosine_over_each_class_subcentres():
+    head = CosineHead(2, num_classes=2, subcenters=2)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]))  # class 0: +x, +y
+    cosines = head(torch.tensor([[0.0, 3.0], [-2.0, 0.0]]))
+    assert torch.allclose(cosines, torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    confidence, predicted = head.confidence(cosines)
+    assert predicted.tolist() == [0, 1] and torch.allclose(confidence, torch.sigmoid(torch.tensor(30.0)).expand(2))
+
+
+def test_the_winners_recipe_builds_and_learns():
+    torch.manual_seed(0)
+    recipe = VARIANT | {
+        "backbone": "resnet18", "pooling": {"name": "gem", "p": 3.0}, "neck": {"name": "embedding", "dim": 16},
+        "head": {"name": "cosine", "subcenters": 2}, "loss": {"name": "arcface", "margin": 0.3, "smallest_margin": 0.1},
+    }  # fmt: skip
+    variant = typed(recipe)[0]
+    model, loss_of = create_model(variant, 3), create_loss(variant, [6, 3, 1])
+    embedding = model.forward_head(model.forward_features(torch.randn(2, 3, 32, 32)), pre_logits=True)
+    assert embedding.shape == (2, 16)
+    images, targets = torch.randn(6, 3, 32, 32), torch.tensor([0, 1, 2, 0, 1, 2])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(6):
+        loss = loss_of(model(images), targets).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0], losses

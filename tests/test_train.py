@@ -197,8 +197,9 @@ def test_predicting_no_images_gives_empty_results(tmp_path):
 
 
 def test_the_label_encoding_maps_both_ways_and_marks_unknown_landmarks():
-    labels = LabelEncoding.from_classes(pd.DataFrame({"landmark_id": [70, 5, 12], "class_index": [2, 0, 1]}))
-    assert labels.landmark_ids.tolist() == [5, 12, 70] and len(labels) == 3
+    classes = pd.DataFrame({"landmark_id": [70, 5, 12], "class_index": [2, 0, 1], "images": [4, 9, 6]})
+    labels = LabelEncoding.from_classes(classes)
+    assert labels.landmark_ids.tolist() == [5, 12, 70] and labels.images.tolist() == [9, 6, 4] and len(labels) == 3
     assert labels.indices([12, 70, 5, 99]).tolist() == [1, 2, 0, -1]
     assert labels.landmarks([2, 0]).tolist() == [70, 5]
 

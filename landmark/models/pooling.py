@@ -70,3 +70,19 @@ class CompactBilinearPooling(nn.Module):
         pooled = compact_bilinear(positions, positions, self.sketch_x, self.sketch_y).sum(dim=1)
         signed_root = torch.sign(pooled) * torch.sqrt(pooled.abs() + 1e-12)
         return nn.functional.normalize(signed_root, dim=-1)
+
+
+class GeneralizedMeanPooling(nn.Module):
+    """GeM (Radenović, Tolias & Chum 2018, "Fine-tuning CNN Image Retrieval with No Human Annotation"): the
+    p-th root of the mean of x^p over positions, with p trained. p = 1 is average pooling; as p grows it tends
+    to max pooling. The 2019–2021 GLR winners' pooling."""
+
+    def __init__(self, in_channels: int, p: float = 3.0, eps: float = 1e-6):
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps, self.out_features = eps, in_channels
+
+    def forward(self, features):
+        # float32: a bf16 x^p over a 2048-channel map loses the small activations GeM is meant to weigh
+        powered = features.float().clamp(min=self.eps).pow(self.p)
+        return powered.mean(dim=(2, 3)).pow(1.0 / self.p)

@@ -7,7 +7,8 @@ backbone's spatial map, before pooling). A new row of the results table is a par
 is a module in landmark/models/ plus one line in PARTS below.
 
 The constructor rule, for every part: the first argument is the width of what it takes (the channels of a
-feature map, the features of a vector); heads and losses take the number of classes next; the part's options
+feature map, the features of a vector) — for a head, followed by the number of classes; a loss takes the number of
+images of each class instead (its length is the number of classes; margins may follow it); the part's options
 in params.yaml are keyword arguments; and the part exposes `out_features`, the width of what it gives. A head
 also gives `confidence(logits)`, how an inference confidence is read from its logits.
 """
@@ -18,17 +19,27 @@ from torch import nn
 from landmark.errors import UserError
 from landmark.models.attention import NoAttention, SelfAttention, SpatialAttention
 from landmark.models.backbones import create_backbone, freeze_first_tensors
-from landmark.models.heads import LinearHead, NoNeck
-from landmark.models.losses import CrossEntropy
-from landmark.models.pooling import CompactBilinearPooling, CompactBilinearVectorPooling, GlobalAveragePooling
+from landmark.models.heads import CosineHead, EmbeddingNeck, LinearHead, NoNeck
+from landmark.models.losses import ArcFace, CosFace, CrossEntropy
+from landmark.models.pooling import (
+    CompactBilinearPooling,
+    CompactBilinearVectorPooling,
+    GeneralizedMeanPooling,
+    GlobalAveragePooling,
+)
 from landmark.settings import Variant
 
 PARTS = {
-    "pooling": {"avg": GlobalAveragePooling, "cbp_vector": CompactBilinearVectorPooling, "cbp": CompactBilinearPooling},
+    "pooling": {
+        "avg": GlobalAveragePooling,
+        "cbp_vector": CompactBilinearVectorPooling,
+        "cbp": CompactBilinearPooling,
+        "gem": GeneralizedMeanPooling,
+    },
     "attention": {"none": NoAttention, "spatial": SpatialAttention, "self_attention": SelfAttention},
-    "neck": {"none": NoNeck},
-    "head": {"linear": LinearHead},
-    "loss": {"cross_entropy": CrossEntropy},
+    "neck": {"none": NoNeck, "embedding": EmbeddingNeck},
+    "head": {"linear": LinearHead, "cosine": CosineHead},
+    "loss": {"cross_entropy": CrossEntropy, "arcface": ArcFace, "cosface": CosFace},
 }
 
 
@@ -100,16 +111,16 @@ def create_model(variant: Variant, num_classes: int, where: str = "variant", pre
     return LandmarkModel(backbone, **parts, attention_on=attention_on, data_config=data_config)
 
 
-def create_loss(variant: Variant, num_classes: int, where: str = "variant"):
-    """The variant's loss: (logits, targets) → one loss per image."""
-    return _build(*_part(variant, "loss", where), f"{where}.loss", num_classes)
+def create_loss(variant: Variant, class_images, where: str = "variant"):
+    """The variant's loss: (logits, targets) → one loss per image; class_images: the images of each class."""
+    return _build(*_part(variant, "loss", where), f"{where}.loss", class_images)
 
 
 def check_builds(variant: Variant, where: str) -> None:
     """Build the variant's model and run it once at its image size, before any work starts: an unknown part or
     option, or an image size the backbone cannot take, is one line naming the params key."""
     model = create_model(variant, num_classes=2, where=where, pretrained="none").eval()
-    create_loss(variant, num_classes=2, where=where)
+    create_loss(variant, class_images=[1, 2], where=where)
     size = variant.image_size
     try:
         with torch.no_grad():
