@@ -137,7 +137,7 @@ class TrainedModel:
         dataset = self.dataset(images_root, split, ids, targets)
         workers = loader_workers(runtime.num_workers, self.device)
         loader = make_loader(dataset, runtime.inference_batch_size, workers, self.device)
-        loss = create_loss(self.variant, self.labels.images) if targets is not None else None
+        loss = create_loss(self.variant, self.labels.images).to(self.device) if targets is not None else None
         return *predict(self.model, loader, self.device, loss, desc), targets
 
 

@@ -220,7 +220,7 @@ def train_variant(
     with ranks.joined(pick_device(runtime.device)) as device:
         labels = LabelEncoding.from_classes(classes)
         model = create_model(variant, len(labels), where=where).to(device).to(memory_format=torch.channels_last)
-        loss_of = create_loss(variant, labels.images, where=where)
+        loss_of = create_loss(variant, labels.images, where=where).to(device)  # margins index by device targets
         trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
         optimizer = torch.optim.Adam(trainable, lr=variant.lr, fused=device.type == "cuda")
         forward = compiled(ranks.wrap(model, device), runtime.compile, device)
