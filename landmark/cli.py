@@ -1,9 +1,11 @@
-"""The `landmark` command: score and validate Kaggle submissions; turn a profile into `dvc exp run` flags; check
-params.yaml before a long run."""
+"""The `landmark` command: recognise your own photos; score and validate Kaggle submissions; turn a profile into
+`dvc exp run` flags; check params.yaml before a long run."""
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 from landmark.data.layout import read_csv
 from landmark.errors import exits_cleanly
@@ -38,10 +40,45 @@ def _check(args):
     print(f"{args.params}: every setting and {variants} variants are valid ({time.perf_counter() - started:.1f} s)")
 
 
+def _predict(args):
+    from landmark import predict  # imports torch, faiss and timm, which the other commands do without
+    from landmark.runtime import pick_device
+    from landmark.settings import parse_params
+
+    params = parse_params(load_params(args.params))
+    variant, method = (
+        predict.chosen_recognition(args.submission) if args.model is None or args.method is None else (None, None)
+    )
+    model = Path(args.model) if args.model else Path("models") / variant / "model.pt"
+    name = model.parent.name
+    recognizer = predict.Recognizer.load(
+        model, Path("indexes") / name, Path("embeddings") / name, args.method or method, params.recognize,
+        pick_device(params.runtime.device),
+    )  # fmt: skip
+    paths, problems = predict.usable(args.images, params.filter.max_image_pixels)
+    answers = recognizer.recognise(paths, args.top_k) if paths else []
+    names = predict.landmark_names(args.names)
+    print("\n".join(predict.answer_lines(args.images, problems, answers, names, args.json)))
+    if problems:
+        sys.exit(1)
+
+
 @exits_cleanly
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="landmark", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    predictor = commands.add_parser("predict", help="the landmarks of your own photos, by the submission's recognition")
+    predictor.add_argument("images", nargs="+", help="image files (any format PIL opens, whatever their name)")
+    predictor.add_argument("--top-k", type=int, default=3, help="landmarks per photo, best first (default 3)")
+    predictor.add_argument("--json", action="store_true", help="one JSON object per photo")
+    predictor.add_argument("--model", help="a variant's model.pt (default: the submission's); its index and "
+                           "embeddings are read from indexes/<variant>/ and embeddings/<variant>/")  # fmt: skip
+    predictor.add_argument("--method", help="a recognition method, e.g. knn+query_penalty (default: the submission's)")
+    predictor.add_argument("--names", default="data/raw/train_label_to_category.csv",
+                           help="landmark_id,category names file (GLDv2's), used where present")  # fmt: skip
+    predictor.add_argument("--submission", default="reports/submission.json", help="the submission's choice")
+    predictor.add_argument("--params", default="params.yaml")
+    predictor.set_defaults(run=_predict)
     scorer = commands.add_parser("score", help="Kaggle GAP of a submission against a solution file")
     scorer.add_argument("submission")
     scorer.add_argument("solution", help="id,landmarks[,Usage]; Ignored rows are dropped, Public/Private scored apart")

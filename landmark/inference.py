@@ -1,12 +1,13 @@
 """Inference in one place: a trained model as saved with everything needed to use it as trained (its variant,
-the decoder its images went through, the label encoding), and prediction over images of a split. Training's dev
-passes, evaluation, the submission and the saliency maps all go through here."""
+the decoder its images went through, the label encoding), and prediction or embedding of the images of a split.
+Training's dev passes, evaluation, the embed stage and the saliency maps all go through here."""
 
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from landmark.data.loading import DeviceTransform, ImageDataset, device_batches
@@ -88,6 +89,27 @@ def predict(model, loader, device, loss=None, desc="predict"):
     )
 
 
+@torch.no_grad()
+def embed(model, loader, device, desc="embed", batches_per_result=32):
+    """The L2-normalised embedding (forward_head with pre_logits) of each image, with the classifier's top-1
+    class index and confidence from the same pass: yields (embeddings, classes, confidences) as numpy arrays,
+    one group of batches at a time in loader order, so a caller can write millions of them without holding
+    them (and a GPU is not stalled by a copy after every batch)."""
+    model.eval()
+    batches = device_batches(loader, model_input(model, loader.dataset, device), device)
+    progress = tqdm(batches, total=len(loader), desc=desc, unit="batch", leave=False, mininterval=1, disable=not desc)
+    pending = []
+    for number, (images, _, _) in enumerate(progress, 1):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            embedding = model.forward_head(model.forward_features(images), pre_logits=True)
+            logits = model.head(embedding)
+        confidence, predicted = model.head.confidence(logits.float())
+        pending.append((F.normalize(embedding.float(), dim=1), predicted, confidence))
+        if number % batches_per_result == 0 or number == len(loader):
+            yield tuple(torch.cat(part).cpu().numpy() for part in zip(*pending))
+            pending = []
+
+
 def save_model(path, model, variant: Variant, decode: str, labels: LabelEncoding, run_id: str) -> None:
     """The weights with what inference needs to use them as trained (TrainedModel.load reads it back)."""
     checkpoint = {
@@ -130,13 +152,23 @@ class TrainedModel:
         """The images of ids at this model's size, decoded as its training images were."""
         return image_dataset(self.variant.image_size, images_root, split, ids, targets, self.decode)
 
+    def embed(self, images_root, split, ids, runtime: Runtime, desc="embed"):
+        """embed() over the images of ids, batched and loaded as `runtime` says."""
+        yield from embed(self.model, self._loader(self.dataset(images_root, split, ids), runtime), self.device, desc)
+
+    def _loader(self, dataset, runtime: Runtime):
+        workers = loader_workers(runtime.num_workers, self.device)
+        return make_loader(dataset, runtime.inference_batch_size, workers, self.device)
+
+    @property
+    def embedding_size(self) -> int:
+        return self.model.neck.out_features
+
     def predict(self, images_root, split, ids, runtime: Runtime, landmark_ids=None, desc="predict"):
         """predict() over the images of ids, batched and loaded as `runtime` says; with their true landmark ids,
         also the class targets and the loss of each image. Returns (classes, confidences, losses, targets)."""
         targets = None if landmark_ids is None else self.labels.indices(landmark_ids)
-        dataset = self.dataset(images_root, split, ids, targets)
-        workers = loader_workers(runtime.num_workers, self.device)
-        loader = make_loader(dataset, runtime.inference_batch_size, workers, self.device)
+        loader = self._loader(self.dataset(images_root, split, ids, targets), runtime)
         loss = create_loss(self.variant, self.labels.images).to(self.device) if targets is not None else None
         return *predict(self.model, loader, self.device, loss, desc), targets
 

@@ -9,12 +9,15 @@ import numpy as np
 import pandas as pd
 
 
-def gap_of_ranked(correct: np.ndarray, num_landmark_queries: int) -> float:
-    """GAP of predictions already sorted by descending confidence; `correct` is a boolean array."""
+def gap_of_ranked(correct: np.ndarray, num_landmark_queries: int, weights=None) -> float:
+    """GAP of predictions already sorted by descending confidence; `correct` is a boolean array. With weights,
+    a prediction takes `weight` ranks, as if the query were there that many times (weighting a validation set's
+    non-landmarks to a test set's share of them)."""
     if num_landmark_queries == 0:
         return 0.0
     correct = np.asarray(correct, dtype=np.float64)
-    precision_at_rank = np.cumsum(correct) / np.arange(1, len(correct) + 1)
+    ranks = np.arange(1, len(correct) + 1) if weights is None else np.cumsum(weights)
+    precision_at_rank = np.cumsum(correct) / ranks
     return float(np.sum(precision_at_rank * correct) / num_landmark_queries)
 
 

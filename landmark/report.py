@@ -1,5 +1,7 @@
-"""The results table (the paper's Figure 5, with its numbers beside ours) and the training curves (Figure 4)."""
+"""The results tables (the paper's Figure 5, with its numbers beside ours, and recognition methods × variants),
+the training curves (Figure 4) and what retrieval found for a fixed set of queries (reports/retrieval.png)."""
 
+import io
 import json
 from pathlib import Path
 
@@ -7,8 +9,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
 
+from landmark.data.layout import read_csv  # noqa: E402
+from landmark.data.shards import ShardReader  # noqa: E402
 from landmark.files import atomic_path, write_text  # noqa: E402
 
 # Figure 5 of Yep & Chen (2019): dev-set GAP (averaged per mini-batch) and final loss.
@@ -46,9 +52,8 @@ def ordering_note(metrics: dict) -> str:
     return text
 
 
-def results_table(metrics: dict, submission: dict | None) -> str:
-    """Markdown (the paper's Figure 5): one row per variant, ours beside the paper's; how the rankings compare;
-    then the submission and its test GAP."""
+def results_table(metrics: dict) -> str:
+    """Markdown (the paper's Figure 5): one row per variant, ours beside the paper's; how the rankings compare."""
     lines = [
         "| variant | paper's model | dev GAP (Kaggle) | dev GAP (per batch, paper's) | dev loss | top-1 accuracy "
         "| paper GAP (per batch) | paper loss |",
@@ -66,8 +71,47 @@ def results_table(metrics: dict, submission: dict | None) -> str:
     text += "The paper's numbers are on GLDv2 with ImageNet weights; ours are from this run's data and params.\n\n"
     text += ordering_note(metrics)
     text += "\nCurves (Figure 4): `curves.png`. Saliency maps (Figure 6): `saliency.png`.\n"
+    return text
+
+
+def recognition_table(recognitions: dict, methods, submission: dict | None) -> str:
+    """Markdown: one row per variant × recognition method (the recognize stages' metrics.json, methods in
+    recognize.methods' order), the submission's in bold, then the submission and its test GAP."""
+    if not recognitions:
+        return ""
+    any_test = any("test_gap" in row for figures in recognitions.values() for row in figures["methods"].values())
+    header = "| variant | classes learned | method | validation GAP | dev GAP |"
+    if any_test:
+        header += " test GAP | public | private | test GAP, landmarks only | test landmarks named | of classes below the filter |"
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    chosen = (submission or {}).get("variant"), (submission or {}).get("method")
+    for variant, figures in recognitions.items():
+        for method in methods:
+            row = figures["methods"][method]
+            shown = [f"**{variant}**", f"**{method}**"] if (variant, method) == chosen else [variant, method]
+            learned = str(figures["gallery"]["classifier_classes"])
+            cells = [shown[0], learned, shown[1], _number(row["validation_gap"]), _number(row["dev_gap"])]
+            if any_test:
+                cells += [
+                    _number(row.get(key))
+                    for key in ("test_gap", "test_public", "test_private", "test_gap_landmarks_only")
+                ]
+                cells += [f"{row['correct']} of {row['test_landmarks']}", str(row["correct_below_threshold"])]
+            lines.append("| " + " | ".join(cells) + " |")
+    gallery = next(iter(recognitions.values()))["gallery"]
+    text = "\n# Recognition: methods × variants\n\n" + "\n".join(lines) + "\n\n"
+    text += (
+        f"The filter kept {gallery['filter_classes']} classes; a classifier names only the classes it learned "
+        f"(`classes learned`), where retrieval searches all {gallery['images']} gallery images of {gallery['classes']} "
+        "classes (every train image but the dev set's) and can name any of them. Validation GAP: the dev set with the "
+        "held-out non-landmarks, what the submission is chosen by; the test columns come from the solution file and "
+        "are only reported. Nearest neighbours of fixed queries: `retrieval.png`.\n"
+    )
     if submission:
-        text += f"\n## Submission\n\n`{submission['variant']}` predicted {submission['predicted']} of {submission['test_images']} test images."
+        text += (
+            f"\n## Submission\n\n`{submission['variant']}` by `{submission['method']}` (validation GAP "
+            f"{submission['validation_gap']:.3f}) predicted {submission['predicted']} of {submission['test_images']} test images."
+        )
         if "gap" in submission:
             splits = ", ".join(f"{key} {submission[key]:.4f}" for key in ("public", "private") if key in submission)
             text += (
@@ -111,13 +155,90 @@ def plot_curves(plots_dir, variants, out_png) -> None:
     plt.close(figure)
 
 
-def write_report(metrics_dir, plots_dir, submission_json, variants, out_dir) -> dict:
+def _shown_images(images_dir, wanted) -> dict:
+    """(split, id) -> PIL image, reading each split's shard index once."""
+    images = {}
+    for split in sorted({split for split, _ in wanted}):
+        ids = sorted({image_id for where, image_id in wanted if where == split})
+        reader = ShardReader(Path(images_dir) / split, ids)
+        for position, image_id in enumerate(ids):
+            images[(split, image_id)] = Image.open(io.BytesIO(reader.read(position))).convert("RGB")
+    return images
+
+
+def _query_split(query_set: str, landmark: int) -> str:
+    if query_set == "test":
+        return "test"
+    return "train" if landmark >= 0 else "nonlandmark"  # a dev image, or a held-out non-landmark
+
+
+def plot_retrieval(neighbours: pd.DataFrame, verdicts: dict, images_dir, out_png) -> None:
+    """One row per query: the query (its truth, and the verdict: landmark and confidence, or no landmark), then
+    its nearest gallery images with their landmark and similarity; green where the label is the query's."""
+    queries = neighbours.drop_duplicates(["query_set", "query_id"])
+    wanted = {(_query_split(row.query_set, row.query_landmark), row.query_id) for row in queries.itertuples()}
+    wanted |= {("train", image_id) for image_id in neighbours["neighbour_id"]}
+    images = _shown_images(images_dir, wanted)
+    columns = 1 + int(neighbours["rank"].max()) if len(neighbours) else 1
+    figure, axes = plt.subplots(
+        max(1, len(queries)), columns, figsize=(1.7 * columns, 2.0 * max(1, len(queries))), squeeze=False
+    )
+    for axis in axes.flat:
+        axis.axis("off")
+    for row, query in enumerate(queries.itertuples()):
+        truth = query.query_landmark
+        label, confidence = verdicts.get((query.query_set, query.query_id), (-1, np.nan))
+        verdict = "no landmark" if label < 0 else f"{label} ({confidence:.2f}) {'right' if label == truth else 'wrong'}"
+        axes[row, 0].imshow(images[(_query_split(query.query_set, truth), query.query_id)])
+        shows = f"landmark {truth}" if truth >= 0 else "no landmark"
+        axes[row, 0].set_title(f"{query.query_set}: {shows}\n→ {verdict}", fontsize=7)
+        found = neighbours[(neighbours["query_set"] == query.query_set) & (neighbours["query_id"] == query.query_id)]
+        for near in found.itertuples():
+            axis = axes[row, near.rank]
+            axis.imshow(images[("train", near.neighbour_id)])
+            color = "green" if near.neighbour_landmark == truth else "black"
+            axis.set_title(f"{near.neighbour_landmark}\nsim {near.similarity:.2f}", fontsize=7, color=color)
+    figure.tight_layout()
+    with atomic_path(out_png) as temporary:
+        figure.savefig(temporary, format="png", dpi=90)
+    plt.close(figure)
+
+
+def read_recognitions(recognitions_dir, variants) -> dict:
+    recognitions = {}
+    for name in variants:
+        path = Path(recognitions_dir) / name / "metrics.json"
+        if path.exists():
+            recognitions[name] = json.loads(path.read_text())
+    return recognitions
+
+
+def chosen_verdicts(recognitions_dir, submission: dict) -> dict:
+    """(query_set, id) -> (landmark, confidence) of the submission's variant and method."""
+    predictions = read_csv(Path(recognitions_dir) / submission["variant"] / "predictions.csv", ["method", "id"])
+    mine = predictions[predictions["method"] == submission["method"]]
+    labels, confidences = mine["landmark_id"].astype(np.int64), mine["confidence"].astype(float)
+    return dict(zip(zip(mine["query_set"], mine["id"]), zip(labels, confidences)))
+
+
+def write_report(metrics_dir, plots_dir, submission_json, recognitions_dir, images_dir, params, out_dir) -> dict:
+    """results.md, curves.png and retrieval.png from the stages' outputs; params: the parsed params.yaml."""
+    variants = list(params.variants)
     metrics = {}
     for name in variants:
         path = Path(metrics_dir) / f"{name}.json"
         if path.exists():
             metrics[name] = json.loads(path.read_text())
     submission = json.loads(Path(submission_json).read_text()) if Path(submission_json).exists() else None
-    write_text(Path(out_dir) / "results.md", results_table(metrics, submission))
+    recognitions = read_recognitions(recognitions_dir, params.embed.variants)
+    tables = results_table(metrics) + recognition_table(recognitions, params.recognize.methods, submission)
+    write_text(Path(out_dir) / "results.md", tables)
     plot_curves(plots_dir, variants, Path(out_dir) / "curves.png")
+    if submission:
+        neighbours = read_csv(Path(recognitions_dir) / submission["variant"] / "neighbours.csv", ["query_id"])
+        neighbours = neighbours.astype(
+            {"query_landmark": np.int64, "rank": np.int64, "neighbour_landmark": np.int64, "similarity": float}
+        )
+        verdicts = chosen_verdicts(recognitions_dir, submission)
+        plot_retrieval(neighbours, verdicts, images_dir, Path(out_dir) / "retrieval.png")
     return metrics

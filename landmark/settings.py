@@ -85,6 +85,14 @@ def fraction(value, key) -> float:
     return float(value)
 
 
+def none_or_number(value, key) -> float | None:
+    if value == "none":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"params.yaml {key}: {value!r} must be none or a number")
+    return float(value)
+
+
 def text(value, key) -> str:
     if not isinstance(value, str) or not value:
         raise UserError(f"params.yaml {key}: {value!r} must be a non-empty string")
@@ -109,16 +117,22 @@ def one_of(*choices):
     return check
 
 
-def auto_or(check, what: str):
-    def check_auto(value, key):
-        if value == "auto":
+def one_of_or(word: str, check, what: str):
+    """The word itself, or a value that passes check."""
+
+    def check_word(value, key):
+        if value == word:
             return value
         try:
             return check(value, key)
         except UserError:
-            raise UserError(f"params.yaml {key}: {value!r} is not auto or {what}") from None
+            raise UserError(f"params.yaml {key}: {value!r} is not {what}") from None
 
-    return check_auto
+    return check_word
+
+
+def auto_or(check, what: str):
+    return one_of_or("auto", check, f"auto or {what}")
 
 
 def device(value, key) -> str:
@@ -162,6 +176,7 @@ class Synthetic:
     num_test_images: int = setting(whole(1))
     test_landmark_fraction: float = setting(fraction)
     ignored_fraction: float = setting(fraction)
+    num_nonlandmark_images: int = setting(whole(0))  # the non-landmark pool, apart from the test set
     image_size: int = setting(whole(8))
     jpeg_quality: int = setting(whole(1))
 
@@ -187,6 +202,9 @@ class Data:
     synthetic: Synthetic = setting(nested(Synthetic))
     kaggle: Kaggle = setting(nested(Kaggle))
     local: Local = setting(nested(Local))
+    # A folder of photos that show no landmark (searched recursively), for non-landmark suppression and for
+    # validation; empty: none (kaggle, local), or the synthetic set's own pool.
+    nonlandmarks: str = setting(url_or_empty)
 
 
 @params_section("filter")
@@ -201,6 +219,7 @@ class Filter:
 @dataclass(frozen=True)
 class Split:
     dev_fraction: float = setting(fraction)
+    holdout_fraction: float = setting(fraction)  # of the non-landmark pool, held out for validation
     seed: int = setting(whole(0))
 
 
@@ -269,6 +288,7 @@ class Variant:
     trained."""
 
     backbone: str = setting(text)
+    min_class_images: int | str = setting(one_of_or("filter", whole(1), "filter or a whole number >= 1"))
     pooling: str | dict = setting(part)
     attention: str | dict = setting(part)
     neck: str | dict = setting(part)
@@ -296,12 +316,72 @@ class Saliency:
     seed: int = setting(whole(0))
 
 
+def names(value, key) -> tuple:
+    if not (isinstance(value, list) and value and all(isinstance(item, str) and item for item in value)):
+        raise UserError(f"params.yaml {key}: {value!r} must be a list of names")
+    if len(set(value)) < len(value):
+        raise UserError(f"params.yaml {key}: {value!r} names one twice")
+    return tuple(value)
+
+
+RECOGNITION_BASES = ("softmax", "knn", "blend")
+SUPPRESSIONS = ("query_penalty", "train_correction", "frequency_ban")
+
+
+def parse_method(method: str, where: str = "params.yaml recognize.methods"):
+    """(base, suppressions) of a recognition method's name (landmark.retrieval): a base, then suppressions
+    joined by `+`, e.g. `knn+query_penalty+frequency_ban`."""
+    base, *suppressions = str(method).split("+")
+    if base not in RECOGNITION_BASES:
+        raise UserError(f"{where}: {method!r} must start with {', '.join(RECOGNITION_BASES)}")
+    unknown = [name for name in suppressions if name not in SUPPRESSIONS]
+    if unknown:
+        raise UserError(f"{where}: {unknown[0]!r} in {method!r} is not {', '.join(SUPPRESSIONS)}")
+    if base == "softmax" and set(suppressions) - {"frequency_ban"}:
+        raise UserError(f"{where}: {method!r}: the classifier alone has no neighbours to penalise")
+    return base, set(suppressions)
+
+
+def methods(value, key) -> tuple:
+    value = names(value, key)
+    for method in value:
+        parse_method(method, f"params.yaml {key}")
+    return value
+
+
+@params_section("embed")
+@dataclass(frozen=True)
+class Embed:
+    variants: tuple = setting(names)  # the variants recognition compares: embed, index, recognize for each
+
+
+@params_section("index")
+@dataclass(frozen=True)
+class Index:
+    whitening: str = setting(one_of("none", "pca"))  # PCA whitening learned on the gallery (landmark.retrieval)
+    whitening_dims: int = setting(whole(1))  # the axes it keeps
+    exact_below: int = setting(whole(1))  # fewer gallery images: exact search (faiss IndexFlatIP)
+    factory: str = setting(text)  # the approximate index from there on, as a faiss index_factory string
+
+
+@params_section("recognize")
+@dataclass(frozen=True)
+class Recognize:
+    neighbours: int = setting(whole(1))  # k nearest gallery images that vote
+    nprobe: int = setting(whole(1))  # inverted lists an approximate index visits per query
+    pool_neighbours: int = setting(whole(1))  # nearest non-landmarks a penalty averages over
+    max_label_predictions: int = setting(whole(1))  # the frequency ban: a label predicted more often falls
+    blend_weight: float = setting(positive)  # the classifier's vote in a blend, times its probability
+    methods: tuple = setting(methods)  # each a row of the results: a base and its suppressions
+    nonlandmark_share: float = setting(fraction)  # of the test set: the validation GAP weighs its non-landmarks to it
+
+
 @params_section("submission")
 @dataclass(frozen=True)
 class Submission:
-    variant: str = setting(text)  # best (by dev GAP) or a variant name
-    min_confidence: float = setting(fraction)
-    max_image_pixels: int = setting(whole(1))
+    variant: str = setting(text)  # best (by validation GAP) or one of embed.variants
+    method: str = setting(text)  # best (by validation GAP) or one of recognize.methods
+    min_confidence: float | None = setting(none_or_number)  # below it, the prediction is left empty
 
 
 def variant_settings(params: dict, name: str) -> Variant:
@@ -350,9 +430,19 @@ def parse_params(params: dict) -> Settings:
         raise UserError(f"params.yaml {unknown[0]}: unknown section; expected {', '.join(SECTIONS)}, variants")
     sections = {name: section(params, name) for name in SECTIONS}
     variants = {name: variant_settings(params, name) for name in variant_names(params)}
-    submission = sections["submission"].variant
-    if submission != "best" and submission not in variants:
+    embedded = sections["embed"].variants
+    unknown = [name for name in embedded if name not in variants]
+    if unknown:
         raise UserError(
-            f"params.yaml submission.variant: {submission!r} is not in variants; use best or one of {', '.join(variants)}"
+            f"params.yaml embed.variants: {unknown[0]!r} is not in variants; choose from {', '.join(variants)}"
         )
+    for key, where in (("variant", "embed.variants"), ("method", "recognize.methods")):
+        chosen, choices = (
+            getattr(sections["submission"], key),
+            getattr(sections[where.split(".")[0]], where.split(".")[1]),
+        )
+        if chosen != "best" and chosen not in choices:
+            raise UserError(
+                f"params.yaml submission.{key}: {chosen!r} is not in {where}; use best or one of {', '.join(choices)}"
+            )
     return Settings(sections, variants)

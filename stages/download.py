@@ -47,6 +47,8 @@ def main(out_dir):
             summary = kaggle.download(staging, cache_dir=Path("data/downloads"), **as_params(settings.kaggle))
         else:
             summary = local.link_tree(settings.local.path, staging)
+        if settings.nonlandmarks:
+            summary["added_nonlandmarks"] = local.add_nonlandmarks(settings.nonlandmarks, staging)
     except BaseException:
         if not resumable:
             shutil.rmtree(staging, ignore_errors=True)

@@ -1,17 +1,22 @@
 """Stage filter: keep classes with at least filter.min_samples_per_class usable images; write the label encoding.
 
-Every image of a class large enough to qualify is decoded once here, so training never meets a bad one:
-unusable images (missing, empty, corrupt, not an image, too large) are skipped, counted and listed with their
-reason in OUT_DIR/bad_images.csv. More than filter.max_bad_fraction of them stops the stage.
+Every train image and every photo of the non-landmark pool is decoded once here, so no later stage meets a bad
+one: unusable images (missing, empty, corrupt, not an image, too large) are skipped, counted and listed with
+their reason in OUT_DIR/bad_images.csv. More than filter.max_bad_fraction of them stops the stage.
+OUT_DIR gets train.csv (the kept classes' images, what the classifiers train on), classes.csv (their label
+encoding), gallery.csv (every usable train image, the small classes too: what retrieval searches) and
+nonlandmark.csv (the usable photos of the pool; none when the data has no pool).
 Usage: python -m stages.filter RAW_DIR OUT_DIR
 """
 
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from landmark.data.images import scan
-from landmark.data.layout import image_path, read_labels
-from landmark.data.prepare import candidate_rows, drop_duplicate_ids, filter_classes
+from landmark.data.layout import image_path, read_csv, read_labels
+from landmark.data.prepare import drop_duplicate_ids, filter_classes
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_csv
 from landmark.params import load_params
@@ -25,21 +30,27 @@ def main(raw_dir, out_dir):
     minimum = settings.min_samples_per_class
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     train, duplicates = drop_duplicate_ids(read_labels(raw_dir / "train.csv"), raw_dir / "train.csv")
-    candidates = candidate_rows(train, minimum)
-    paths = [image_path(raw_dir, "train", image_id) for image_id in candidates["id"]]
-    checked = scan(candidates["id"], paths, settings.max_image_pixels)
-    bad = checked.loc[checked["reason"].notna(), ["id", "reason"]]
+    pool_csv = raw_dir / "nonlandmark.csv"
+    pool = read_csv(pool_csv, ["id"])[["id"]].drop_duplicates() if pool_csv.exists() else pd.DataFrame({"id": []})
+    jobs = [("train", image_id) for image_id in train["id"]] + [("nonlandmark", image_id) for image_id in pool["id"]]
+    paths = [image_path(raw_dir, split, image_id) for split, image_id in jobs]
+    checked = scan([image_id for _, image_id in jobs], paths, settings.max_image_pixels)
+    checked.insert(1, "split", [split for split, _ in jobs])
+    bad = checked.loc[checked["reason"].notna(), ["id", "split", "reason"]]
     bad_list = out_dir / "bad_images.csv"
     write_csv(bad_list, bad)
-    log_data_check({"checked_images": len(candidates), "bad_images": len(bad), "duplicate_rows": duplicates}, bad_list)
-    if len(candidates) and len(bad) / len(candidates) > settings.max_bad_fraction:
+    log_data_check({"checked_images": len(jobs), "bad_images": len(bad), "duplicate_rows": duplicates}, bad_list)
+    if jobs and len(bad) / len(jobs) > settings.max_bad_fraction:
         raise UserError(
-            f"{len(bad)} of {len(candidates)} images are unusable, over filter.max_bad_fraction "
+            f"{len(bad)} of {len(jobs)} images are unusable, over filter.max_bad_fraction "
             f"({settings.max_bad_fraction}); the list with reasons is in {bad_list}"
         )
-    kept, classes = filter_classes(candidates[~candidates["id"].isin(bad["id"])], minimum)
+    gallery = train[~train["id"].isin(bad.loc[bad["split"] == "train", "id"])]
+    kept, classes = filter_classes(gallery, minimum)
     write_csv(out_dir / "train.csv", kept)
     write_csv(out_dir / "classes.csv", classes)
+    write_csv(out_dir / "gallery.csv", gallery)
+    write_csv(out_dir / "nonlandmark.csv", pool[~pool["id"].isin(bad.loc[bad["split"] == "nonlandmark", "id"])])
     reasons = bad["reason"].str.split(" ", n=1).str[0].value_counts().to_dict() if len(bad) else {}
     skipped = f"; skipped {len(bad)} unusable images {reasons} (listed in {bad_list})" if len(bad) else ""
     repeated = f"; dropped {duplicates} repeated rows" if duplicates else ""

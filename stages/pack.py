@@ -1,9 +1,10 @@
-"""Stage pack: the kept train images and the usable test images, packed into tar shards that training,
-evaluation and the submission read from (landmark/data/shards.py).
+"""Stage pack: the usable train images (every class: retrieval searches the small ones too), the non-landmark
+pool and the usable test images, packed into tar shards that every later stage reads from
+(landmark/data/shards.py).
 
-OUT_DIR gets train/ and test/ (shard-*.tar + index.csv), test.csv (every test id: the ones without a usable
-image get an empty prediction) and, when the data has one, solution.csv.
-Usage: python -m stages.pack RAW_DIR KEPT_TRAIN_CSV OUT_DIR
+OUT_DIR gets train/, nonlandmark/ and test/ (shard-*.tar + index.csv), test.csv (every test id: the ones without
+a usable image get an empty prediction) and, when the data has one, solution.csv.
+Usage: python -m stages.pack RAW_DIR GALLERY_CSV NONLANDMARK_CSV OUT_DIR
 """
 
 import shutil
@@ -20,11 +21,12 @@ from landmark.settings import section
 
 
 @exits_cleanly
-def main(raw_dir, kept_train_csv, out_dir):
+def main(raw_dir, gallery_csv, nonlandmark_csv, out_dir):
     settings = section(load_params(), "pack")
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     shard_bytes, seed = int(settings.shard_size_mb * 2**20), settings.seed
-    train = pack(raw_dir, "train", read_labels(kept_train_csv), out_dir, shard_bytes, seed)
+    train = pack(raw_dir, "train", read_labels(gallery_csv), out_dir, shard_bytes, seed)
+    pool = pack(raw_dir, "nonlandmark", read_csv(nonlandmark_csv, ["id"])[["id"]], out_dir, shard_bytes, seed)
 
     test = read_csv(raw_dir / "test.csv", ["id"])[["id"]]
     paths = [image_path(raw_dir, "test", image_id) for image_id in test["id"]]
@@ -34,9 +36,12 @@ def main(raw_dir, kept_train_csv, out_dir):
     if (raw_dir / "solution.csv").exists():
         with atomic_path(out_dir / "solution.csv") as temporary:
             shutil.copyfile(raw_dir / "solution.csv", temporary)
+    shards = {
+        name: index["shard"].max() + 1 if len(index) else 0 for name, index in (("train", train), ("test", packed_test))
+    }
     print(
-        f"pack: {len(train)} train images in {train['shard'].max() + 1} shards, {len(packed_test)} of {len(test)} "
-        f"test images in {packed_test['shard'].max() + 1 if len(packed_test) else 0} shards -> {out_dir}"
+        f"pack: {len(train)} train images in {shards['train']} shards, {len(pool)} non-landmark photos, "
+        f"{len(packed_test)} of {len(test)} test images in {shards['test']} shards -> {out_dir}"
     )
 
 

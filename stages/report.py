@@ -1,6 +1,7 @@
-"""Stage report: reports/results.md (our dev metrics beside the paper's) and reports/curves.png.
+"""Stage report: reports/results.md (our dev metrics beside the paper's; recognition methods × variants; the
+submission), reports/curves.png and reports/retrieval.png.
 
-Usage: python -m stages.report METRICS_DIR PLOTS_DIR SUBMISSION_JSON OUT_DIR
+Usage: python -m stages.report METRICS_DIR PLOTS_DIR SUBMISSION_JSON RECOGNITIONS_DIR IMAGES_DIR OUT_DIR
 """
 
 import sys
@@ -8,16 +9,16 @@ import sys
 from landmark.errors import exits_cleanly
 from landmark.params import load_params
 from landmark.report import write_report
-from landmark.settings import variant_names
+from landmark.settings import parse_params
 
 
 @exits_cleanly
-def main(metrics_dir, plots_dir, submission_json, out_dir):
-    variants = variant_names(load_params())
-    metrics = write_report(metrics_dir, plots_dir, submission_json, variants, out_dir)
+def main(metrics_dir, plots_dir, submission_json, recognitions_dir, images_dir, out_dir):
+    params = parse_params(load_params())
+    metrics = write_report(metrics_dir, plots_dir, submission_json, recognitions_dir, images_dir, params, out_dir)
     best = max(metrics, key=lambda name: metrics[name]["gap"])
     print(
-        f"report: {len(metrics)} variants, best {best} (dev GAP {metrics[best]['gap']:.3f}) -> {out_dir}/results.md, {out_dir}/curves.png"
+        f"report: {len(metrics)} variants, best {best} (dev GAP {metrics[best]['gap']:.3f}) -> {out_dir}/results.md, curves.png, retrieval.png"
     )
 
 

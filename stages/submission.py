@@ -1,9 +1,11 @@
-"""Stage submission: the best variant by dev GAP (or submission.variant) predicts the test set.
+"""Stage submission: the recognition (variant of embed.variants × method of recognize.methods) with the best
+validation GAP, or the one submission.variant / submission.method name, predicts the test set.
 
-Writes a validated Kaggle submission and, where the data has a solution file (the synthetic set does), its GAP.
-IMAGES_DIR is the pack stage's output (or a folder in the Kaggle layout): test.csv, the test images, solution.csv.
-Test images that are missing or unusable get an empty prediction.
-Usage: python -m stages.submission MODELS_DIR METRICS_DIR IMAGES_DIR SUBMISSION_CSV SCORE_JSON
+The choice never looks at the test solution: the validation GAP is measured on the dev set and the held-out
+non-landmarks (the recognize stage). Writes a validated Kaggle submission and, where the data has a solution file
+(the synthetic set does), its GAP. Test images without a usable image, and predictions below
+submission.min_confidence, are left empty.
+Usage: python -m stages.submission RECOGNITIONS_DIR IMAGES_DIR SUBMISSION_CSV SCORE_JSON
 """
 
 import json
@@ -12,64 +14,67 @@ from pathlib import Path
 
 import numpy as np
 
-from landmark.data.images import scan
-from landmark.data.layout import image_path, read_csv
-from landmark.data.shards import packed_ids
+from landmark.data.layout import read_csv
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_json
-from landmark.inference import TrainedModel
 from landmark.params import load_params
-from landmark.runtime import pick_device
 from landmark.settings import parse_params
 from landmark.submission import read_solution, score, write_validated_submission
 
 
-def choose_variant(requested: str, variants, metrics_dir) -> str:
-    """submission.variant (checked against the variants by landmark.settings), or the best by dev GAP."""
-    if requested != "best":
-        return requested
+def choose(recognitions_dir, variants, methods, variant: str, method: str):
+    """(variant, method, its validation GAP): the named ones, or the best by validation GAP where `best`."""
     scores = {}
-    for name in variants:
-        path = Path(metrics_dir) / f"{name}.json"
-        if path.exists():
-            scores[name] = json.loads(path.read_text())["gap"]
-    if not scores:
-        raise UserError(f"{metrics_dir}: no variant metrics; run the evaluate stages first (dvc repro)")
-    return max(scores, key=scores.get)
+    for name in variants if variant == "best" else [variant]:
+        path = Path(recognitions_dir) / name / "metrics.json"
+        if not path.exists():
+            raise UserError(f"{path}: no such file; run the recognize stages first (dvc repro)")
+        figures = json.loads(path.read_text())["methods"]
+        for candidate in methods if method == "best" else [method]:
+            scores[(name, candidate)] = figures[candidate]["validation_gap"]
+    chosen = max(scores, key=scores.get)  # the first listed among equals
+    return *chosen, scores[chosen]
 
 
 @exits_cleanly
-def main(models_dir, metrics_dir, images_dir, submission_csv, score_json):
+def main(recognitions_dir, images_dir, submission_csv, score_json):
     params = parse_params(load_params())
-    settings, runtime = params.submission, params.runtime
-    name = choose_variant(settings.variant, list(params.variants), metrics_dir)
-    trained = TrainedModel.load(Path(models_dir) / name / "model.pt", pick_device(runtime.device))
+    settings = params.submission
+    variant, method, validation_gap = choose(
+        recognitions_dir, params.embed.variants, params.recognize.methods, settings.variant, settings.method
+    )
+    predictions = read_csv(Path(recognitions_dir) / variant / "predictions.csv", ["query_set", "method", "id"])
+    predictions = predictions[(predictions["query_set"] == "test") & (predictions["method"] == method)]
     test_ids = read_csv(Path(images_dir) / "test.csv", ["id"])["id"].to_numpy()
-    packed = packed_ids(images_dir, "test")
-    if packed is not None:  # the pack stage packed the usable ones only
-        has_image = np.isin(test_ids, packed)
-    else:
-        paths = [image_path(images_dir, "test", image_id) for image_id in test_ids]
-        has_image = scan(test_ids, paths, settings.max_image_pixels)["reason"].isna().to_numpy()
-    classes, confidences, _, _ = trained.predict(images_dir, "test", test_ids[has_image], runtime, desc="test")
+    found = predictions.set_index("id").reindex(test_ids)
+    labels = found["landmark_id"].fillna("-1").astype(np.int64).to_numpy()
+    confidences = found["confidence"].fillna("0").astype(float).to_numpy()
+    keep = labels >= 0
+    if settings.min_confidence is not None:
+        keep &= confidences >= settings.min_confidence
+    submission = write_validated_submission(
+        submission_csv,
+        test_ids,
+        np.where(keep, labels, None),
+        np.where(np.isfinite(confidences), confidences, 0),
+        test_ids,
+    )
 
-    labels = np.full(len(test_ids), None, dtype=object)
-    scores = np.zeros(len(test_ids))
-    predicted_rows = np.flatnonzero(has_image)
-    keep = confidences >= settings.min_confidence
-    labels[predicted_rows[keep]] = trained.labels.landmarks(classes[keep])
-    scores[predicted_rows] = confidences
-    submission = write_validated_submission(submission_csv, test_ids, labels, scores, test_ids)
-
-    result = {"variant": name, "test_images": int(len(test_ids)), "predicted": int(keep.sum())}
+    result = {
+        "variant": variant,
+        "method": method,
+        "validation_gap": validation_gap,
+        "test_images": len(test_ids),
+        "predicted": int(keep.sum()),
+    }
     solution_path = Path(images_dir) / "solution.csv"
     if solution_path.exists():
         result.update(score(submission, read_solution(solution_path)))
     write_json(score_json, result)
     scored = f", test GAP {result['gap']:.4f}" if "gap" in result else ""
-    missing = f", {int((~has_image).sum())} without a usable image left empty" if (~has_image).any() else ""
     print(
-        f"submission: {name} predicted {result['predicted']} of {len(test_ids)} test images{missing}{scored} -> {submission_csv}"
+        f"submission: {variant} by {method} (validation GAP {validation_gap:.3f}) predicted {result['predicted']} "
+        f"of {len(test_ids)} test images{scored} -> {submission_csv}"
     )
 
 

@@ -1,6 +1,10 @@
 """Stage train@VARIANT: train one variant of params.yaml (variants.VARIANT) and save the model.
 
-Usage: python -m stages.train VARIANT IMAGES_DIR SPLIT_DIR CLASSES_CSV MODEL_PATH PLOTS_DIR CHECKPOINT_PATH
+Usage: python -m stages.train VARIANT IMAGES_DIR SPLIT_DIR CLASSES_CSV GALLERY_CSV MODEL_PATH PLOTS_DIR CHECKPOINT_PATH
+
+A variant trains on the classes the filter kept (min_class_images: filter, the paper's), or on every class with
+at least min_class_images train images: then on the gallery's images (every usable train image) but the dev set's,
+as the Kaggle winners trained on all of GLDv2.
 
 CHECKPOINT_PATH is outside DVC's outputs, so a killed run's checkpoint survives until the rerun resumes from it.
 With runtime.gpus above one (or auto on a machine with several GPUs) the stage reruns itself under torchrun, one
@@ -16,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from landmark.data.layout import read_labels
+from landmark.data.prepare import filter_classes
 from landmark.distributed import relaunch_under_torchrun, split_batch, training_processes
 from landmark.errors import exits_cleanly
 from landmark.params import load_params
@@ -24,8 +29,18 @@ from landmark.settings import section, variant_settings
 from landmark.train import train_variant
 
 
+def training_data(min_class_images, split_dir, classes_csv, gallery_csv):
+    """(train rows, dev rows, label encoding) for a variant's min_class_images."""
+    dev = read_labels(Path(split_dir) / "dev.csv")
+    if min_class_images == "filter":
+        return read_labels(Path(split_dir) / "train.csv"), dev, pd.read_csv(classes_csv)
+    gallery = read_labels(gallery_csv)
+    train, classes = filter_classes(gallery[~gallery["id"].isin(dev["id"])], min_class_images)
+    return train, dev[dev["landmark_id"].isin(classes["landmark_id"])], classes
+
+
 @exits_cleanly
-def main(variant_name, images_dir, split_dir, classes_csv, model_path, plots_dir, checkpoint_path):
+def main(variant_name, images_dir, split_dir, classes_csv, gallery_csv, model_path, plots_dir, checkpoint_path):
     params = load_params()
     variant = variant_settings(params, variant_name)
     runtime = section(params, "runtime")
@@ -33,15 +48,16 @@ def main(variant_name, images_dir, split_dir, classes_csv, model_path, plots_dir
     split_batch(variant.batch_size, processes * runtime.nodes)
     if processes * runtime.nodes > 1 and "WORLD_SIZE" not in os.environ:
         relaunch_under_torchrun(processes, "stages.train", runtime.nodes, runtime.node_rank, runtime.rendezvous)
+    train, dev, classes = training_data(variant.min_class_images, split_dir, classes_csv, gallery_csv)
     metrics = train_variant(
         variant_name,
         variant,
         section(params, "train"),
         runtime,
         images_dir,
-        read_labels(Path(split_dir) / "train.csv"),
-        read_labels(Path(split_dir) / "dev.csv"),
-        pd.read_csv(classes_csv),
+        train,
+        dev,
+        classes,
         model_path,
         plots_dir,
         checkpoint_path,

@@ -11,6 +11,7 @@ TINY_SYNTHETIC = dict(
     num_test_images=20,
     test_landmark_fraction=0.25,
     ignored_fraction=0.1,
+    num_nonlandmark_images=12,
     image_size=32,
     jpeg_quality=85,
 )

@@ -2,8 +2,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
+from PIL import Image
 
+from landmark.data.layout import image_path
 from landmark.data.local import link_tree
 
 ROOT = Path(__file__).parents[1]
@@ -37,6 +40,31 @@ def test_local_folder_is_linked_in_the_kaggle_layout(tmp_path, tiny_dataset):
     copied = sorted(path.relative_to(tmp_path / "raw") for path in (tmp_path / "raw").rglob("*") if path.is_file())
     original = sorted(path.relative_to(tiny_dataset) for path in tiny_dataset.rglob("*") if path.is_file())
     assert copied == original and summary == {"files": len(original)}
+
+
+def test_a_folder_of_non_landmark_photos_joins_the_pool(tmp_path, tiny_dataset):
+    photos = tmp_path / "street"
+    (photos / "night").mkdir(parents=True)
+    Image.new("RGB", (9, 7), (10, 20, 30)).save(photos / "night" / "a.png")
+    Image.new("RGB", (9, 7), (90, 20, 30)).save(photos / "b.JPG")
+    (photos / "notes.txt").write_text("not a photo")
+    data = {"source": "local", "local": {"path": str(tiny_dataset)}, "nonlandmarks": str(photos)}
+    result = run_download(tmp_path, data)
+    assert result.returncode == 0, result.stderr
+    assert "2 added_nonlandmarks" in result.stdout
+    pool = pd.read_csv(tmp_path / "data/raw/nonlandmark.csv", dtype=str, keep_default_na=False)
+    added = pool[pool["source"] != ""]
+    assert len(pool) == len(added) + len(pd.read_csv(tiny_dataset / "nonlandmark.csv"))
+    assert sorted(added["source"]) == ["b.JPG", "night/a.png"]
+    for image_id, source in zip(added["id"], added["source"]):
+        copied = image_path(tmp_path / "data/raw", "nonlandmark", image_id).read_bytes()
+        assert copied == (photos / source).read_bytes()
+    missing = run_download(tmp_path, data | {"nonlandmarks": str(tmp_path / "nowhere")})
+    assert missing.returncode == 1
+    assert (
+        missing.stderr
+        == f"error: data.nonlandmarks: {tmp_path / 'nowhere'} is not a folder; point it at a folder of non-landmark photos\n"
+    )
 
 
 def test_local_folder_missing_parts_is_one_line(tmp_path):

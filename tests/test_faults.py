@@ -112,6 +112,25 @@ def test_bad_images_are_counted_listed_and_skipped(salted, mlflow_store):
         assert metrics["images"] == len(usable)
 
 
+def test_the_gallery_keeps_every_class_and_the_pool_loses_its_bad_photos(salted, mlflow_store):
+    project, _ = salted
+    raw = project / "data/raw"
+    train, pool = read_labels(raw / "train.csv"), pd.read_csv(raw / "nonlandmark.csv", dtype=str)["id"]
+    smallest = train["landmark_id"].value_counts().index[-1]
+    small_image = train.loc[train["landmark_id"] == smallest, "id"].iloc[0]
+    for split, image_id in (("train", small_image), ("nonlandmark", pool.iloc[0])):
+        image_path(raw, split, image_id).write_bytes(b"not an image")
+    result = run_filter(project, max_bad_fraction=0.5)
+    assert result.returncode == 0, result.stderr
+    bad = pd.read_csv(project / "data/filtered/bad_images.csv")
+    assert (bad["split"] == "nonlandmark").sum() == 1 and set(bad["id"]) >= {small_image, pool.iloc[0]}
+    gallery = read_labels(project / "data/filtered/gallery.csv")
+    assert smallest not in set(read_labels(project / "data/filtered/train.csv")["landmark_id"])  # below the filter
+    assert set(gallery["id"]) == set(train["id"]) - set(bad["id"])  # but searched: every usable train image
+    kept_pool = pd.read_csv(project / "data/filtered/nonlandmark.csv", dtype=str)["id"]
+    assert kept_pool.tolist() == pool.iloc[1:].tolist()
+
+
 def test_too_many_bad_images_stop_the_stage_in_one_line(salted):
     project, _ = salted
     result = run_filter(project, max_bad_fraction=0.01)

@@ -22,7 +22,7 @@ from landmark.train import train_variant
 
 ROOT = Path(__file__).parents[1]
 VARIANT = {
-    "backbone": "resnet10t", "pooling": "avg", "attention": "none", "neck": "none", "head": "linear",
+    "backbone": "resnet10t", "min_class_images": "filter", "pooling": "avg", "attention": "none", "neck": "none", "head": "linear",
     "loss": "cross_entropy", "pretrained": "none",
     "frozen_tensors": 0, "image_size": 32, "batch_size": 8, "lr": 0.001, "steps": 24,
     "augmentation": {"translate": 0.1, "scale": [0.9, 1.1], "flip": 0.5},
@@ -50,13 +50,15 @@ def make_project(folder: Path, dataset: Path) -> Path:
     write_csv(folder / "split/train.csv", train)
     write_csv(folder / "split/dev.csv", dev)
     write_csv(folder / "classes.csv", classes)
+    write_csv(folder / "gallery.csv", read_labels(dataset / "train.csv"))
     (folder / "params.yaml").write_text(project_params())
     return folder
 
 
 def train_command(folder, dataset):
     return [
-        sys.executable, "-m", "stages.train", "tiny", str(dataset), "split", "classes.csv", "model.pt", "plots",
+        sys.executable, "-m", "stages.train", "tiny", str(dataset), "split", "classes.csv", "gallery.csv", "model.pt",
+        "plots",
         "checkpoints/last.pt",
     ]  # fmt: skip
 
@@ -155,7 +157,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, ti
         ({"pooling": "max"}, r"variants.v.pooling: unknown pooling 'max'"),
         ({"augmentation": {"translate": 0.1, "scale": [1.1, 0.9], "flip": 0.5}}, r"augmentation.scale: .* swap them"),
         ({"augmentation": {"translate": 0.1, "scale": [0.9, 1.1], "flip": 2}}, r"augmentation.flip: 2 must be a"),
-        ({"lr_": 0.1}, r"variants.v.lr_: unknown setting; expected one of backbone, pooling"),
+        ({"lr_": 0.1}, r"variants.v.lr_: unknown setting; expected one of backbone, min_class_images, pooling"),
     ],
 )
 def test_bad_params_are_refused_before_any_work(change, message):

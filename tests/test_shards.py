@@ -84,11 +84,14 @@ def test_pack_stage_packs_usable_test_images_and_keeps_every_test_id(tmp_path, t
         yaml.safe_dump({"pack": {"shard_size_mb": 0.002, "seed": 0, "max_image_pixels": 89478485}})
     )
     result = subprocess.run(
-        [sys.executable, "-m", "stages.pack", "raw", "raw/train.csv", "shards"],
+        [sys.executable, "-m", "stages.pack", "raw", "raw/train.csv", "raw/nonlandmark.csv", "shards"],
         cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert f"{len(test) - 1} of {len(test)} test images" in result.stdout
+    pool = pd.read_csv(raw / "nonlandmark.csv", dtype=str)["id"]
+    assert f"{len(pool)} non-landmark photos" in result.stdout
+    assert sorted(packed_ids(tmp_path / "shards", "nonlandmark")) == sorted(pool)
     assert pd.read_csv(tmp_path / "shards/test.csv", dtype=str)["id"].tolist() == test["id"].tolist()
     assert (tmp_path / "shards/solution.csv").read_bytes() == (raw / "solution.csv").read_bytes()
     assert sorted(packed_ids(tmp_path / "shards", "test")) == sorted(test["id"].iloc[1:])

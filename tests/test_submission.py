@@ -19,6 +19,7 @@ from landmark.submission import (
     validate_submission,
     write_validated_submission,
 )
+from stages.submission import choose
 
 ROOT = Path(__file__).parents[1]
 
@@ -134,7 +135,10 @@ def test_cli_check_passes_the_project_params_and_names_a_wrong_key(tmp_path):
         (("train", "precision"), "fp16", "params.yaml train.precision: 'fp16' is not auto, bf16 or fp32"),
         (("variants", "xception", "lr"), 0, "params.yaml variants.xception.lr: 0 must be a positive number"),
         (("variant_defaults", "steps"), 0.5, "params.yaml variants.resnet50.steps: 0.5 must be a whole number >= 1"),
-        (("submission", "variant"), "vgg", "params.yaml submission.variant: 'vgg' is not in variants"),
+        (("submission", "variant"), "vgg", "params.yaml submission.variant: 'vgg' is not in embed.variants; use best"),
+        (("submission", "method"), "knn+ban", "params.yaml submission.method: 'knn+ban' is not in recognize.methods"),
+        (("embed", "variants"), ["resnet50", "vgg"], "params.yaml embed.variants: 'vgg' is not in variants"),
+        (("recognize", "methods"), ["knn", "knn+pool"], "params.yaml recognize.methods: 'pool' in 'knn+pool' is not"),
         (("train", "decode"), "gpu", "params.yaml train.decode: 'gpu' is not worker or device"),
         (("runtime", "num_workers"), -2, "params.yaml runtime.num_workers: -2 is not auto or a whole number >= 0"),
         (("evaluate", "batch_size"), 64, "params.yaml evaluate.batch_size: unknown setting; expected one of"),
@@ -142,7 +146,7 @@ def test_cli_check_passes_the_project_params_and_names_a_wrong_key(tmp_path):
         changed = copy.deepcopy(params)
         *path, last = key
         functools.reduce(dict.get, path, changed)[last] = value
-        (tmp_path / "params.yaml").write_text(yaml.safe_dump(changed))
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
         result = subprocess.run(command + ["--params", str(tmp_path / "params.yaml")], capture_output=True, text=True)
         assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
         assert result.stderr.startswith(f"error: {message}")
@@ -157,3 +161,20 @@ def test_console_script_is_installed(tmp_path):
         [landmark, "score", str(submission), str(solution), "--json"], capture_output=True, text=True
     )
     assert json.loads(result.stdout) == {"gap": 1.0, "private": 1.0}
+
+
+def test_the_submission_chooses_by_validation_gap_never_by_the_test_set(tmp_path):
+    figures = {
+        "resnet50": {"softmax": (0.30, 0.01), "knn": (0.50, 0.02)},
+        "recipe": {"softmax": (0.20, 0.90), "knn": (0.60, 0.10)},  # the test GAP would pick recipe/softmax
+    }
+    for variant, methods in figures.items():
+        scores = {method: {"validation_gap": valid, "test_gap": test} for method, (valid, test) in methods.items()}
+        (tmp_path / variant).mkdir()
+        (tmp_path / variant / "metrics.json").write_text(json.dumps({"methods": scores}))
+    variants, methods = ["resnet50", "recipe"], ["softmax", "knn"]
+    assert choose(tmp_path, variants, methods, "best", "best") == ("recipe", "knn", 0.60)
+    assert choose(tmp_path, variants, methods, "resnet50", "best") == ("resnet50", "knn", 0.50)
+    assert choose(tmp_path, variants, methods, "best", "softmax") == ("resnet50", "softmax", 0.30)
+    with pytest.raises(UserError, match=r"missing/metrics.json: no such file; run the recognize stages first"):
+        choose(tmp_path, ["missing"], methods, "best", "best")

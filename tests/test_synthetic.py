@@ -31,6 +31,15 @@ def test_layout_and_files(tiny_dataset):
     assert list(sample.columns) == ["id", "landmarks"] and sample["id"].tolist() == test["id"].tolist()
 
 
+def test_the_non_landmark_pool_is_apart_from_the_test_set(tiny_dataset):
+    pool = pd.read_csv(tiny_dataset / "nonlandmark.csv", dtype=str)["id"]
+    assert len(pool) == TINY_SYNTHETIC["num_nonlandmark_images"] and pool.is_unique
+    test = set(pd.read_csv(tiny_dataset / "test.csv", dtype=str)["id"])
+    train = set(read_labels(tiny_dataset / "train.csv")["id"])
+    assert not (set(pool) & test) and not (set(pool) & train)
+    assert all(image_path(tiny_dataset, "nonlandmark", image_id).exists() for image_id in pool)
+
+
 def test_solution_marks_most_test_images_as_non_landmarks(tiny_dataset):
     solution = pd.read_csv(tiny_dataset / "solution.csv", dtype=str, keep_default_na=False)
     assert list(solution.columns) == ["id", "landmarks", "Usage"]

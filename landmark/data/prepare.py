@@ -56,7 +56,10 @@ def drop_duplicate_ids(train: pd.DataFrame, path):
     return train[~repeated], int(repeated.sum())
 
 
-def candidate_rows(train: pd.DataFrame, min_samples_per_class: int) -> pd.DataFrame:
-    """The rows of classes large enough to pass the filter: the only images worth checking."""
-    counts = train["landmark_id"].value_counts()
-    return train[train["landmark_id"].isin(counts.index[counts >= min_samples_per_class])]
+def split_pool(pool: pd.DataFrame, holdout_fraction: float, seed: int):
+    """The non-landmark pool cut in two at random: (the pool suppression searches, the photos held out for
+    validation). The held-out ones stand in for the test set's non-landmarks when a recognition method is chosen,
+    so none of them may be in the pool it is scored against."""
+    is_holdout = np.zeros(len(pool), dtype=bool)
+    is_holdout[np.random.default_rng(seed).permutation(len(pool))[: int(round(len(pool) * holdout_fraction))]] = True
+    return pool[~is_holdout], pool[is_holdout]

@@ -4,7 +4,9 @@ Each class is a procedurally drawn building (a blueprint of walls, roofs, domes,
 palette). Each photo of it varies as web photos of landmarks do: viewpoint (perspective warp), scale, crop,
 lighting, occluders in front and clutter behind. Class sizes follow a power law, so some classes fall under the
 filter threshold, and most test images show no landmark, only clutter and buildings that belong to no class.
-Everything is drawn from one seed.
+A pool of such non-landmark photos, apart from the test set, is what recognition's non-landmark suppression
+compares against (as the Kaggle winners used the images of an earlier test set). Everything is drawn from one
+seed.
 """
 
 import colorsys
@@ -155,10 +157,12 @@ def generate(
     num_test_images,
     test_landmark_fraction,
     ignored_fraction,
+    num_nonlandmark_images,
     image_size,
     jpeg_quality,
 ):
-    """Write a GLD-like dataset in the Kaggle layout under out_dir, plus `solution.csv` for local scoring."""
+    """Write a GLD-like dataset in the Kaggle layout under out_dir, plus `solution.csv` for local scoring and a
+    non-landmark pool (`nonlandmark.csv`, `nonlandmark/a/b/c/<id>.jpg`)."""
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
     landmark_ids = np.sort(rng.choice(200_000, size=num_classes, replace=False))
@@ -177,9 +181,11 @@ def generate(
     test_ids = _new_ids(rng, num_test_images, taken)
     usage = rng.choice(["Public", "Private"], num_test_images, p=[1 / 3, 2 / 3])
     usage[rng.uniform(size=num_test_images) < ignored_fraction] = "Ignored"
+    nonlandmark_ids = _new_ids(rng, num_nonlandmark_images, taken)
 
     jobs = [("train", image_id, label) for image_id, label in zip(train["id"], train_labels)]
     jobs += [("test", image_id, label) for image_id, label in zip(test_ids, test_labels)]
+    jobs += [("nonlandmark", image_id, -1) for image_id in nonlandmark_ids]
     for split, image_id, label in tqdm(jobs, desc="synthetic images", unit="img", mininterval=1):
         image_rng = np.random.default_rng([seed, int(image_id, 16) % 2**63])
         image = render(image_rng, image_size, blueprints[label] if label >= 0 else None)
@@ -189,6 +195,7 @@ def generate(
 
     write_csv(out_dir / "train.csv", train)
     write_csv(out_dir / "test.csv", pd.DataFrame({"id": test_ids}))
+    write_csv(out_dir / "nonlandmark.csv", pd.DataFrame({"id": nonlandmark_ids}))
     write_csv(out_dir / "sample_submission.csv", pd.DataFrame({"id": test_ids, "landmarks": ""}))
     truth = [str(landmark_ids[label]) if label >= 0 else "" for label in test_labels]
     write_csv(out_dir / "solution.csv", pd.DataFrame({"id": test_ids, "landmarks": truth, "Usage": usage}))
@@ -197,4 +204,5 @@ def generate(
         "classes": num_classes,
         "test_images": num_test_images,
         "test_landmarks": num_landmarks,
+        "nonlandmark_images": num_nonlandmark_images,
     }

@@ -9,9 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
+from landmark.data.layout import image_path, read_labels
+from landmark.retrieval import Neighbours, Whitening, read_embeddings, read_index, recognize, search
 from landmark.submission import validate_submission
 from tests.conftest import TINY_SYNTHETIC
 
@@ -19,12 +23,14 @@ ROOT = Path(__file__).parents[2]
 PROJECT_FILES = ["dvc.yaml", ".dvcignore", ".gitignore", "data/.gitignore", "stages", "landmark"]
 
 
-E2E_VARIANTS = ["resnet50", "xception", "xception_cbp_selfattn"]  # the parts are tested one by one elsewhere
+E2E_VARIANTS = ["resnet50", "xception", "xception_cbp_selfattn", "recipe_resnet50"]  # parts: tested one by one
+RETRIEVAL_VARIANTS = ["resnet50", "recipe_resnet50"]
 
 
 def tiny_params():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["variants"] = {name: params["variants"][name] for name in E2E_VARIANTS}
+    params["embed"]["variants"] = RETRIEVAL_VARIANTS
     params["data"]["synthetic"] = dict(TINY_SYNTHETIC)
     params["filter"]["min_samples_per_class"] = 4
     params["split"]["dev_fraction"] = 0.25
@@ -60,6 +66,66 @@ def changed_stages(repo, env, edit) -> set:
         path.write_text(original)
 
 
+def dropped_class_is_recognised(repo, variant):
+    """An image of a class the filter dropped is in the variant's index, and a query of it is named right."""
+    gallery, vectors = read_embeddings(repo / "embeddings" / variant, "gallery")
+    kept = set(read_labels(repo / "data/filtered/train.csv")["landmark_id"])
+    dropped = np.flatnonzero(~gallery["landmark_id"].isin(kept).to_numpy())
+    assert len(dropped) and set(gallery["id"]) >= set(read_labels(repo / "data/split/train.csv")["id"])
+    index = read_index(repo / "indexes" / variant / "gallery.faiss", nprobe=1)
+    query = Whitening.load(repo / "indexes" / variant / "whitening.npz")(vectors[dropped[:1]])
+    similarities, positions = search(index, query, 3)
+    assert positions[0, 0] == dropped[0] and similarities[0, 0] == pytest.approx(1.0, abs=1e-4)
+    found = Neighbours(
+        similarities, positions, gallery["landmark_id"].to_numpy(), np.zeros(1), np.array([-1]), np.zeros(1)
+    )
+    label, _ = recognize("knn", found, None, max_predictions=10, blend_weight=1.0)
+    assert label[0] == gallery["landmark_id"].iat[dropped[0]]
+
+
+def predict_answers_each_photo(repo, env, score, tmp_path):
+    """`landmark predict` on a train photo, a PNG behind a .jpg name, a text file and a missing file: one line
+    each, in order; a missing model is one line."""
+    gallery = read_labels(repo / "embeddings" / score["variant"] / "gallery.csv")
+    image_id, landmark = gallery["id"].iat[0], int(gallery["landmark_id"].iat[0])
+    photo = image_path(repo / "data/raw", "train", image_id)
+    png = tmp_path / "png.jpg"
+    Image.open(photo).save(png, "PNG")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    names = tmp_path / "names.csv"
+    names.write_text(f"landmark_id,category\n{landmark},http://commons.wikimedia.org/wiki/Category:Old_Town_Hall\n")
+    command = [
+        "landmark",
+        "predict",
+        str(photo),
+        str(png),
+        str(text),
+        str(tmp_path / "gone.jpg"),
+        "--names",
+        str(names),
+    ]
+    result = subprocess.run(command + ["--json"], cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr  # one file could not be read: the rest are still answered
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [answer["file"] for answer in answers] == [str(photo), str(png), str(text), str(tmp_path / "gone.jpg")]
+    assert answers[2] == {"file": str(text), "error": "not an image"}
+    assert answers[3] == {"file": str(tmp_path / "gone.jpg"), "error": "no such file"}
+    for answer in answers[:2]:
+        assert answer["no_landmark"] == (not answer["landmarks"]) and len(answer["landmarks"]) <= 3
+    assert answers[0]["landmarks"] == answers[1]["landmarks"]  # the same pixels, whatever the file's format
+    plain = subprocess.run(command[:3] + ["--top-k", "1", "--method", "knn", "--names", str(names)], cwd=repo, env=env,
+                           capture_output=True, text=True)  # fmt: skip
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout.startswith(f"{photo}: {landmark} (") and plain.stdout.rstrip().endswith(") Old Town Hall")
+    missing = subprocess.run(command[:3] + ["--model", "models/none/model.pt"], cwd=repo, env=env, capture_output=True,
+                             text=True)  # fmt: skip
+    assert (
+        missing.returncode == 1
+        and missing.stderr == "error: models/none/model.pt: no such model; run `dvc repro` to train it\n"
+    )
+
+
 @pytest.mark.e2e
 def test_dvc_repro_end_to_end(tmp_path):
     repo = tmp_path / "repo"
@@ -89,6 +155,7 @@ def test_dvc_repro_end_to_end(tmp_path):
 
     first = run(dvc + ["repro"], repo, env)
     per_variant = {f"{stage}@{name}" for stage in ("train", "evaluate") for name in E2E_VARIANTS}
+    per_variant |= {f"{stage}@{name}" for stage in ("embed", "index", "recognize") for name in RETRIEVAL_VARIANTS}
     assert (
         stages_run(first) == {"download", "filter", "split", "pack", "submission", "saliency", "report"} | per_variant
     )
@@ -98,14 +165,23 @@ def test_dvc_repro_end_to_end(tmp_path):
     test_ids = (repo / "data/raw/test.csv").read_text().split()[1:]
     validate_submission(repo / "submission.csv", test_ids)
     score = json.loads((repo / "reports/submission.json").read_text())
-    assert {"gap", "public", "private", "variant"} <= set(score)
+    assert {"gap", "public", "private", "variant", "method", "validation_gap"} <= set(score)
+    assert score["variant"] in RETRIEVAL_VARIANTS
     results = (repo / "reports/results.md").read_text()
     assert "resnet50" in results and "xception" in results and "0.674" in results
-    for figure in ("curves.png", "saliency.png"):
+    assert "# Recognition: methods × variants" in results and f"| **{score['variant']}** |" in results
+    for figure in ("curves.png", "saliency.png", "retrieval.png"):
         assert (repo / "reports" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    dropped_class_is_recognised(repo, "recipe_resnet50")
+    predict_answers_each_photo(repo, env, score, tmp_path)
     with sqlite3.connect(repo / "mlflow.db") as db:
-        assert db.execute("select count(*) from runs where status = 'FINISHED' and name != 'filter'").fetchone() == (3,)
-        assert db.execute("select count(distinct run_uuid) from metrics where key = 'eval_gap'").fetchone() == (3,)
+        trained = len(E2E_VARIANTS)
+        assert db.execute("select count(*) from runs where status = 'FINISHED' and name != 'filter'").fetchone() == (
+            trained,
+        )
+        assert db.execute("select count(distinct run_uuid) from metrics where key = 'eval_gap'").fetchone() == (
+            trained,
+        )
         assert db.execute("select count(*) from metrics where key = 'bad_images' and value = 0").fetchone() == (1,)
 
     second = run(dvc + ["repro"], repo, env)
@@ -118,6 +194,12 @@ def test_dvc_repro_end_to_end(tmp_path):
     trains = changed_stages(repo, env, lambda params: params["variant_defaults"].update(lr=0.002))
     assert {f"train@{name}" for name in E2E_VARIANTS} <= trains
     assert changed_stages(repo, env, lambda params: params["variant_defaults"]["augmentation"].update(flip=0.25))
+    # Recognition's settings rerun recognition alone; the index's, the index.
+    recognitions = {f"recognize@{name}" for name in RETRIEVAL_VARIANTS}
+    assert changed_stages(repo, env, lambda params: params["recognize"].update(max_label_predictions=3)) == recognitions
+    assert changed_stages(repo, env, lambda params: params["index"].update(exact_below=5)) == {
+        f"index@{name}" for name in RETRIEVAL_VARIANTS
+    }
 
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "lock"], repo, env)
@@ -134,7 +216,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert json.loads((clone / "reports/submission.json").read_text()) == score
     # `++` adds the key to a variant that inherits it (DVC's -S is Hydra's override syntax); that variant alone reruns.
     experiment = run(dvc + ["exp", "run", "-S", "++variants.xception.lr=0.0001"], repo, env)
-    assert stages_run(experiment) == {"train@xception", "evaluate@xception", "submission", "saliency", "report"}
+    assert stages_run(experiment) == {"train@xception", "evaluate@xception", "saliency", "report"}
     assert SECRET not in first + second + experiment
     written = [path for path in repo.rglob("*") if path.is_file() and ".git" not in path.parts]
     assert written and not [path for path in written if SECRET.encode() in path.read_bytes()]

@@ -1,0 +1,39 @@
+"""Stage index@VARIANT: faiss indexes of the variant's gallery embeddings (what a query searches: every train image
+but the dev set's) and of its non-landmark pool (what suppression compares against), both whitened as
+index.whitening says (learned on the gallery, saved as whitening.npz for the queries). Exact inner product below
+index.exact_below vectors, index.factory's approximate index from there on; built on the GPU where
+runtime.device allows and faiss-gpu is installed.
+
+Usage: python -m stages.index EMBEDDINGS_DIR OUT_DIR
+"""
+
+import sys
+import time
+from pathlib import Path
+
+from landmark.errors import exits_cleanly
+from landmark.params import load_params
+from landmark.retrieval import Whitening, build_index, read_embeddings, use_gpu, write_index
+from landmark.settings import parse_params
+
+
+@exits_cleanly
+def main(embeddings_dir, out_dir):
+    params = parse_params(load_params())
+    settings, gpu = params.index, use_gpu(params.runtime.device)
+    _, gallery = read_embeddings(embeddings_dir, "gallery")
+    whitening = Whitening.fit(gallery, settings.whitening_dims) if settings.whitening == "pca" else Whitening()
+    whitening.save(Path(out_dir) / "whitening.npz")
+    built = []
+    for name in ("gallery", "pool"):
+        started = time.perf_counter()
+        vectors = whitening(read_embeddings(embeddings_dir, name)[1])
+        index = build_index(vectors, settings.exact_below, settings.factory, gpu=gpu)
+        write_index(index, Path(out_dir) / f"{name}.faiss")
+        kind = "exact" if len(vectors) < settings.exact_below else settings.factory
+        built.append(f"{name} {index.ntotal} × {vectors.shape[1]} ({kind}, {time.perf_counter() - started:.1f} s)")
+    print(f"index: {'; '.join(built)}{' on the GPU' if gpu else ''} -> {out_dir}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
