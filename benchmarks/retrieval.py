@@ -11,7 +11,7 @@ Exact search of all queries would take hours on 2 cores, so recall@1 is measured
 drawn chunk by chunk from fixed seeds, so memory holds one chunk, the index and the queries.
 
 Usage: python benchmarks/retrieval.py [--gallery N ...] [--classes C ...] [--factory F ...] [--nprobe P ...]
-e.g.   python benchmarks/retrieval.py --gallery 1580470 4132914 --classes 81313 203094 --factory IVF4096,PQ64
+e.g.   python benchmarks/retrieval.py --gallery 1580470 4132914 --classes 81313 203094 --factory IVF4096,SQ8
 """
 
 import argparse
@@ -97,9 +97,10 @@ def main():
     parser.add_argument("--classes", type=int, nargs="+", default=[81_313, 203_094], help="one per gallery size")
     parser.add_argument("--queries", type=int, default=117_577)
     parser.add_argument("--exact-queries", type=int, default=2_000)
-    parser.add_argument("--factory", nargs="+", default=["IVF4096,PQ64"])
-    parser.add_argument("--nprobe", type=int, nargs="+", default=[16, 32, 64])
-    parser.add_argument("--dimension", type=int, default=512)
+    parser.add_argument("--factory", nargs="+", default=["IVF4096,SQ8", "IVF4096,PQ64"])
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[8, 16, 32])
+    # What the index stage indexes: the embeddings whitened to index.whitening_dims (256 by default).
+    parser.add_argument("--dimension", type=int, default=256)
     parser.add_argument("--noise", type=float, default=0.9, help="scatter around the class centre (cosine ≈ 1/√(1+noise²))")
     args = parser.parse_args()
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")

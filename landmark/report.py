@@ -204,13 +204,9 @@ def plot_retrieval(neighbours: pd.DataFrame, verdicts: dict, images_dir, out_png
     plt.close(figure)
 
 
-def read_recognitions(recognitions_dir, variants) -> dict:
-    recognitions = {}
-    for name in variants:
-        path = Path(recognitions_dir) / name / "metrics.json"
-        if path.exists():
-            recognitions[name] = json.loads(path.read_text())
-    return recognitions
+def _read_present(paths: dict) -> dict:
+    """name -> the JSON at its path, for the paths that exist (a stage not run yet leaves its row out)."""
+    return {name: json.loads(Path(path).read_text()) for name, path in paths.items() if Path(path).exists()}
 
 
 def chosen_verdicts(recognitions_dir, submission: dict) -> dict:
@@ -224,13 +220,11 @@ def chosen_verdicts(recognitions_dir, submission: dict) -> dict:
 def write_report(metrics_dir, plots_dir, submission_json, recognitions_dir, images_dir, params, out_dir) -> dict:
     """results.md, curves.png and retrieval.png from the stages' outputs; params: the parsed params.yaml."""
     variants = list(params.variants)
-    metrics = {}
-    for name in variants:
-        path = Path(metrics_dir) / f"{name}.json"
-        if path.exists():
-            metrics[name] = json.loads(path.read_text())
-    submission = json.loads(Path(submission_json).read_text()) if Path(submission_json).exists() else None
-    recognitions = read_recognitions(recognitions_dir, params.embed.variants)
+    metrics = _read_present({name: Path(metrics_dir) / f"{name}.json" for name in variants})
+    submission = _read_present({"chosen": submission_json}).get("chosen")
+    recognitions = _read_present(
+        {name: Path(recognitions_dir) / name / "metrics.json" for name in params.embed.variants}
+    )
     tables = results_table(metrics) + recognition_table(recognitions, params.recognize.methods, submission)
     write_text(Path(out_dir) / "results.md", tables)
     plot_curves(plots_dir, variants, Path(out_dir) / "curves.png")

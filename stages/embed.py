@@ -11,17 +11,25 @@ not known here). The sets:
 
 and OUT_DIR/classes.csv, the classes the variant's classifier learned (landmark_id, images).
 
+With runtime.gpus above one (or auto on a machine with several GPUs) the stage reruns itself under torchrun, one
+process per GPU of this machine, each embedding every world-th image; the first process puts the parts together.
+(Embedding needs no other machine: runtime.nodes is for training.)
+
 Usage: python -m stages.embed MODEL_PT IMAGES_DIR GALLERY_CSV SPLIT_DIR OUT_DIR
 """
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch.distributed as dist
 
 from landmark.data.layout import read_csv, read_labels
 from landmark.data.shards import packed_ids
+from landmark.distributed import Ranks, relaunch_under_torchrun, training_processes
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import atomic_path, write_csv
 from landmark.inference import TrainedModel
@@ -69,17 +77,51 @@ def write_set(trained: TrainedModel, images_dir, split, rows: pd.DataFrame, runt
     write_csv(Path(out_dir) / f"{name}.csv", rows)
 
 
+def put_together(parts_dir, out_dir, name: str, world: int) -> None:
+    """out_dir/name.npy and name.csv from the parts of every process: part r holds items r, r + world, …"""
+    parts = [np.load(Path(parts_dir) / f"{name}.{rank}.npy", mmap_mode="r") for rank in range(world)]
+    rows = [pd.read_csv(Path(parts_dir) / f"{name}.{rank}.csv", dtype={"id": str}) for rank in range(world)]
+    total = sum(len(part) for part in parts)
+    with atomic_path(Path(out_dir) / f"{name}.npy") as temporary:
+        vectors = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=(total, parts[0].shape[1]))
+        for rank, part in enumerate(parts):
+            vectors[rank::world] = part
+        vectors.flush()
+        del vectors
+    order = np.concatenate([np.arange(rank, total, world) for rank in range(world)])
+    write_csv(Path(out_dir) / f"{name}.csv", pd.concat(rows, ignore_index=True).iloc[np.argsort(order, kind="stable")])
+
+
 @exits_cleanly
 def main(model_pt, images_dir, gallery_csv, split_dir, out_dir):
     runtime = parse_params(load_params()).runtime
-    trained = TrainedModel.load(model_pt, pick_device(runtime.device))
+    device = pick_device(runtime.device)
+    processes = training_processes(runtime.gpus, device)
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
+        relaunch_under_torchrun(processes, "stages.embed")
+    ranks, parts_dir = Ranks(), Path(out_dir) / "parts"
+    with ranks.joined(device) as device:
+        trained = TrainedModel.load(model_pt, device)
+        sets = image_sets(images_dir, gallery_csv, split_dir)
+        for name, (split, rows) in sets.items():
+            mine = rows.iloc[ranks.my_indices(len(rows))]
+            if ranks.world == 1:
+                write_set(trained, images_dir, split, mine, runtime, out_dir, name)
+            else:
+                write_set(trained, images_dir, split, mine, runtime, parts_dir, f"{name}.{ranks.rank}")
+        if ranks.world > 1:
+            dist.barrier()
+            if ranks.leader:
+                for name in sets:
+                    put_together(parts_dir, out_dir, name, ranks.world)
+                shutil.rmtree(parts_dir)
+    if not ranks.leader:
+        return
     learned = pd.DataFrame({"landmark_id": trained.labels.landmark_ids, "images": trained.labels.images})
     write_csv(Path(out_dir) / "classes.csv", learned)
-    sets = image_sets(images_dir, gallery_csv, split_dir)
-    for name, (split, rows) in sets.items():
-        write_set(trained, images_dir, split, rows, runtime, out_dir, name)
     sizes = ", ".join(f"{len(rows)} {name}" for name, (_, rows) in sets.items())
-    print(f"embed: {trained.embedding_size}-d embeddings of {sizes} images -> {out_dir}")
+    processes = f" on {ranks.world} processes" if ranks.world > 1 else ""
+    print(f"embed: {trained.embedding_size}-d embeddings of {sizes} images{processes} -> {out_dir}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ def main(recognitions_dir, images_dir, submission_csv, score_json):
     predictions = predictions[(predictions["query_set"] == "test") & (predictions["method"] == method)]
     test_ids = read_csv(Path(images_dir) / "test.csv", ["id"])["id"].to_numpy()
     found = predictions.set_index("id").reindex(test_ids)
+    without_image = int(found["landmark_id"].isna().sum())  # not packed: no usable image
     labels = found["landmark_id"].fillna("-1").astype(np.int64).to_numpy()
     confidences = found["confidence"].fillna("0").astype(float).to_numpy()
     keep = labels >= 0
@@ -72,9 +73,10 @@ def main(recognitions_dir, images_dir, submission_csv, score_json):
         result.update(score(submission, read_solution(solution_path)))
     write_json(score_json, result)
     scored = f", test GAP {result['gap']:.4f}" if "gap" in result else ""
+    missing = f", {without_image} without a usable image left empty" if without_image else ""
     print(
         f"submission: {variant} by {method} (validation GAP {validation_gap:.3f}) predicted {result['predicted']} "
-        f"of {len(test_ids)} test images{scored} -> {submission_csv}"
+        f"of {len(test_ids)} test images{missing}{scored} -> {submission_csv}"
     )
 
 

@@ -1,23 +1,33 @@
 """DDP on the CPU: the train stage with runtime.gpus: 2 relaunches itself under torchrun (gloo) and ends where a
 single process training on the same global batches ends, also when killed and rerun, and so do two single-process
-"nodes" meeting at a rendezvous on localhost; only the first process writes outputs."""
+"nodes" meeting at a rendezvous on localhost; only the first process writes outputs. The embed stage on two
+processes writes what one writes."""
 
 import contextlib
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
+from landmark.data.layout import read_labels
+from landmark.data.prepare import filter_classes, split_dev
+from landmark.data.shards import pack
 from landmark.distributed import Ranks, training_processes
 from landmark.errors import UserError
+from landmark.files import write_csv
+from landmark.inference import LabelEncoding, save_model
+from landmark.models import create_model
 from landmark.runtime import loader_workers
-from landmark.settings import Runtime, parse
+from landmark.settings import Runtime, Variant, parse
 from tests.test_resume import (
     RUNTIME,
     environment,
@@ -163,3 +173,42 @@ def test_loader_workers_share_this_machines_cores_among_its_own_processes(monkey
     assert loader_workers("auto", torch.device("cuda"), ranks.on_this_machine) == 14  # 128 // 8 - 2, not 128 // 16 - 2
     monkeypatch.delenv("LOCAL_WORLD_SIZE")
     assert Ranks().on_this_machine == 16  # one machine: every process is on it
+
+
+def embed_project(folder: Path, dataset: Path, processes: int) -> Path:
+    """A project holding what the embed stage reads: shards, the split's CSVs, a model and params.yaml."""
+    kept, classes = filter_classes(read_labels(dataset / "train.csv"), 4)
+    _, dev = split_dev(kept, 0.25, seed=0)
+    pool = pd.read_csv(dataset / "nonlandmark.csv", dtype=str)
+    write_csv(folder / "split/dev.csv", dev)
+    write_csv(folder / "split/pool.csv", pool.iloc[::2])
+    write_csv(folder / "split/holdout.csv", pool.iloc[1::2])
+    write_csv(folder / "gallery.csv", read_labels(dataset / "train.csv"))
+    pack(dataset, "train", read_labels(dataset / "train.csv"), folder / "shards", 2**20, 0)
+    pack(dataset, "nonlandmark", pool, folder / "shards", 2**20, 0)
+    pack(dataset, "test", pd.read_csv(dataset / "test.csv", dtype=str), folder / "shards", 2**20, 0)
+    variant = parse(Variant, RESUME_VARIANT | {"neck": {"name": "embedding", "dim": 16}}, "variants.tiny")
+    torch.manual_seed(0)
+    save_model(folder / "model.pt", create_model(variant, len(classes)), variant, "worker",
+               LabelEncoding.from_classes(classes), run_id="")  # fmt: skip
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    params["runtime"] |= {"device": "cpu", "gpus": processes, "num_workers": 0, "inference_batch_size": 8}
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return folder
+
+
+def test_the_embed_stage_on_two_gloo_processes_writes_what_one_process_writes(tmp_path, tiny_dataset):
+    written = {}
+    for processes in (1, 2):
+        project = embed_project(tmp_path / str(processes), tiny_dataset, processes)
+        command = [sys.executable, "-m", "stages.embed", "model.pt", "shards", "gallery.csv", "split", "embeddings"]
+        result = subprocess.run(command, cwd=project, env=environment(project), capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.count("embed: 16-d embeddings of") == 1  # the first process's line only
+        assert ("on 2 processes" in result.stdout) == (processes == 2)
+        written[processes] = project / "embeddings"
+    assert sorted(path.name for path in written[2].iterdir()) == sorted(path.name for path in written[1].iterdir())
+    for name in ("gallery", "dev", "holdout", "pool", "test"):
+        one, two = (pd.read_csv(written[count] / f"{name}.csv", dtype={"id": str}) for count in (1, 2))
+        pd.testing.assert_frame_equal(one, two, atol=1e-5, rtol=1e-5)
+        assert np.allclose(np.load(written[1] / f"{name}.npy"), np.load(written[2] / f"{name}.npy"), atol=1e-5)

@@ -25,7 +25,9 @@ def test_paper_profile_sets_the_papers_setup(tmp_path):
     assert settings.runtime.device == "cuda" and settings.runtime.inference_batch_size == 256
     for name, variant in settings.variants.items():
         assert (variant.steps, variant.lr, variant.batch_size, variant.image_size) == (300_000, 3e-4, 64, 256), name
-        assert variant.pretrained == "hub" and variant.frozen_tensors == (0 if name == "resnet50" else 85), name
+        assert variant.pretrained == "hub" and variant.frozen_tensors == (
+            0 if variant.backbone == "resnet50" else 85
+        ), name
     assert "++variants.resnet50.frozen_tensors=0" in flags  # a setting the variant inherited: DVC adds it
 
 

@@ -178,3 +178,30 @@ def test_the_submission_chooses_by_validation_gap_never_by_the_test_set(tmp_path
     assert choose(tmp_path, variants, methods, "best", "softmax") == ("resnet50", "softmax", 0.30)
     with pytest.raises(UserError, match=r"missing/metrics.json: no such file; run the recognize stages first"):
         choose(tmp_path, ["missing"], methods, "best", "best")
+
+
+def test_the_submission_stage_writes_every_test_id_and_leaves_the_unembedded_empty(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["embed"]["variants"], params["recognize"]["methods"] = ["resnet50"], ["knn"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    recognized = tmp_path / "recognitions/resnet50"
+    recognized.mkdir(parents=True)
+    (recognized / "metrics.json").write_text(json.dumps({"methods": {"knn": {"validation_gap": 0.5}}}))
+    rows = [("validation", "knn", "d1", 5, 0.9), ("test", "knn", "t1", 5, 0.8), ("test", "knn", "t2", -1, "-inf")]
+    pd.DataFrame(rows, columns=["query_set", "method", "id", "landmark_id", "confidence"]).to_csv(
+        recognized / "predictions.csv", index=False
+    )
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards/test.csv").write_text("id\nt1\nt2\nt3\n")  # t3 had no usable image
+    (tmp_path / "shards/solution.csv").write_text("id,landmarks,Usage\nt1,5,Public\nt2,,Public\nt3,7,Private\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.submission", "recognitions", "shards", "submission.csv", "score.json"],
+        cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (
+        "resnet50 by knn (validation GAP 0.500) predicted 1 of 3 test images, 1 without a usable image" in result.stdout
+    )
+    assert (tmp_path / "submission.csv").read_text().splitlines() == ["id,landmarks", "t1,5 0.800000", "t2,", "t3,"]
+    score = json.loads((tmp_path / "score.json").read_text())
+    assert score["gap"] == pytest.approx(0.5) and (score["variant"], score["method"]) == ("resnet50", "knn")

@@ -124,6 +124,10 @@ def predict_answers_each_photo(repo, env, score, tmp_path):
         missing.returncode == 1
         and missing.stderr == "error: models/none/model.pt: no such model; run `dvc repro` to train it\n"
     )
+    unindexed = subprocess.run(command[:3] + ["--model", "models/xception/model.pt"], cwd=repo, env=env,
+                               capture_output=True, text=True)  # fmt: skip
+    assert unindexed.returncode == 1  # xception is trained, but not in embed.variants: it has no index
+    assert unindexed.stderr == "error: indexes/xception/whitening.npz: no such file; run the index stage (dvc repro)\n"
 
 
 @pytest.mark.e2e
