@@ -2,7 +2,7 @@
 images (faiss), soft-voted by similarity, and non-landmarks are pushed down by what they resemble.
 
 - Index (`build_index`): exact inner product (IndexFlatIP) below a size, an approximate faiss index (a factory
-  string such as `IVF4096,PQ64`) from there on; on the embeddings, L2-normalised, inner product is cosine.
+  string such as `IVF4096,SQ8`) from there on; on the embeddings, L2-normalised, inner product is cosine.
 - Voting (`vote`): each neighbour votes for its label with its similarity; a label's score is the sum of its
   votes, and the query takes the best label with that score as its confidence (smlyaka, GLR 2019, 3rd place).
   Blending with the classifier adds it as one more voter, weighted by its probability.
