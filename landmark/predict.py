@@ -68,8 +68,11 @@ class Recognizer:
         return cls(trained, whitening, gallery, gallery_vectors, *indexes, method, settings)
 
     def embeddings(self, paths, batch_size: int):
-        """(whitened embeddings, classifier landmarks, classifier probabilities) of the image files."""
-        dataset = ImageDataset(FileReader(paths), image_size=self.trained.variant.image_size)
+        """(whitened embeddings, classifier landmarks, classifier probabilities) of the image files, decoded as the
+        model's training images were."""
+        dataset = ImageDataset(
+            FileReader(paths), image_size=self.trained.variant.image_size, decode=self.trained.decode
+        )
         loader = make_loader(dataset, batch_size, 0, self.trained.device)
         parts = list(zip(*embed(self.trained.model, loader, self.trained.device, desc=None)))
         vectors, classes, probabilities = (np.concatenate(part) for part in parts)
