@@ -21,7 +21,6 @@ from landmark.retrieval import (
     ranked_votes,
     read_embeddings,
     read_index,
-    search,
     votes,
 )
 from landmark.runtime import make_loader
@@ -83,12 +82,18 @@ class Recognizer:
         vectors, classifier_labels, probabilities = self.embeddings(paths, batch_size)
         if self.base == "softmax":
             return [[(int(label), float(probability))] for label, probability in zip(classifier_labels, probabilities)]
-        similarities, positions = search(self.gallery_index, vectors, self.settings.neighbours)
-        penalty = mean_similarity(self.pool_index, vectors, self.settings.pool_neighbours)
-        found = Neighbours(similarities, positions, self.gallery_labels, penalty, classifier_labels, probabilities)
+        found = Neighbours.find(
+            vectors,
+            self.gallery_index,
+            self.gallery_labels,
+            self.pool_index,
+            self.settings.neighbours,
+            self.settings.pool_neighbours,
+            (classifier_labels, probabilities),
+        )
         correction = np.zeros(len(self.gallery_labels))
         if "train_correction" in self.suppressions:  # only the gallery images these photos reached
-            reached = np.unique(positions[positions >= 0])
+            reached = np.unique(found.positions[found.positions >= 0])
             near = self.whitening(self.gallery_vectors[reached])
             correction[reached] = mean_similarity(self.pool_index, near, self.settings.pool_neighbours)
         ranked = ranked_votes(*votes(self.method, found, correction, self.settings.blend_weight), top_k)

@@ -17,7 +17,6 @@ Nothing here imports torch: the index and recognize stages start in a second.
 """
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from landmark.data.layout import read_csv
@@ -191,7 +190,7 @@ def read_embeddings(folder, name: str):
         raise UserError(f"{folder}/{name}.npy: no such file; run the embed stage (dvc repro)") from None
     if len(vectors) != len(rows):
         raise UserError(f"{folder}/{name}.npy: {len(vectors)} vectors for {len(rows)} rows; rerun the embed stage")
-    return pd.DataFrame(rows), vectors
+    return rows, vectors
 
 
 class Neighbours:
@@ -202,6 +201,14 @@ class Neighbours:
         self.similarities, self.positions, self.penalty = similarities, positions, penalty
         self.labels = np.where(positions >= 0, np.asarray(gallery_labels)[np.maximum(positions, 0)], -1)
         self.classifier_labels, self.classifier_confidences = classifier_labels, classifier_confidences
+
+    @classmethod
+    def find(cls, vectors, gallery_index, gallery_labels, pool_index, k: int, pool_k: int, classifier, name=None):
+        """The k nearest gallery images of each (whitened) query vector and its penalty, its mean similarity to its
+        pool_k nearest pool photos; classifier is the queries' (labels, probabilities). name labels the progress."""
+        similarities, positions = search(gallery_index, vectors, k, desc=name and f"search {name}")
+        penalty = mean_similarity(pool_index, vectors, pool_k, desc=name and f"pool {name}")
+        return cls(similarities, positions, gallery_labels, penalty, *classifier)
 
     def __len__(self):
         return len(self.positions)

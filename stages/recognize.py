@@ -25,25 +25,11 @@ from landmark.retrieval import (
     read_embeddings,
     read_index,
     recognize,
-    search,
     use_gpu,
 )
 from landmark.scoring import recognition_scores, shown_queries
 from landmark.settings import parse_method, parse_params
 from landmark.submission import read_solution
-
-
-def neighbours_of(rows, vectors, gallery, gallery_index, pool_index, settings, name) -> Neighbours:
-    similarities, positions = search(gallery_index, vectors, settings.neighbours, desc=f"search {name}")
-    penalty = mean_similarity(pool_index, vectors, settings.pool_neighbours, desc=f"pool {name}")
-    return Neighbours(
-        similarities,
-        positions,
-        gallery["landmark_id"].to_numpy(),
-        penalty,
-        rows["classifier_landmark"].to_numpy(),
-        rows["classifier_confidence"].to_numpy(),
-    )
 
 
 @exits_cleanly
@@ -68,7 +54,16 @@ def main(embeddings_dir, index_dir, images_dir, classes_csv, out_dir):
         "test": (sets["test"][0], whitening(sets["test"][1])),
     }
     found = {
-        name: neighbours_of(rows, vectors, gallery, gallery_index, pool_index, settings, name)
+        name: Neighbours.find(
+            vectors,
+            gallery_index,
+            gallery["landmark_id"].to_numpy(),
+            pool_index,
+            settings.neighbours,
+            settings.pool_neighbours,
+            (rows["classifier_landmark"].to_numpy(), rows["classifier_confidence"].to_numpy()),
+            name,
+        )
         for name, (rows, vectors) in queries.items()
     }
     # The ban counts predictions over a query set: scaled to the validation set's size, the same share of it.
