@@ -13,8 +13,9 @@ so both are measured on a seeded sample of queries
 (`--exact-queries`), whose exact nearest neighbour is found by streaming the gallery in chunks. The gallery is
 drawn chunk by chunk from fixed seeds, so memory holds one chunk, the index and the queries.
 
-Usage: python benchmarks/retrieval.py [--gallery N ...] [--classes C ...] [--factory F ...] [--nprobe P ...]
-e.g.   python benchmarks/retrieval.py --gallery 1580470 4132914 --classes 81313 203094 --factory IVF4096,SQ8
+Usage: python benchmarks/retrieval.py [--gallery N ...] [--classes C ...] [--factory F ...] [--search S ...]
+e.g.   python benchmarks/retrieval.py --gallery 1580470 4132914 --classes 81313 203094 --factory IVF4096,SQ8 \
+           --search nprobe=16 nprobe=32
 """
 
 import argparse
@@ -101,7 +102,12 @@ def main():
     parser.add_argument("--queries", type=int, default=117_577)
     parser.add_argument("--exact-queries", type=int, default=2_000)
     parser.add_argument("--factory", nargs="+", default=["IVF4096,SQ8", "IVF4096,PQ64"])
-    parser.add_argument("--nprobe", type=int, nargs="+", default=[8, 16, 32])
+    parser.add_argument(
+        "--search",
+        nargs="+",
+        default=["nprobe=8", "nprobe=16", "nprobe=32"],
+        help="faiss search parameters, one setting per value: nprobe=16 (IVF), efSearch=128 (HNSW), nprobe=64,k_factor_rf=32 (a Refine index)",
+    )
     # What the index stage indexes: the embeddings whitened to index.whitening_dims (256 by default).
     parser.add_argument("--dimension", type=int, default=256)
     parser.add_argument("--noise", type=float, default=0.9, help="scatter around the class centre (cosine ≈ 1/√(1+noise²))")
@@ -120,8 +126,8 @@ def main():
         for factory in args.factory:
             index, build_seconds = build(vectors, factory)
             size = len(faiss.serialize_index(index)) / 2**30
-            for nprobe in args.nprobe:
-                faiss.extract_index_ivf(index).nprobe = nprobe
+            for setting in args.search:
+                faiss.ParameterSpace().set_index_parameters(index, setting)
                 started = time.perf_counter()
                 _, found = index.search(queries, 1)
                 seconds = time.perf_counter() - started
@@ -129,7 +135,7 @@ def main():
                 recall = float(np.mean(found_sample[:, 0] == truth))
                 same_class = float(np.mean(vectors.labels[found_sample[:, 0]] == vectors.labels[truth]))
                 print(
-                    f"  {factory} nprobe {nprobe}: built in {build_seconds:.0f} s, {size:.2f} GiB; "
+                    f"  {factory} {setting}: built in {build_seconds:.0f} s, {size:.2f} GiB; "
                     f"{len(queries):,} queries in {seconds:.1f} s; recall@1 {recall:.3f} of exact "
                     f"(the same class as exact's first: {same_class:.3f})"
                 )

@@ -108,14 +108,18 @@ def build_index(vectors: np.ndarray, exact_below: int, factory: str, seed: int =
     return faiss.index_gpu_to_cpu(built) if gpu else built
 
 
-def set_nprobe(index, nprobe: int) -> None:
-    """How many inverted lists an IVF index visits per query (more: slower and closer to exact); no-op otherwise."""
+def set_search_breadth(index, nprobe: int, refine_factor: int) -> None:
+    """How far an approximate index looks per query (more: slower and closer to exact): the inverted lists an IVF
+    index visits, and for a refining index (`...,Refine(SQ8)`) how many candidates per neighbour asked its finer
+    codes re-rank; no-op for an exact index."""
     faiss = faiss_module()
     try:
-        ivf = faiss.extract_index_ivf(index)
+        faiss.extract_index_ivf(index).nprobe = nprobe
     except RuntimeError:
-        return
-    ivf.nprobe = nprobe
+        pass
+    refining = faiss.downcast_index(index)
+    if isinstance(refining, faiss.IndexRefine):
+        refining.k_factor = refine_factor
 
 
 def search(index, queries: np.ndarray, k: int, desc: str | None = None):
@@ -270,12 +274,12 @@ def write_index(index, path) -> None:
         faiss_module().write_index(index, str(temporary))
 
 
-def read_index(path, nprobe: int, gpu: bool = False):
-    """A written index, ready to search: nprobe set, on the GPUs when gpu."""
+def read_index(path, nprobe: int, refine_factor: int, gpu: bool = False):
+    """A written index, ready to search: its breadth set (set_search_breadth), on the GPUs when gpu."""
     faiss = faiss_module()
     try:
         index = faiss.read_index(str(path))
     except RuntimeError:
         raise UserError(f"{path}: no readable faiss index; run the index stage (dvc repro)") from None
-    set_nprobe(index, nprobe)
+    set_search_breadth(index, nprobe, refine_factor)
     return faiss.index_cpu_to_all_gpus(index) if gpu else index

@@ -294,7 +294,7 @@ class Variant:
     neck: str | dict = setting(part)
     head: str | dict = setting(part)
     loss: str | dict = setting(part)
-    pretrained: str = setting(text)  # none | hub | a path to a local weights file
+    pretrained: str = setting(text)  # none | hub | a package of INSTALLED_WEIGHTS | a path to a local weights file
     frozen_tensors: int = setting(whole(0))
     image_size: int = setting(whole(1))
     batch_size: int = setting(whole(1))
@@ -369,6 +369,7 @@ class Index:
 class Recognize:
     neighbours: int = setting(whole(1))  # k nearest gallery images that vote
     nprobe: int = setting(whole(1))  # inverted lists an approximate index visits per query
+    refine_factor: int = setting(whole(1))  # a refining index re-ranks this many candidates per neighbour
     pool_neighbours: int = setting(whole(1))  # nearest non-landmarks a penalty averages over
     max_label_predictions: int = setting(whole(1))  # the frequency ban: a label predicted more often falls
     blend_weight: float = setting(positive)  # the classifier's vote in a blend, times its probability

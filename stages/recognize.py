@@ -38,8 +38,10 @@ def main(embeddings_dir, index_dir, images_dir, classes_csv, out_dir):
     settings, gpu = params.recognize, use_gpu(params.runtime.device)
     whitening = Whitening.load(Path(index_dir) / "whitening.npz")
     gallery, gallery_vectors = read_embeddings(embeddings_dir, "gallery")
-    gallery_index = read_index(Path(index_dir) / "gallery.faiss", settings.nprobe, gpu)
-    pool_index = read_index(Path(index_dir) / "pool.faiss", settings.nprobe, gpu)
+    gallery_index, pool_index = (
+        read_index(Path(index_dir) / f"{name}.faiss", settings.nprobe, settings.refine_factor, gpu)
+        for name in ("gallery", "pool")
+    )
     needs_correction = any("train_correction" in parse_method(method)[1] for method in settings.methods)
     gallery_penalty = (
         mean_similarity(pool_index, whitening(gallery_vectors), settings.pool_neighbours, desc="pool gallery")

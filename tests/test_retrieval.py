@@ -1,6 +1,7 @@
 """Recognition by retrieval: voting, the three non-landmark suppressions and the faiss indexes, on hand-built
 vectors whose answers are known."""
 
+import faiss
 import numpy as np
 import pandas as pd
 import pytest
@@ -109,15 +110,19 @@ def clustered(classes, per_class, dimension, noise, seed):
     return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
 
-def test_approximate_search_finds_the_exact_nearest_neighbour_above_the_recall_bar(tmp_path):
+@pytest.mark.parametrize("factory", ["IVF64,Flat", "IVF64,PQ16x4fs,Refine(SQ8)"])
+def test_approximate_search_finds_the_exact_nearest_neighbour_above_the_recall_bar(tmp_path, factory):
     gallery = clustered(200, 20, 32, 0.3, seed=0)
     queries = clustered(200, 20, 32, 0.3, seed=0)[::7] + 0.02
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    exact = build_index(gallery, exact_below=10**6, factory="IVF64,Flat")
-    approximate = build_index(gallery, exact_below=1000, factory="IVF64,Flat")
+    exact = build_index(gallery, exact_below=10**6, factory=factory)
+    approximate = build_index(gallery, exact_below=1000, factory=factory)
     assert type(exact).__name__ == "IndexFlatIP" and type(approximate).__name__ != "IndexFlatIP"
     write_index(approximate, tmp_path / "gallery.faiss")
-    reread = read_index(tmp_path / "gallery.faiss", nprobe=8)
+    reread = read_index(tmp_path / "gallery.faiss", nprobe=8, refine_factor=16)
+    assert faiss.extract_index_ivf(reread).nprobe == 8
+    if "Refine" in factory:  # 4-bit codes alone order near neighbours poorly: the 8-bit re-ranking must be on
+        assert faiss.downcast_index(reread).k_factor == 16
     truth = search(exact, queries, 1)[1][:, 0]
     recall = float(np.mean(search(reread, queries, 1)[1][:, 0] == truth))
     assert recall >= 0.95
@@ -144,7 +149,7 @@ def test_index_errors_name_the_setting(tmp_path):
     with pytest.raises(UserError, match=r"^params.yaml index.factory: faiss cannot build 'IVF64,Nonsense'"):
         build_index(clustered(10, 5, 8, 0.1, 0), exact_below=1, factory="IVF64,Nonsense")
     with pytest.raises(UserError, match=r"no readable faiss index; run the index stage"):
-        read_index(tmp_path / "missing.faiss", nprobe=1)
+        read_index(tmp_path / "missing.faiss", nprobe=1, refine_factor=1)
 
 
 def test_method_names_are_checked():
