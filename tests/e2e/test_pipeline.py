@@ -23,7 +23,8 @@ ROOT = Path(__file__).parents[2]
 PROJECT_FILES = ["dvc.yaml", ".dvcignore", ".gitignore", "data/.gitignore", "stages", "landmark"]
 
 
-E2E_VARIANTS = ["resnet50", "xception", "xception_cbp_selfattn", "recipe_resnet50"]  # parts: tested one by one
+# parts: tested one by one; lite0_pretrained loads the ImageNet weights the package installs
+E2E_VARIANTS = ["resnet50", "xception", "xception_cbp_selfattn", "recipe_resnet50", "lite0_pretrained"]
 RETRIEVAL_VARIANTS = ["resnet50", "recipe_resnet50"]
 
 
