@@ -1,5 +1,5 @@
 """The `landmark` command: recognise your own photos; score and validate Kaggle submissions; turn a profile into
-`dvc exp run` flags; check params.yaml before a long run."""
+`dvc exp run` flags; run the pipeline on several seeds; check params.yaml before a long run."""
 
 import argparse
 import json
@@ -30,6 +30,16 @@ def _validate(args):
 
 def _profile(args):
     print(" ".join(set_param_flags(args.profile, args.params)))
+
+
+def _seeds(args):
+    from landmark import seeds
+
+    out = Path(args.out)
+    if args.seeds:
+        seeds.run_seeds(args.seeds, Path.cwd(), out)
+    runs = seeds.write_table(out)
+    print(f"{out / 'seeds.md'}: {len(runs)} runs kept (seeds {', '.join(map(str, runs)) or 'none'})")
 
 
 def _check(args):
@@ -95,6 +105,12 @@ def main(argv=None):
     profile.add_argument("profile", help="a partial params file, e.g. profiles/paper.yaml")
     profile.add_argument("--params", default="params.yaml")
     profile.set_defaults(run=_profile)
+    seeder = commands.add_parser(
+        "seeds", help="run the pipeline once per train.seed (dvc exp run) and tabulate every row's mean and spread"
+    )
+    seeder.add_argument("seeds", nargs="*", type=int, help="train.seed values; none: only rewrite the table")
+    seeder.add_argument("--out", default="reports/seeds", help="where each run's figures and seeds.md go")
+    seeder.set_defaults(run=_seeds)
     checker = commands.add_parser("check", help="check every setting of a params file, and build every variant")
     checker.add_argument("--params", default="params.yaml")
     checker.add_argument(

@@ -228,3 +228,24 @@ def test_dvc_repro_end_to_end(tmp_path):
     with sqlite3.connect(repo / "mlflow.db") as db:
         tagged = db.execute("select count(*) from tags where key = 'dvc_experiment'").fetchone()
     assert tagged == (1,)
+
+    # Seeds: `landmark seeds 0 1` runs the pipeline per train.seed as DVC experiments, keeps each run's figures and
+    # puts the workspace back; seed 0 is the committed run (nothing reruns), seed 1 retrains.
+    run(["git", "checkout", "--", "params.yaml", "dvc.lock"], repo, env)
+    run(dvc + ["checkout", "--quiet"], repo, env)
+    committed = (repo / "submission.csv").read_bytes()
+    seeded = run([sys.executable, "-m", "landmark.cli", "seeds", "0", "1"], repo, env)
+    assert "train@resnet50" in stages_run(seeded) and "filter" not in stages_run(seeded)
+    assert "reports/seeds/seeds.md: 2 runs kept (seeds 0, 1)" in seeded
+    kept = repo / "reports/seeds"
+    for seed in (0, 1):
+        assert {path.stem for path in (kept / f"seed-{seed}/metrics").glob("*.json")} == set(E2E_VARIANTS)
+        assert (kept / f"seed-{seed}/recognitions/recipe_resnet50/metrics.json").exists()
+    assert json.loads((kept / "seed-0/metrics/xception.json").read_text()) == json.loads(
+        (repo / "metrics/xception.json").read_text()
+    )
+    table = (kept / "seeds.md").read_text()
+    assert "Seeds (train.seed): 0, 1." in table and re.search(r"\| resnet50 \| 0\.\d{3} ± 0\.\d{3} \(.*n=2\) \|", table)
+    assert (repo / "submission.csv").read_bytes() == committed
+    assert "Data and pipelines are up to date" in run(dvc + ["status"], repo, env)
+    assert run(["git", "status", "--porcelain", "--", "params.yaml", "dvc.lock"], repo, env) == ""
