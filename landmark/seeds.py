@@ -31,8 +31,8 @@ def keep_figures(repo: Path, folder: Path) -> None:
 
 
 def read_run(folder: Path) -> dict:
-    """One kept run: {"dev": {variant: dev GAP}, "recognition": {(variant, method): {dev_gap, test_gap}},
-    "submission": reports/submission.json or {}}."""
+    """One kept run: {"dev": {variant: dev GAP}, "recognition": {(variant, method): its figures (validation_gap,
+    dev_gap, test_gap...)}, "submission": reports/submission.json or {}}."""
     dev = {path.stem: json.loads(path.read_text())["gap"] for path in sorted(folder.glob("metrics/*.json"))}
     recognition = {}
     for path in sorted(folder.glob("recognitions/*/metrics.json")):
@@ -65,8 +65,8 @@ def spread(values) -> str:
 
 
 def seeds_table(runs: dict) -> str:
-    """Markdown: per variant, its dev GAP over the seeds; per recognition (variant × method), dev and test GAP;
-    the submission each seed chose, and its test GAP over the seeds."""
+    """Markdown: per variant, its dev GAP over the seeds; per recognition (variant × method), its validation GAP
+    (what the submission is chosen by), dev and test GAP; the submission each seed chose, and its test GAP."""
     if not runs:
         return "# Results over seeds\n\nNo run kept yet: `landmark seeds 0 1 2`.\n"
     seeds = ", ".join(str(seed) for seed in runs)
@@ -77,12 +77,11 @@ def seeds_table(runs: dict) -> str:
         lines.append(f"| {name} | {spread(run['dev'].get(name) for run in runs.values())} |")
     recognitions = list(dict.fromkeys(key for run in runs.values() for key in run["recognition"]))
     if recognitions:
-        lines += ["", "| variant | method | dev GAP | test GAP |", "|---|---|---|---|"]
+        lines += ["", "| variant | method | validation GAP | dev GAP | test GAP |", "|---|---|---|---|---|"]
         for variant, method in recognitions:
             rows = [run["recognition"].get((variant, method), {}) for run in runs.values()]
-            dev = spread(row.get("dev_gap") for row in rows)
-            test = spread(row.get("test_gap") for row in rows)
-            lines.append(f"| {variant} | {method} | {dev} | {test} |")
+            figures = [spread(row.get(key) for row in rows) for key in ("validation_gap", "dev_gap", "test_gap")]
+            lines.append(f"| {variant} | {method} | {' | '.join(figures)} |")
     chosen = {seed: run["submission"] for seed, run in runs.items() if run["submission"]}
     if chosen:
         picks = "; ".join(

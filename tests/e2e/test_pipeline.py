@@ -245,7 +245,9 @@ def test_dvc_repro_end_to_end(tmp_path):
         (repo / "metrics/xception.json").read_text()
     )
     table = (kept / "seeds.md").read_text()
-    assert "Seeds (train.seed): 0, 1." in table and re.search(r"\| resnet50 \| 0\.\d{3} ± 0\.\d{3} \(.*n=2\) \|", table)
+    assert "Seeds (train.seed): 0, 1." in table and re.search(
+        r"\| resnet50 \| \d\.\d{3} ± \d\.\d{3} \(.*n=2\) \|", table
+    )
     assert (repo / "submission.csv").read_bytes() == committed
     assert "Data and pipelines are up to date" in run(dvc + ["status"], repo, env)
     assert run(["git", "status", "--porcelain", "--", "params.yaml", "dvc.lock"], repo, env) == ""
