@@ -106,11 +106,14 @@ def main():
         "--search",
         nargs="+",
         default=["nprobe=8", "nprobe=16", "nprobe=32"],
-        help="faiss search parameters, one setting per value: nprobe=16 (IVF), efSearch=128 (HNSW), nprobe=64,k_factor_rf=32 (a Refine index)",
+        help="faiss search parameters, a setting per value: nprobe=16 (IVF), efSearch=128 (HNSW), "
+        "nprobe=64,k_factor_rf=32 (a Refine index)",
     )
     # What the index stage indexes: the embeddings whitened to index.whitening_dims (256 by default).
     parser.add_argument("--dimension", type=int, default=256)
-    parser.add_argument("--noise", type=float, default=0.9, help="scatter around the class centre (cosine ≈ 1/√(1+noise²))")
+    parser.add_argument(
+        "--noise", type=float, default=0.9, help="scatter around the class centre (cosine ≈ 1/√(1+noise²))"
+    )
     args = parser.parse_args()
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")
     for images, classes in zip(args.gallery, args.classes):

@@ -63,7 +63,10 @@ class Recognizer:
         trained = TrainedModel.load(model_path, device)
         whitening = Whitening.load(Path(index_dir) / "whitening.npz")
         gallery, gallery_vectors = read_embeddings(embeddings_dir, "gallery")
-        indexes = [read_index(Path(index_dir) / f"{name}.faiss", settings.nprobe, settings.refine_factor) for name in ("gallery", "pool")]
+        indexes = [
+            read_index(Path(index_dir) / f"{name}.faiss", settings.nprobe, settings.refine_factor)
+            for name in ("gallery", "pool")
+        ]
         return cls(trained, whitening, gallery, gallery_vectors, *indexes, method, settings)
 
     def embeddings(self, paths, batch_size: int):

@@ -244,7 +244,9 @@ def write_report(metrics_dir, plots_dir, submission_json, recognitions_dir, imag
     recognitions = _read_present(
         {name: Path(recognitions_dir) / name / "metrics.json" for name in params.embed.variants}
     )
-    tables = results_table(metrics, params.variants) + recognition_table(recognitions, params.recognize.methods, submission)
+    tables = results_table(metrics, params.variants) + recognition_table(
+        recognitions, params.recognize.methods, submission
+    )
     write_text(Path(out_dir) / "results.md", tables)
     plot_curves(plots_dir, variants, Path(out_dir) / "curves.png")
     if submission:

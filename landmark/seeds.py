@@ -22,7 +22,9 @@ FIGURES = ("metrics/*.json", "recognitions/*/metrics.json", "reports/submission.
 
 
 def keep_figures(repo: Path, folder: Path) -> None:
-    """Copy one run's figure files (FIGURES) from the repository to folder, by the same relative paths."""
+    """Copy one run's figure files (FIGURES) from the repository to folder, by the same relative paths; what
+    folder held before (that seed's earlier run) goes."""
+    shutil.rmtree(folder, ignore_errors=True)
     for pattern in FIGURES:
         for path in sorted(repo.glob(pattern)):
             target = folder / path.relative_to(repo)

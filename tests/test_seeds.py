@@ -61,6 +61,8 @@ def test_figures_are_kept_by_their_paths_in_the_repository(tmp_path):
     repo = tmp_path / "repo"
     write_run(repo, {"resnet50": 0.6}, {"recipe": {"knn": (0.8, 0.4)}}, {"variant": "recipe", "method": "knn"})
     (repo / "recognitions/recipe/predictions.csv").write_text("not a figure")
+    (tmp_path / "kept/metrics").mkdir(parents=True)
+    (tmp_path / "kept/metrics/dropped_variant.json").write_text("{}")  # this seed's earlier run: replaced
     keep_figures(repo, tmp_path / "kept")
     kept = sorted(str(path.relative_to(tmp_path / "kept")) for path in (tmp_path / "kept").rglob("*") if path.is_file())
     assert kept == ["metrics/resnet50.json", "recognitions/recipe/metrics.json", "reports/submission.json"]
