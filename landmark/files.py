@@ -38,6 +38,6 @@ def write_json(path, data) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def write_csv(path, frame) -> None:
+def write_csv(path, frame, float_format=None) -> None:
     with atomic_path(path) as temporary:
-        frame.to_csv(temporary, index=False)
+        frame.to_csv(temporary, index=False, float_format=float_format)

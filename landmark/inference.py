@@ -14,8 +14,7 @@ from landmark.data.loading import DeviceTransform, ImageDataset, device_batches
 from landmark.data.shards import image_reader
 from landmark.errors import UserError
 from landmark.files import atomic_path
-from landmark.metrics import global_average_precision, mean_batch_gap
-from landmark.models import create_loss, create_model
+from landmark.models import create_model
 from landmark.runtime import loader_workers, make_loader
 from landmark.settings import Runtime, Variant, as_params, parse
 
@@ -163,25 +162,3 @@ class TrainedModel:
     @property
     def embedding_size(self) -> int:
         return self.model.neck.out_features
-
-    def predict(self, images_root, split, ids, runtime: Runtime, landmark_ids=None, desc="predict"):
-        """predict() over the images of ids, batched and loaded as `runtime` says; with their true landmark ids,
-        also the class targets and the loss of each image. Returns (classes, confidences, losses, targets)."""
-        targets = None if landmark_ids is None else self.labels.indices(landmark_ids)
-        loader = self._loader(self.dataset(images_root, split, ids, targets), runtime)
-        loss = create_loss(self.variant, self.labels.images).to(self.device) if targets is not None else None
-        return *predict(self.model, loader, self.device, loss, desc), targets
-
-
-def dev_metrics(ids, targets, classes, confidences, losses, paper_batch_size: int) -> dict:
-    """Kaggle GAP (every dev image shows a landmark), the paper's per-batch GAP, loss and top-1 accuracy."""
-    correct = classes == targets
-    predictions = pd.DataFrame({"id": ids, "landmark_id": classes, "confidence": confidences})
-    solution = pd.DataFrame({"id": ids, "landmarks": [[int(target)] for target in targets]})
-    return {
-        "gap": global_average_precision(predictions, solution),
-        "batch_gap": mean_batch_gap(confidences, correct, paper_batch_size),
-        "loss": float(np.mean(losses)),
-        "accuracy": float(np.mean(correct)),
-        "images": int(len(ids)),
-    }

@@ -93,3 +93,17 @@ def mean_batch_gap(confidences: np.ndarray, correct: np.ndarray, batch_size: int
     """The paper's dev GAP: batch_gap averaged over consecutive mini-batches (not Kaggle's metric)."""
     starts = range(0, len(confidences), batch_size)
     return float(np.mean([batch_gap(confidences[s : s + batch_size], correct[s : s + batch_size]) for s in starts]))
+
+
+def dev_metrics(ids, targets, classes, confidences, losses, paper_batch_size: int) -> dict:
+    """Kaggle GAP (every dev image shows a landmark), the paper's per-batch GAP, loss and top-1 accuracy."""
+    correct = classes == targets
+    predictions = pd.DataFrame({"id": ids, "landmark_id": classes, "confidence": confidences})
+    solution = pd.DataFrame({"id": ids, "landmarks": [[int(target)] for target in targets]})
+    return {
+        "gap": global_average_precision(predictions, solution),
+        "batch_gap": mean_batch_gap(confidences, correct, paper_batch_size),
+        "loss": float(np.mean(losses)),
+        "accuracy": float(np.mean(correct)),
+        "images": len(ids),
+    }

@@ -97,7 +97,10 @@ class TrainingLog:
         for kind, rows in self.rows.items():
             write_csv(self.plot_paths[kind], pd.DataFrame(rows))
 
-    def finish(self, artifacts=()):
+    def finish(self, evaluation: dict, artifacts=()):
+        """End the run with the final dev pass's figures (eval_*; the paper's per-batch GAP is the evaluate
+        stage's, at its own batch size) and the artifacts."""
+        self.mlflow.log_metrics({f"eval_{name}": evaluation[name] for name in ("gap", "loss", "accuracy", "images")})
         self.write_plots()
         for kind, path in self.plot_paths.items():
             self.mlflow.log_artifact(str(path), artifact_path=f"plots/{kind}")
@@ -107,14 +110,6 @@ class TrainingLog:
 
     def fail(self):
         self.mlflow.end_run(status="FAILED")
-
-
-def log_evaluation(run_id: str, metrics: dict, metrics_path) -> None:
-    """Add a trained variant's dev-set evaluation to its training run."""
-    mlflow = _mlflow()
-    with mlflow.start_run(run_id=run_id):
-        mlflow.log_metrics({f"eval_{name}": value for name, value in metrics.items()})
-        mlflow.log_artifact(str(metrics_path))
 
 
 def log_data_check(counts: dict, bad_list) -> None:

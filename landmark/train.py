@@ -21,9 +21,9 @@ from tqdm import tqdm
 from landmark.data.loading import EpochBatches, WaitClock, device_batches
 from landmark.distributed import Ranks
 from landmark.errors import UserError
-from landmark.files import atomic_path
-from landmark.inference import LabelEncoding, dev_metrics, image_dataset, model_input, predict, save_model
-from landmark.metrics import batch_gap
+from landmark.files import atomic_path, write_csv
+from landmark.inference import LabelEncoding, image_dataset, model_input, predict, save_model
+from landmark.metrics import batch_gap, dev_metrics
 from landmark.models import check_builds, create_loss, create_model
 from landmark.runtime import autocast_dtype, compiled, loader_workers, make_loader, pick_device
 from landmark.settings import Runtime, Train, Variant, as_params
@@ -145,12 +145,14 @@ class SpeedMeter:
 
 class DevPass:
     """Training's dev evaluation: each process predicts its share of the dev images, the shares are gathered,
-    and the first process logs the dev curve. The per-batch GAP uses the training batch size, as the paper did."""
+    and the first process logs the dev curve. The per-batch GAP uses the training batch size, as the paper did.
+    The last pass's predictions are what the evaluate stage scores (`write`): the model is not run twice."""
 
     def __init__(self, model, loss_of, ranks, dev_split, labels, images_root, variant, decode, loading):
         """loading: (batch size, loader workers, device)."""
         self.model, self.loss_of, self.ranks, self.batch_size = model, loss_of, ranks, variant.batch_size
         self.ids, self.targets = dev_split["id"].to_numpy(), labels.indices(dev_split["landmark_id"])
+        self.labels, self.predicted = labels, None
         mine = ranks.my_indices(len(dev_split))
         data = image_dataset(variant.image_size, images_root, "train", self.ids[mine], self.targets[mine], decode)
         self.loader, self.device = make_loader(data, *loading), loading[-1]
@@ -158,11 +160,25 @@ class DevPass:
     def __call__(self, step: int, log) -> dict:
         desc = "dev" if self.ranks.leader else None
         my_share = predict(self.model, self.loader, self.device, self.loss_of, desc=desc)
-        metrics = dev_metrics(self.ids, self.targets, *map(self.ranks.interleave, my_share), self.batch_size)
+        self.predicted = [self.ranks.interleave(part) for part in my_share]
+        metrics = dev_metrics(self.ids, self.targets, *self.predicted, self.batch_size)
         if log:
             log.log("dev", step, {key: metrics[key] for key in ("loss", "gap", "batch_gap")})
             log.write_plots()
         return metrics
+
+    def write(self, path) -> None:
+        """The last pass's top-1 landmark, its confidence and the loss of every dev image, as a CSV (float32
+        values written in full, so they read back bit for bit)."""
+        classes, confidences, losses = self.predicted
+        landmarks = self.labels.landmarks
+        frame = pd.DataFrame({"id": self.ids, "landmark_id": landmarks(self.targets), "predicted": landmarks(classes)})
+        write_csv(path, frame.assign(confidence=confidences, loss=losses), float_format="%.9g")
+
+
+def dev_predictions_path(model_path) -> Path:
+    """Where a trained model's final dev predictions lie: beside it, as dev_predictions.csv."""
+    return Path(model_path).with_name("dev_predictions.csv")
 
 
 def _train_batches(model, variant, training, images_root, train_split, labels, start, ranks, workers, device):
@@ -205,7 +221,8 @@ def train_variant(
     plots_dir,
     checkpoint_path=None,
 ):
-    """Train one variant and save it to model_path; returns the final dev metrics and the run's speed.
+    """Train one variant and save it to model_path, its final dev predictions beside it (dev_predictions_path);
+    returns the final dev metrics and the run's speed.
 
     train_split, dev_split: frames with columns id, landmark_id. classes: the label encoding from the filter
     stage (landmark_id, class_index). Every `runtime.checkpoint_every` steps the full state goes to
@@ -268,6 +285,7 @@ def train_variant(
             raise
         if ranks.leader:
             save_model(model_path, model, variant, training.decode, labels, log.run_id)
-            log.finish(artifacts=[model_path])
+            dev_pass.write(dev_predictions_path(model_path))
+            log.finish(metrics, artifacts=[model_path, dev_predictions_path(model_path)])
             checkpoint.remove()
         return metrics | meter.summary(steps - start)  # steps: this run's, fewer than the variant's after a resume

@@ -15,11 +15,13 @@ from landmark.checks import check_params
 from landmark.data.layout import read_labels
 from landmark.data.prepare import filter_classes, split_dev
 from landmark.errors import UserError
-from landmark.inference import LabelEncoding, TrainedModel, dev_metrics, image_dataset, predict
-from landmark.models import create_model
+from landmark.inference import LabelEncoding, TrainedModel, image_dataset, predict
+from landmark.metrics import dev_metrics
+from landmark.models import create_loss, create_model
 from landmark.runtime import loader_workers, make_loader, pick_device, will_compile
 from landmark.settings import Runtime, Train, parse
 from landmark.train import train_variant
+from stages.evaluate import read_dev_predictions
 from tests.test_resume import RUNTIME as RESUME_RUNTIME
 from tests.test_resume import VARIANT as RESUME_VARIANT
 from tests.test_resume import typed
@@ -48,17 +50,23 @@ def test_training_saves_model_plots_and_an_mlflow_run(tmp_path, tiny_dataset, pr
     dev_curve = pd.read_csv(tmp_path / "plots/dev/tiny.csv")
     assert dev_curve["step"].tolist() == [3, 6] and dev_curve["gap"].iloc[-1] == pytest.approx(metrics["gap"])
 
-    # The saved model reproduces the final dev metrics exactly.
+    # The saved model reproduces the final dev pass, whose predictions lie beside it and score exactly as training
+    # scored them (the evaluate stage reads them back bit for bit).
     trained = TrainedModel.load(model_path, torch.device("cpu"))
     assert (
         trained.variant == typed(VARIANT)[0] and trained.labels.landmark_ids.tolist() == classes["landmark_id"].tolist()
     )
     assert trained.decode == "worker"
-    targets = dev["landmark_id"].map(dict(zip(classes["landmark_id"], classes["class_index"]))).to_numpy()
-    *predicted, encoded = trained.predict(tiny_dataset, "train", dev["id"], typed()[2], dev["landmark_id"])
-    assert encoded.tolist() == targets.tolist()
-    reloaded = dev_metrics(dev["id"].to_numpy(), targets, *predicted, 64)
-    assert reloaded["gap"] == metrics["gap"] and reloaded["loss"] == pytest.approx(metrics["loss"], rel=1e-6)
+    targets = trained.labels.indices(dev["landmark_id"])
+    loader = make_loader(trained.dataset(tiny_dataset, "train", dev["id"], targets), 64, 0, trained.device)
+    loss = create_loss(trained.variant, trained.labels.images)
+    classes_predicted, confidences, _ = predict(trained.model, loader, trained.device, loss)
+    written = read_dev_predictions(model_path.with_name("dev_predictions.csv"))
+    assert written[["id", "landmark_id"]].equals(dev[["id", "landmark_id"]].reset_index(drop=True))
+    assert written["predicted"].tolist() == trained.labels.landmarks(classes_predicted).tolist()
+    np.testing.assert_allclose(written["confidence"], confidences, rtol=1e-5)
+    scored = dev_metrics(*(written[column].to_numpy() for column in written.columns), VARIANT["batch_size"])
+    assert scored == {key: metrics[key] for key in scored}
 
     mlflow.set_tracking_uri(mlflow_store)
     run = mlflow.get_run(trained.mlflow_run_id)
@@ -77,7 +85,20 @@ def test_training_saves_model_plots_and_an_mlflow_run(tmp_path, tiny_dataset, pr
     assert "images_per_second" not in pd.read_csv(tmp_path / "plots/train/tiny.csv")
     assert metrics["images_per_second"] > 0 and 0 < metrics["data_wait"] < 1
     artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
-    assert {"model.pt", "plots"} <= artifacts
+    assert {"model.pt", "dev_predictions.csv", "plots"} <= artifacts
+    assert {run.data.metrics[f"eval_{key}"] for key in ("gap", "loss", "accuracy")} == {
+        metrics[key] for key in ("gap", "loss", "accuracy")
+    }
+
+
+def test_dev_predictions_that_are_missing_or_not_trainings_are_one_line_each(tmp_path):
+    missing = tmp_path / "models/v/dev_predictions.csv"
+    with pytest.raises(UserError, match=r"^\S+dev_predictions.csv: no such file; the train stage writes it \(dvc repro\)$"):
+        read_dev_predictions(missing)
+    other = tmp_path / "other.csv"
+    other.write_text("id,landmark_id\na,1\n")
+    with pytest.raises(UserError, match=r"other.csv: not a dev predictions file \(.*\); rerun its train stage$"):
+        read_dev_predictions(other)
 
 
 def test_same_seed_same_model(tmp_path, tiny_dataset, prepared, mlflow_store):
