@@ -36,6 +36,10 @@ def test_paper_profile_sets_the_papers_setup(tmp_path):
     assert "++variants.resnet50.frozen_tensors=0" in flags  # a setting the variant inherited: DVC adds it
     # a row of the profile's own: DVC adds the variant, which inherits the rest from variant_defaults
     assert "recipe_resnet50" not in embedded and "++variants.recipe_resnet50.backbone=resnet50" in flags
+    assert settings.variants["xception_selfattn_cbp_gao"].attention == {
+        "name": "self_attention",
+        "apply_to": "features",
+    }
     added = settings.variants["recipe_resnet50"]
     assert (added.backbone, added.pooling, added.loss["name"], added.neck) == (
         "resnet50",

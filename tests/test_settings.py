@@ -24,10 +24,10 @@ def parsed(edit):
 def test_a_variant_takes_the_defaults_and_replaces_only_what_it_gives():
     settings = parse_params(PARAMS)
     defaults = PARAMS["variant_defaults"]
-    resnet, gao = settings.variants["resnet50"], settings.variants["xception_selfattn_cbp_gao"]
+    resnet, final = settings.variants["resnet50"], settings.variants["xception_cbp_selfattn"]
     assert resnet.backbone == "resnet50" and resnet.lr == defaults["lr"] and resnet.steps == defaults["steps"]
-    assert gao.backbone == "legacy_xception" and gao.pooling == {"name": "cbp", "dim": 8192}
-    assert gao.augmentation == Augmentation(translate=0.1, scale=(0.9, 1.1), flip=0.5)
+    assert final.backbone == "legacy_xception" and final.pooling == {"name": "cbp_vector", "dim": 8192}
+    assert final.augmentation == Augmentation(translate=0.1, scale=(0.9, 1.1), flip=0.5)
     changed = parsed(lambda params: params["variant_defaults"].update(lr=0.01))
     assert {name: variant.lr for name, variant in changed.variants.items()} == dict.fromkeys(PARAMS["variants"], 0.01)
     own = parsed(lambda params: params["variants"]["xception"].update(lr=0.05, augmentation={"translate": 0.0,
