@@ -20,7 +20,7 @@ from landmark.metrics import dev_metrics
 from landmark.models import create_loss, create_model
 from landmark.runtime import loader_workers, make_loader, pick_device, will_compile
 from landmark.settings import Runtime, Train, parse
-from landmark.train import train_variant
+from landmark.train import dev_predictions_path, train_variant
 from stages.evaluate import read_dev_predictions
 from tests.test_resume import RUNTIME as RESUME_RUNTIME
 from tests.test_resume import VARIANT as RESUME_VARIANT
@@ -61,7 +61,7 @@ def test_training_saves_model_plots_and_an_mlflow_run(tmp_path, tiny_dataset, pr
     loader = make_loader(trained.dataset(tiny_dataset, "train", dev["id"], targets), 64, 0, trained.device)
     loss = create_loss(trained.variant, trained.labels.images)
     classes_predicted, confidences, _ = predict(trained.model, loader, trained.device, loss)
-    written = read_dev_predictions(model_path.with_name("dev_predictions.csv"))
+    written = read_dev_predictions(dev_predictions_path(model_path))
     assert written[["id", "landmark_id"]].equals(dev[["id", "landmark_id"]].reset_index(drop=True))
     assert written["predicted"].tolist() == trained.labels.landmarks(classes_predicted).tolist()
     np.testing.assert_allclose(written["confidence"], confidences, rtol=1e-5)
@@ -93,7 +93,9 @@ def test_training_saves_model_plots_and_an_mlflow_run(tmp_path, tiny_dataset, pr
 
 def test_dev_predictions_that_are_missing_or_not_trainings_are_one_line_each(tmp_path):
     missing = tmp_path / "models/v/dev_predictions.csv"
-    with pytest.raises(UserError, match=r"^\S+dev_predictions.csv: no such file; the train stage writes it \(dvc repro\)$"):
+    with pytest.raises(
+        UserError, match=r"^\S+dev_predictions.csv: no such file; the train stage writes it \(dvc repro\)$"
+    ):
         read_dev_predictions(missing)
     other = tmp_path / "other.csv"
     other.write_text("id,landmark_id\na,1\n")
