@@ -30,12 +30,13 @@ def main():
         read = time.perf_counter()
         kept, classes = filter_classes(train, 100)
         filtered = time.perf_counter()
-        train_part, dev = split_dev(kept, 0.05, seed=0)
+        train_part, dev = split_dev(train, classes["landmark_id"], 0.02, 0.1, seed=0)  # the paper profile's
         done = time.perf_counter()
     print(
         f"prepare at GLDv2 size: read {ROWS:,} rows {read - started:.2f} s, filter (>= 100) {filtered - read:.2f} s "
         f"-> {len(classes):,} classes / {len(kept):,} images, split {done - filtered:.2f} s "
-        f"({len(train_part):,} train / {len(dev):,} dev); total {done - started:.2f} s"
+        f"({len(train_part):,} train / {len(dev):,} dev, {int((~dev['landmark_id'].isin(classes['landmark_id'])).sum()):,} "
+        f"of them below the filter); total {done - started:.2f} s"
     )
 
 

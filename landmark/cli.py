@@ -43,11 +43,17 @@ def _seeds(args):
 
 
 def _check(args):
-    from landmark.checks import check_params  # imports torch and timm, which the other commands do without
+    from landmark.checks import check_params
 
     started = time.perf_counter()
-    variants = check_params(load_params(args.params), this_machine=not args.no_hardware)
-    print(f"{args.params}: every setting and {variants} variants are valid ({time.perf_counter() - started:.1f} s)")
+    params = load_params(args.params)
+    variants = check_params(params, this_machine=not args.no_hardware, models=not args.no_models)
+    built = f" and {variants} variants" if variants else ""
+    methods = len(params["recognize"]["methods"])
+    print(
+        f"{args.params}: every setting, {methods} recognition methods{built} are valid "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
 
 
 def _predict(args):
@@ -111,10 +117,15 @@ def main(argv=None):
     seeder.add_argument("seeds", nargs="*", type=int, help="train.seed values; none: only rewrite the table")
     seeder.add_argument("--out", default="reports/seeds", help="where each run's figures and seeds.md go")
     seeder.set_defaults(run=_seeds)
-    checker = commands.add_parser("check", help="check every setting of a params file, and build every variant")
+    checker = commands.add_parser(
+        "check", help="check every setting of a params file and the recognition methods, and build every variant"
+    )
     checker.add_argument("--params", default="params.yaml")
     checker.add_argument(
         "--no-hardware", action="store_true", help="skip what the settings ask of this machine (GPUs, a compiler)"
+    )
+    checker.add_argument(
+        "--no-models", action="store_true", help="skip building the variants' models (no torch: a second)"
     )
     checker.set_defaults(run=_check)
     args = parser.parse_args(argv)

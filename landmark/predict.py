@@ -1,8 +1,8 @@
 """`landmark predict`: a user's own photos recognised as the submission recognises the test set, by a trained
 variant, its whitening and its faiss indexes: the top landmarks with their confidences, each landmark's name where
 a names file is given (GLDv2's train_label_to_category.csv), and "no landmark" where the method's non-landmark
-suppression leaves no landmark a positive confidence. The frequency ban needs a whole test set, so a single
-photo goes without it."""
+suppression leaves no landmark a positive confidence. The method runs as the recognize stage runs it
+(landmark.recognition.method), on every train image, the dev images included."""
 
 import json
 from pathlib import Path
@@ -14,17 +14,9 @@ from landmark.data.layout import read_csv
 from landmark.data.loading import ImageDataset
 from landmark.errors import UserError
 from landmark.inference import TrainedModel, embed
-from landmark.retrieval import (
-    Neighbours,
-    Whitening,
-    mean_similarity,
-    ranked_votes,
-    read_embeddings,
-    read_index,
-    votes,
-)
+from landmark.recognition.gallery import Gallery, Queries
+from landmark.recognition.method import Method
 from landmark.runtime import make_loader
-from landmark.settings import Recognize, parse_method
 
 
 class FileReader:
@@ -50,58 +42,42 @@ def landmark_names(path) -> dict:
 
 
 class Recognizer:
-    """One variant's model, whitening, gallery and pool indexes, ready to recognise photos by one method."""
+    """One variant's model with its gallery (indexes, whitening, pool), ready to recognise photos by one method."""
 
-    def __init__(self, trained, whitening, gallery, gallery_vectors, gallery_index, pool_index, method, settings):
-        self.trained, self.whitening, self.method, self.settings = trained, whitening, method, settings
-        self.gallery_labels, self.gallery_vectors = gallery["landmark_id"].to_numpy(), gallery_vectors
-        self.gallery_index, self.pool_index = gallery_index, pool_index
-        self.base, self.suppressions = parse_method(method, "--method")
+    def __init__(self, trained: TrainedModel, gallery: Gallery, method: Method, neighbours: int):
+        self.trained, self.gallery, self.method, self.neighbours = trained, gallery, method, neighbours
 
     @classmethod
-    def load(cls, model_path, index_dir, embeddings_dir, method: str, settings: Recognize, device) -> "Recognizer":
+    def load(cls, model_path, index_dir, embeddings_dir, method: str, settings, device) -> "Recognizer":
+        """settings: params.yaml's recognize section, parsed."""
+        parsed = Method.parse(method, settings, "--method")
         trained = TrainedModel.load(model_path, device)
-        whitening = Whitening.load(Path(index_dir) / "whitening.npz")
-        gallery, gallery_vectors = read_embeddings(embeddings_dir, "gallery")
-        indexes = [
-            read_index(Path(index_dir) / f"{name}.faiss", settings.nprobe, settings.refine_factor)
-            for name in ("gallery", "pool")
-        ]
-        return cls(trained, whitening, gallery, gallery_vectors, *indexes, method, settings)
+        gallery = Gallery.load(embeddings_dir, index_dir, settings.nprobe, settings.refine_factor)
+        return cls(trained, gallery, parsed, settings.neighbours)
 
     def embeddings(self, paths, batch_size: int):
-        """(whitened embeddings, classifier landmarks, classifier probabilities) of the image files, decoded as the
-        model's training images were."""
+        """(embeddings, classifier landmarks, classifier probabilities) of the image files, decoded as the model's
+        training images were."""
         dataset = ImageDataset(
             FileReader(paths), image_size=self.trained.variant.image_size, decode=self.trained.decode
         )
         loader = make_loader(dataset, batch_size, 0, self.trained.device)
         parts = list(zip(*embed(self.trained.model, loader, self.trained.device, desc=None)))
         vectors, classes, probabilities = (np.concatenate(part) for part in parts)
-        return self.whitening(vectors), self.trained.labels.landmarks(classes), probabilities
+        return vectors, self.trained.labels.landmarks(classes), probabilities
 
     def recognise(self, paths, top_k: int, batch_size: int = 32) -> list:
-        """Per photo: up to top_k (landmark_id, confidence), best first; empty for no landmark."""
+        """Per photo: up to top_k (landmark_id, confidence), best first; empty for no landmark. The photos are one
+        query set, searched like the test set (every train image, the dev images included); the frequency ban
+        counts over them with the test set's limit."""
         vectors, classifier_labels, probabilities = self.embeddings(paths, batch_size)
-        if self.base == "softmax":
-            return [[(int(label), float(probability))] for label, probability in zip(classifier_labels, probabilities)]
-        found = Neighbours.find(
-            vectors,
-            self.gallery_index,
-            self.gallery_labels,
-            self.pool_index,
-            self.settings.neighbours,
-            self.settings.pool_neighbours,
-            (classifier_labels, probabilities),
-        )
-        correction = np.zeros(len(self.gallery_labels))
-        if "train_correction" in self.suppressions:  # only the gallery images these photos reached
-            reached = np.unique(found.positions[found.positions >= 0])
-            near = self.whitening(self.gallery_vectors[reached])
-            correction[reached] = mean_similarity(self.pool_index, near, self.settings.pool_neighbours)
-        ranked = ranked_votes(*votes(self.method, found, correction, self.settings.blend_weight), top_k)
-        suppressed = bool(self.suppressions - {"frequency_ban"})
-        return [[] if suppressed and (not best or best[0][1] <= 0) else best for best in ranked]
+        queries = Queries.find(self.gallery, vectors, (classifier_labels, probabilities), self.neighbours)
+        ranking = self.method.rank(queries, top_k)
+        answers = []
+        for labels, confidences in zip(ranking.labels, ranking.confidences):
+            refused = self.method.refuses_non_landmarks and confidences[0] <= 0
+            answers.append([] if refused else [(int(a), float(b)) for a, b in zip(labels, confidences) if a >= 0])
+        return answers
 
 
 def usable(paths, max_pixels: int):

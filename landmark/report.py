@@ -121,10 +121,13 @@ def recognition_table(recognitions: dict, methods, submission: dict | None) -> s
     text = "\n# Recognition: methods × variants\n\n" + "\n".join(lines) + "\n\n"
     text += (
         f"The filter kept {gallery['filter_classes']} classes; a classifier names only the classes it learned "
-        f"(`classes learned`), where retrieval searches all {gallery['images']} gallery images of {gallery['classes']} "
-        "classes (every train image but the dev set's) and can name any of them. Validation GAP: the dev set with the "
-        "held-out non-landmarks, what the submission is chosen by; the test columns come from the solution file and "
-        "are only reported. Nearest neighbours of fixed queries: `retrieval.png`.\n"
+        f"(`classes learned`), where retrieval searches all {gallery['images']} train images of {gallery['classes']} "
+        "classes (every usable one, the dev images included) and can name any of them. Validation GAP: the dev set "
+        "(images of every class with two or more, those below the filter included) with the held-out non-landmarks, "
+        f"searched against the {gallery['validation_images']} train images that are not dev images; what the "
+        "submission is chosen by. Every row answers the same validation queries: a classifier misses those of the "
+        "classes it never learned. The test columns come from the solution file and are only reported. Nearest "
+        "neighbours of fixed queries: `retrieval.png`.\n"
     )
     if submission:
         text += (

@@ -18,6 +18,7 @@ replacing the default's whole value.
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from landmark.errors import UserError
 
@@ -218,7 +219,8 @@ class Filter:
 @params_section("split")
 @dataclass(frozen=True)
 class Split:
-    dev_fraction: float = setting(fraction)
+    dev_fraction: float = setting(fraction)  # of each class the filter kept
+    tail_dev_fraction: float = setting(fraction)  # of the classes below the filter (2 images or more): one each
     holdout_fraction: float = setting(fraction)  # of the non-landmark pool, held out for validation
     seed: int = setting(whole(0))
 
@@ -324,29 +326,15 @@ def names(value, key) -> tuple:
     return tuple(value)
 
 
-RECOGNITION_BASES = ("softmax", "knn", "blend")
-SUPPRESSIONS = ("query_penalty", "train_correction", "frequency_ban")
-
-
-def parse_method(method: str, where: str = "params.yaml recognize.methods"):
-    """(base, suppressions) of a recognition method's name (landmark.retrieval): a base, then suppressions
-    joined by `+`, e.g. `knn+query_penalty+frequency_ban`."""
-    base, *suppressions = str(method).split("+")
-    if base not in RECOGNITION_BASES:
-        raise UserError(f"{where}: {method!r} must start with {', '.join(RECOGNITION_BASES)}")
-    unknown = [name for name in suppressions if name not in SUPPRESSIONS]
-    if unknown:
-        raise UserError(f"{where}: {unknown[0]!r} in {method!r} is not {', '.join(SUPPRESSIONS)}")
-    if base == "softmax" and set(suppressions) - {"frequency_ban"}:
-        raise UserError(f"{where}: {method!r}: the classifier alone has no neighbours to penalise")
-    return base, set(suppressions)
-
-
-def methods(value, key) -> tuple:
-    value = names(value, key)
-    for method in value:
-        parse_method(method, f"params.yaml {key}")
-    return value
+def mapping_of_mappings(value, key) -> dict:
+    """name -> its options (a mapping; empty or none: no options)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        options is None or isinstance(options, dict) for options in value.values()
+    ):
+        raise UserError(f"params.yaml {key}: {value!r} must map each name to a mapping of its options")
+    return {name: dict(options or {}) for name, options in value.items()}
 
 
 @params_section("embed")
@@ -358,7 +346,7 @@ class Embed:
 @params_section("index")
 @dataclass(frozen=True)
 class Index:
-    whitening: str = setting(one_of("none", "pca"))  # PCA whitening learned on the gallery (landmark.retrieval)
+    whitening: str = setting(one_of("none", "pca"))  # PCA whitening learned on the gallery (recognition/search.py)
     whitening_dims: int = setting(whole(1))  # the axes it keeps
     exact_below: int = setting(whole(1))  # fewer gallery images: exact search (faiss IndexFlatIP)
     factory: str = setting(text)  # the approximate index from there on, as a faiss index_factory string
@@ -370,10 +358,9 @@ class Recognize:
     neighbours: int = setting(whole(1))  # k nearest gallery images that vote
     nprobe: int = setting(whole(1))  # inverted lists an approximate index visits per query
     refine_factor: int = setting(whole(1))  # a refining index re-ranks this many candidates per neighbour
-    pool_neighbours: int = setting(whole(1))  # nearest non-landmarks a penalty averages over
-    max_label_predictions: int = setting(whole(1))  # the frequency ban: a label predicted more often falls
     blend_weight: float = setting(positive)  # the classifier's vote in a blend, times its probability
-    methods: tuple = setting(methods)  # each a row of the results: a base and its suppressions
+    steps: dict = setting(mapping_of_mappings)  # each step's options (landmark.recognition.steps checks them)
+    methods: tuple = setting(names)  # each a row of the results: a base and its steps (landmark.recognition.method)
     nonlandmark_share: float = setting(fraction)  # of the test set: the validation GAP weighs its non-landmarks to it
 
 
@@ -447,3 +434,31 @@ def parse_params(params: dict) -> Settings:
                 f"params.yaml submission.{key}: {chosen!r} is not in {where}; use best or one of {', '.join(choices)}"
             )
     return Settings(sections, variants)
+
+
+def nonlandmark_shortfalls(data: Data, split: Split) -> dict:
+    """What the run's non-landmarks will lack, told from the settings before any photo is read: "pool" (none to
+    search, for the suppression steps) and "holdout" (none held out, for a validation that asks about
+    non-landmarks), each as (the params key to blame, why, the fix). A folder's photos are counted by the split
+    stage, which stops where a part it should fill comes out empty."""
+    folder_fix = "point data.nonlandmarks at a folder of photos without landmarks"
+    if data.source == "synthetic" and not data.nonlandmarks:
+        total = data.synthetic.num_nonlandmark_images  # known: the generator draws exactly this many
+    elif data.nonlandmarks or (data.source == "local" and (Path(data.local.path) / "nonlandmark.csv").is_file()):
+        total = None  # a folder of photos: at least one, until the split stage counts them
+    else:
+        total = 0
+    if total == 0:
+        why = "no non-landmark pool" + (
+            " (data.synthetic.num_nonlandmark_images is 0)" if data.source == "synthetic" else " is given"
+        )
+        return dict.fromkeys(("pool", "holdout"), ("data.nonlandmarks", why, folder_fix))
+    held_out = total and int(round(total * split.holdout_fraction))  # None: counted later
+    shortfalls = {}
+    if split.holdout_fraction == 1 or (total and held_out == total):
+        why = f"{split.holdout_fraction} holds out every photo of the non-landmark pool, leaving none to search"
+        shortfalls["pool"] = ("split.holdout_fraction", why, "lower split.holdout_fraction")
+    if split.holdout_fraction == 0 or held_out == 0:
+        why = f"{split.holdout_fraction} holds out no photo of the non-landmark pool to validate with"
+        shortfalls["holdout"] = ("split.holdout_fraction", why, "raise split.holdout_fraction")
+    return shortfalls

@@ -17,11 +17,19 @@ from landmark.params import load_params
 from landmark.settings import as_params, parse_params
 
 
-def check_the_models_build() -> None:
-    """`landmark check --no-hardware` (every variant built, not this machine's GPUs: the data may be prepared on
-    another machine than the one that trains), in a process of its own: it gates a download of hours but shapes
-    none of its outputs, so this stage does not depend on the model code."""
-    command = [sys.executable, "-m", "landmark.cli", "check", "--no-hardware"]
+def check_what_later_stages_run(build_models: bool) -> None:
+    """`landmark check --no-hardware`: the recognition methods against the data's non-landmarks, and with
+    build_models every variant built (not this machine's GPUs: the data may be prepared on another machine than the
+    one that trains). In a process of its own: it gates the work but shapes none of this stage's outputs, so this
+    stage does not depend on the recognition or the model code."""
+    command = [
+        sys.executable,
+        "-m",
+        "landmark.cli",
+        "check",
+        "--no-hardware",
+        *([] if build_models else ["--no-models"]),
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode:
         errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
@@ -34,6 +42,7 @@ def main(out_dir):
     # is prepared, not after.
     settings = parse_params(load_params()).data
     source = settings.source
+    check_what_later_stages_run(build_models=source == "kaggle")  # before a download of hours
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".partial")
     resumable = source == "kaggle"  # kaggle.download keeps what an interrupted run of its own had unpacked
@@ -43,7 +52,6 @@ def main(out_dir):
         if source == "synthetic":
             summary = synthetic.generate(staging, **as_params(settings.synthetic))
         elif source == "kaggle":
-            check_the_models_build()
             summary = kaggle.download(staging, cache_dir=Path("data/downloads"), **as_params(settings.kaggle))
         else:
             summary = local.link_tree(settings.local.path, staging)

@@ -45,12 +45,18 @@ def main(raw_dir, out_dir):
             f"{len(bad)} of {len(jobs)} images are unusable, over filter.max_bad_fraction "
             f"({settings.max_bad_fraction}); the list with reasons is in {bad_list}"
         )
+    usable_pool = pool[~pool["id"].isin(bad.loc[bad["split"] == "nonlandmark", "id"])]
+    if len(pool) and not len(usable_pool):
+        raise UserError(
+            f"none of the {len(pool)} photos of the non-landmark pool is usable (reasons in {bad_list}); "
+            "point data.nonlandmarks at a folder of readable photos"
+        )
     gallery = train[~train["id"].isin(bad.loc[bad["split"] == "train", "id"])]
     kept, classes = filter_classes(gallery, minimum)
     write_csv(out_dir / "train.csv", kept)
     write_csv(out_dir / "classes.csv", classes)
     write_csv(out_dir / "gallery.csv", gallery)
-    write_csv(out_dir / "nonlandmark.csv", pool[~pool["id"].isin(bad.loc[bad["split"] == "nonlandmark", "id"])])
+    write_csv(out_dir / "nonlandmark.csv", usable_pool)
     reasons = bad["reason"].str.split(" ", n=1).str[0].value_counts().to_dict() if len(bad) else {}
     skipped = f"; skipped {len(bad)} unusable images {reasons} (listed in {bad_list})" if len(bad) else ""
     repeated = f"; dropped {duplicates} repeated rows" if duplicates else ""

@@ -1,7 +1,8 @@
-"""Stage index@VARIANT: faiss indexes of the variant's gallery embeddings (what a query searches: every train image
-but the dev set's) and of its non-landmark pool (what suppression compares against), both whitened as
-index.whitening says (learned on the gallery, saved as whitening.npz for the queries). Exact inner product below
-index.exact_below vectors, index.factory's approximate index from there on; built on the GPU where
+"""Stage index@VARIANT: faiss indexes of the variant's train embeddings in two parts, gallery (every usable train
+image but the dev set's) and dev (the dev images): validation searches the first, the test set both
+(landmark/recognition/gallery.py); and of its non-landmark pool (what suppression compares against). All are
+whitened as index.whitening says (learned on the gallery, saved as whitening.npz for the queries). Exact inner
+product below index.exact_below vectors, index.factory's approximate index from there on; built on the GPU where
 runtime.device allows and faiss-gpu is installed.
 
 Usage: python -m stages.index EMBEDDINGS_DIR OUT_DIR
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from landmark.errors import exits_cleanly
 from landmark.params import load_params
-from landmark.retrieval import Whitening, build_index, read_embeddings, use_gpu, write_index
+from landmark.recognition.search import Whitening, build_index, read_embeddings, use_gpu, write_index
 from landmark.settings import parse_params
 
 
@@ -25,7 +26,7 @@ def main(embeddings_dir, out_dir):
     whitening = Whitening.fit(gallery, settings.whitening_dims) if settings.whitening == "pca" else Whitening()
     whitening.save(Path(out_dir) / "whitening.npz")
     built = []
-    for name in ("gallery", "pool"):
+    for name in ("gallery", "dev", "pool"):
         started = time.perf_counter()
         vectors = whitening(read_embeddings(embeddings_dir, name)[1])
         index = build_index(vectors, settings.exact_below, settings.factory, gpu=gpu)

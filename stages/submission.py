@@ -18,7 +18,8 @@ from landmark.data.layout import read_csv
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_json
 from landmark.params import load_params
-from landmark.settings import parse_params
+from landmark.recognition.method import check_methods
+from landmark.settings import nonlandmark_shortfalls, parse_params
 from landmark.submission import read_solution, score, write_validated_submission
 
 
@@ -40,6 +41,7 @@ def choose(recognitions_dir, variants, methods, variant: str, method: str):
 def main(recognitions_dir, images_dir, submission_csv, score_json):
     params = parse_params(load_params())
     settings = params.submission
+    check_methods(params, nonlandmark_shortfalls(params.data, params.split))  # chosen with non-landmarks, or named
     variant, method, validation_gap = choose(
         recognitions_dir, params.embed.variants, params.recognize.methods, settings.variant, settings.method
     )

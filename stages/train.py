@@ -4,7 +4,7 @@ Usage: python -m stages.train VARIANT IMAGES_DIR SPLIT_DIR CLASSES_CSV GALLERY_C
 
 A variant trains on the classes the filter kept (min_class_images: filter, the paper's), or on every class with
 at least min_class_images train images: then on the gallery's images (every usable train image) but the dev set's,
-as the Kaggle winners trained on all of GLDv2.
+as the Kaggle winners trained on all of GLDv2. No variant trains on a dev image, of whatever class.
 
 CHECKPOINT_PATH is outside DVC's outputs, so a killed run's checkpoint survives until the rerun resumes from it.
 With runtime.gpus above one (or auto on a machine with several GPUs) the stage reruns itself under torchrun, one
@@ -30,12 +30,15 @@ from landmark.train import train_variant
 
 
 def training_data(min_class_images, split_dir, classes_csv, gallery_csv):
-    """(train rows, dev rows, label encoding) for a variant's min_class_images."""
-    dev = read_labels(Path(split_dir) / "dev.csv")
+    """(train rows, dev rows, label encoding) for a variant's min_class_images. Whatever it learns, its dev pass
+    asks about the dev images of the filter's classes (the paper's question, the same for every row); the long
+    tail's dev images are for recognition's validation, and no row trains on a dev image."""
+    every_dev, kept = read_labels(Path(split_dir) / "dev.csv"), pd.read_csv(classes_csv)
+    dev = every_dev[every_dev["landmark_id"].isin(kept["landmark_id"])]
     if min_class_images == "filter":
-        return read_labels(Path(split_dir) / "train.csv"), dev, pd.read_csv(classes_csv)
+        return read_labels(Path(split_dir) / "train.csv"), dev, kept
     gallery = read_labels(gallery_csv)
-    train, classes = filter_classes(gallery[~gallery["id"].isin(dev["id"])], min_class_images)
+    train, classes = filter_classes(gallery[~gallery["id"].isin(every_dev["id"])], min_class_images)
     return train, dev[dev["landmark_id"].isin(classes["landmark_id"])], classes
 
 

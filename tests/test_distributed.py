@@ -178,7 +178,7 @@ def test_loader_workers_share_this_machines_cores_among_its_own_processes(monkey
 def embed_project(folder: Path, dataset: Path, processes: int) -> Path:
     """A project holding what the embed stage reads: shards, the split's CSVs, a model and params.yaml."""
     kept, classes = filter_classes(read_labels(dataset / "train.csv"), 4)
-    _, dev = split_dev(kept, 0.25, seed=0)
+    _, dev = split_dev(kept, classes["landmark_id"], 0.25, 0.0, seed=0)
     pool = pd.read_csv(dataset / "nonlandmark.csv", dtype=str)
     write_csv(folder / "split/dev.csv", dev)
     write_csv(folder / "split/pool.csv", pool.iloc[::2])

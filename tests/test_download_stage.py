@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -69,7 +70,8 @@ def test_a_folder_of_non_landmark_photos_joins_the_pool(tmp_path, tiny_dataset):
 
 def test_local_folder_missing_parts_is_one_line(tmp_path):
     (tmp_path / "gld").mkdir()
-    result = run_download(tmp_path, {"source": "local", "local": {"path": str(tmp_path / "gld")}})
+    data = {"source": "local", "local": {"path": str(tmp_path / "gld")}, "nonlandmarks": str(tmp_path)}
+    result = run_download(tmp_path, data)
     assert result.returncode == 1
     assert (
         result.stderr
@@ -79,9 +81,8 @@ def test_local_folder_missing_parts_is_one_line(tmp_path):
 
 
 def test_kaggle_without_credentials_leaves_nothing_behind(tmp_path):
-    result = run_download(
-        tmp_path, {"source": "kaggle", "kaggle": UNREACHABLE_KAGGLE}, env={"KAGGLE_CONFIG_DIR": str(tmp_path)}
-    )
+    data = {"source": "kaggle", "kaggle": UNREACHABLE_KAGGLE, "nonlandmarks": str(tmp_path)}
+    result = run_download(tmp_path, data, env={"KAGGLE_CONFIG_DIR": str(tmp_path)})
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: no Kaggle credentials found: set KAGGLE_API_TOKEN")
     assert not (tmp_path / "data/raw").exists() and not (tmp_path / "data/raw.partial").exists()
@@ -90,11 +91,32 @@ def test_kaggle_without_credentials_leaves_nothing_behind(tmp_path):
 def test_a_kaggle_download_checks_the_train_params_first(tmp_path):
     variants = yaml.safe_load((ROOT / "params.yaml").read_text())["variants"]
     variants["xception_cbp"]["pooling"] = {"name": "cbp", "size": 8192}  # the option is called dim
-    result = run_download(tmp_path, {"source": "kaggle", "kaggle": UNREACHABLE_KAGGLE}, variants=variants)
+    data = {"source": "kaggle", "kaggle": UNREACHABLE_KAGGLE, "nonlandmarks": str(tmp_path)}
+    result = run_download(tmp_path, data, variants=variants)
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: variants.xception_cbp.pooling: ")
     assert "'size'" in result.stderr and "Kaggle credentials" not in result.stderr
     assert not (tmp_path / "data/raw").exists() and not (tmp_path / "data/raw.partial").exists()
+
+
+def test_without_a_pool_the_suppression_steps_stop_the_first_stage_in_one_line(tmp_path, tiny_dataset):
+    local = {"source": "local", "local": {"path": str(tmp_path / "mine")}, "nonlandmarks": ""}
+    (tmp_path / "mine").mkdir()
+    for name in ("train.csv", "test.csv", "train", "test"):  # a user's folder of photos: no non-landmark pool
+        copy = shutil.copytree if (tiny_dataset / name).is_dir() else shutil.copy
+        copy(tiny_dataset / name, tmp_path / "mine" / name)
+    result = run_download(tmp_path, local)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        "error: params.yaml data.nonlandmarks: no non-landmark pool is given, which knn+query_penalty in "
+        "recognize.methods needs for query_penalty; point data.nonlandmarks at a folder of photos without "
+        "landmarks, or take query_penalty out of recognize.methods\n"
+    )
+    assert not (tmp_path / "data/raw").exists() and not (tmp_path / "data/raw.partial").exists()
+    for name in ("nonlandmark.csv", "nonlandmark"):  # a folder that brings a pool of its own
+        copy = shutil.copytree if (tiny_dataset / name).is_dir() else shutil.copy
+        copy(tiny_dataset / name, tmp_path / "mine" / name)
+    assert run_download(tmp_path, local).returncode == 0
 
 
 def test_unknown_source_names_the_key(tmp_path):

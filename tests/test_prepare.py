@@ -25,13 +25,24 @@ def test_filter_keeps_classes_at_the_threshold():
 
 
 def test_split_is_stratified_seeded_and_disjoint():
-    train = frame({1: 20, 2: 10, 3: 1})
-    train_part, dev = split_dev(train, 0.2, seed=3)
+    gallery = frame({1: 20, 2: 10, 3: 1})
+    train_part, dev = split_dev(gallery, [1, 2], 0.2, 1.0, seed=3)
     assert dev["landmark_id"].value_counts().to_dict() == {1: 4, 2: 2}
-    assert set(train_part["id"]).isdisjoint(dev["id"]) and len(train_part) + len(dev) == len(train)
-    again_train, again_dev = split_dev(train, 0.2, seed=3)
+    assert set(train_part["id"]).isdisjoint(dev["id"]) and len(train_part) + len(dev) == len(gallery) - 1
+    again_train, again_dev = split_dev(gallery, [1, 2], 0.2, 1.0, seed=3)
     assert again_dev["id"].tolist() == dev["id"].tolist()
-    assert split_dev(train, 0.2, seed=4)[1]["id"].tolist() != dev["id"].tolist()
+    assert split_dev(gallery, [1, 2], 0.2, 1.0, seed=4)[1]["id"].tolist() != dev["id"].tolist()
+
+
+def test_dev_takes_the_long_tail_too_but_never_a_class_last_image():
+    # kept: 1 (20 images), 4 (2 images: round(0.4) is 0, yet a kept class gives one); tail: 5, 6, 7, 8 (2-3), 3 (1)
+    gallery = frame({1: 20, 4: 2, 5: 3, 6: 2, 7: 2, 8: 2, 3: 1})
+    train, dev = split_dev(gallery, [1, 4], 0.2, 1.0, seed=0)
+    assert dev["landmark_id"].value_counts().sort_index().to_dict() == {1: 4, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1}
+    assert set(train["landmark_id"]) == {1, 4} and set(train["id"]).isdisjoint(dev["id"])
+    half = split_dev(gallery, [1, 4], 0.2, 0.5, seed=0)[1]  # half the tail classes, each one image
+    assert set(half["landmark_id"]) - {1, 4} < {5, 6, 7, 8} and len(set(half["landmark_id"]) - {1, 4}) == 2
+    assert not len(split_dev(gallery, [1, 4], 0.0, 0.0, seed=0)[1])  # no dev set at all, when asked for none
 
 
 def test_the_pool_is_cut_in_two_at_random_and_seeded():
@@ -76,19 +87,22 @@ def test_filter_stage_error_is_one_line(tmp_path):
 def test_a_variant_of_its_own_threshold_trains_on_the_gallery_but_never_on_dev(tmp_path, tiny_dataset):
     gallery = read_labels(tiny_dataset / "train.csv")
     kept, classes = filter_classes(gallery, 4)
-    train, dev = split_dev(kept, 0.25, seed=0)
+    train, dev = split_dev(gallery, classes["landmark_id"], 0.25, 1.0, seed=0)
+    assert not dev["landmark_id"].isin(classes["landmark_id"]).all()  # the tail gives dev images too
     for name, frame in (("split/train.csv", train), ("split/dev.csv", dev), ("classes.csv", classes)):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         frame.to_csv(tmp_path / name, index=False)
     gallery.to_csv(tmp_path / "gallery.csv", index=False)
-    paper = training_data("filter", tmp_path / "split", tmp_path / "classes.csv", tmp_path / "gallery.csv")
-    assert (
-        paper[0]["id"].tolist() == train["id"].tolist()
-        and paper[2]["landmark_id"].tolist() == classes["landmark_id"].tolist()
+    paper, paper_dev, paper_classes = training_data(
+        "filter", tmp_path / "split", tmp_path / "classes.csv", tmp_path / "gallery.csv"
     )
+    assert paper["id"].tolist() == train["id"].tolist()
+    assert paper_classes["landmark_id"].tolist() == classes["landmark_id"].tolist()
+    paper_questions = dev[dev["landmark_id"].isin(classes["landmark_id"])]["id"].tolist()
+    assert paper_dev["id"].tolist() == paper_questions  # the dev pass asks the filter's classes
     every, every_dev, every_classes = training_data(
         2, tmp_path / "split", tmp_path / "classes.csv", tmp_path / "gallery.csv"
     )
-    assert set(every_classes["landmark_id"]) == set(gallery["landmark_id"]) > set(classes["landmark_id"])
-    assert not set(every["id"]) & set(dev["id"]) and set(every["id"]) | set(dev["id"]) == set(gallery["id"])
-    assert every_dev["id"].tolist() == dev["id"].tolist()
+    assert set(every_classes["landmark_id"]) > set(classes["landmark_id"])
+    assert not set(every["id"]) & set(dev["id"]) and set(every["id"]) | set(dev["id"]) <= set(gallery["id"])
+    assert every_dev["id"].tolist() == paper_questions  # every row's dev pass asks the same questions

@@ -30,7 +30,7 @@ def recognition(validation_gap, test_gap):
 
 
 def test_recognition_table_has_a_row_per_variant_and_method_in_the_params_order():
-    gallery = {"images": 90, "classes": 12, "filter_classes": 5, "classifier_classes": 5}
+    gallery = {"images": 90, "validation_images": 80, "classes": 12, "filter_classes": 5, "classifier_classes": 5}
     recognitions = {
         "resnet50": {"methods": {"softmax": recognition(0.2, 0.01), "knn": recognition(0.4, 0.3)}, "gallery": gallery},
         "recipe": {"methods": {"softmax": recognition(0.1, 0.02), "knn": recognition(0.3, 0.2)}, "gallery": gallery},
@@ -46,7 +46,7 @@ def test_recognition_table_has_a_row_per_variant_and_method_in_the_params_order(
     ]
     assert rows[1].endswith("| 0.400 | 0.500 | 0.300 | 0.100 | 0.200 | 0.600 | 7 of 10 | 3 |")
     assert rows[0].startswith("| resnet50 | 5 | softmax |")
-    assert "The filter kept 5 classes;" in text and "retrieval searches all 90 gallery images of 12 classes" in text
+    assert "The filter kept 5 classes;" in text and "retrieval searches all 90 train images of 12 classes" in text
     assert "`resnet50` by `knn` (validation GAP 0.400) predicted 5 of 9 test images" in text
     assert "Test GAP against the solution file: 0.3000 (private 0.4000)" in text
     assert recognition_table({}, ["knn"], None) == ""

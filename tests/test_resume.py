@@ -46,7 +46,7 @@ def project_params(variant=VARIANT, runtime=RUNTIME) -> str:
 
 def make_project(folder: Path, dataset: Path) -> Path:
     kept, classes = filter_classes(read_labels(dataset / "train.csv"), 4)
-    train, dev = split_dev(kept, 0.25, seed=0)
+    train, dev = split_dev(kept, classes["landmark_id"], 0.25, 0.0, seed=0)
     write_csv(folder / "split/train.csv", train)
     write_csv(folder / "split/dev.csv", dev)
     write_csv(folder / "classes.csv", classes)

@@ -59,7 +59,7 @@ def test_packing_is_reproducible_and_replaces_the_old_shards(tmp_path, tiny_data
 
 def test_training_from_shards_equals_training_from_the_loose_files(tmp_path, tiny_dataset, mlflow_store):
     kept, classes = filter_classes(read_labels(tiny_dataset / "train.csv"), 4)
-    train, dev = split_dev(kept, 0.25, seed=0)
+    train, dev = split_dev(kept, classes["landmark_id"], 0.25, 0.0, seed=0)
     pack(tiny_dataset, "train", kept, tmp_path / "shards", shard_bytes=3000, seed=0)
     variant = VARIANT | {"steps": 3}
     runtime = RUNTIME | {"num_workers": 2, "eval_every": 3, "checkpoint_every": 10}

@@ -34,7 +34,7 @@ PARAMS = Path(__file__).parents[1] / "params.yaml"
 @pytest.fixture
 def prepared(tiny_dataset):
     kept, classes = filter_classes(read_labels(tiny_dataset / "train.csv"), 4)
-    train, dev = split_dev(kept, 0.25, seed=0)
+    train, dev = split_dev(kept, classes["landmark_id"], 0.25, 0.0, seed=0)
     return train, dev, classes
 
 

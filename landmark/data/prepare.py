@@ -1,5 +1,5 @@
-"""Filter classes by size and split a seeded dev set, as the paper did (classes with ≥ 100 images; dev sampled
-from them). Vectorised, so the real 4.13M-row train.csv takes seconds."""
+"""Filter classes by size, as the paper did (classes with ≥ 100 images), and split a seeded dev set from every
+class with two images or more, the long tail included. Vectorised, so the real 4.13M-row train.csv takes seconds."""
 
 import numpy as np
 import pandas as pd
@@ -25,20 +25,27 @@ def filter_classes(train: pd.DataFrame, min_samples_per_class: int):
     return train[train["landmark_id"].isin(kept_counts.index)], classes
 
 
-def split_dev(train: pd.DataFrame, dev_fraction: float, seed: int):
-    """Stratified random split: round(dev_fraction · n) images of each class go to dev, the rest to train.
+def split_dev(gallery: pd.DataFrame, kept_classes, dev_fraction: float, tail_dev_fraction: float, seed: int):
+    """The dev set, drawn at random to look like the test set's landmarks: from each class of kept_classes (the
+    filter's), round(dev_fraction · n) of its n images, at least one while dev_fraction is above 0; from a
+    tail_dev_fraction share of the other classes with two images or more (the long tail, which only retrieval can
+    name), one image each; never a class's last image. Returns (train: the kept classes' other images, dev).
 
-    Every class keeps at least one training image. Rows keep their file order within each part.
+    gallery: every usable train image (id, landmark_id). Rows keep their file order within each part.
     """
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(train))
-    shuffled_labels = train["landmark_id"].to_numpy()[order]
-    rank_in_class = pd.Series(shuffled_labels).groupby(shuffled_labels).cumcount().to_numpy()
-    class_size = pd.Series(shuffled_labels).map(pd.Series(shuffled_labels).value_counts()).to_numpy()
-    dev_quota = np.minimum(np.round(class_size * dev_fraction), class_size - 1)
-    is_dev = np.zeros(len(train), dtype=bool)
-    is_dev[order] = rank_in_class < dev_quota
-    return train[~is_dev], train[is_dev]
+    order = rng.permutation(len(gallery))
+    labels = gallery["landmark_id"].to_numpy()[order]
+    rank_in_class = pd.Series(labels).groupby(labels).cumcount().to_numpy()
+    sizes = gallery["landmark_id"].value_counts()
+    class_size = sizes.reindex(labels).to_numpy()
+    kept = np.isin(labels, np.asarray(kept_classes))
+    tail = sizes[(sizes >= 2) & ~sizes.index.isin(kept_classes)].index.sort_values()
+    chosen = tail[rng.permutation(len(tail))[: int(round(len(tail) * tail_dev_fraction))]]
+    quota = np.where(kept, np.maximum(np.round(class_size * dev_fraction), dev_fraction > 0), np.isin(labels, chosen))
+    is_dev = np.zeros(len(gallery), dtype=bool)
+    is_dev[order] = rank_in_class < np.minimum(quota, class_size - 1)
+    return gallery[~is_dev & np.isin(gallery["landmark_id"], kept_classes)], gallery[is_dev]
 
 
 def drop_duplicate_ids(train: pd.DataFrame, path):

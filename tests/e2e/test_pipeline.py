@@ -10,12 +10,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from PIL import Image
 
 from landmark.data.layout import image_path, read_labels
-from landmark.retrieval import Neighbours, Whitening, read_embeddings, read_index, recognize, search
+from landmark.recognition.gallery import VALIDATION_PARTS, Gallery, Queries
+from landmark.recognition.method import Method
+from landmark.recognition.search import read_embeddings
+from landmark.settings import parse_params
 from landmark.submission import validate_submission
 from tests.conftest import TINY_SYNTHETIC
 
@@ -70,20 +74,43 @@ def changed_stages(repo, env, edit) -> set:
 
 
 def dropped_class_is_recognised(repo, variant):
-    """An image of a class the filter dropped is in the variant's index, and a query of it is named right."""
-    gallery, vectors = read_embeddings(repo / "embeddings" / variant, "gallery")
+    """An image of a class the filter dropped is in the variant's index, and a query of it is named right; the test
+    index holds every dev image, and validation never finds one."""
+    gallery = Gallery.load(repo / "embeddings" / variant, repo / "indexes" / variant, nprobe=1, refine_factor=1)
     kept = set(read_labels(repo / "data/filtered/train.csv")["landmark_id"])
-    dropped = np.flatnonzero(~gallery["landmark_id"].isin(kept).to_numpy())
-    assert len(dropped) and set(gallery["id"]) >= set(read_labels(repo / "data/split/train.csv")["id"])
-    index = read_index(repo / "indexes" / variant / "gallery.faiss", nprobe=1, refine_factor=1)
-    query = Whitening.load(repo / "indexes" / variant / "whitening.npz")(vectors[dropped[:1]])
-    similarities, positions = search(index, query, 3)
-    assert positions[0, 0] == dropped[0] and similarities[0, 0] == pytest.approx(1.0, abs=1e-4)
-    found = Neighbours(
-        similarities, positions, gallery["landmark_id"].to_numpy(), np.zeros(1), np.array([-1]), np.zeros(1)
+    dropped = np.flatnonzero(~np.isin(gallery.labels, list(kept)))
+    assert len(dropped) and set(gallery.ids) == set(read_labels(repo / "data/filtered/gallery.csv")["id"])
+    query = gallery.embeddings_at(dropped[:1])
+    settings = parse_params(yaml.safe_load((repo / "params.yaml").read_text())).recognize
+    found = Queries.find(gallery, query, ([-1], [0.0]), 3)
+    assert found.positions[0, 0] == dropped[0] and found.similarities[0, 0] == pytest.approx(1.0, abs=1e-4)
+    assert Method.parse("knn", settings).rank(found).labels[0, 0] == gallery.labels[dropped[0]]
+    dev, vectors = read_embeddings(repo / "embeddings" / variant, "dev")
+    assert set(dev["id"]) == set(read_labels(repo / "data/split/dev.csv")["id"]) <= set(gallery.ids)
+    assert not dev["landmark_id"].isin(kept).all()  # the tail gives dev images too
+    validation = Queries.find(gallery, vectors, (dev["classifier_landmark"], dev["classifier_confidence"]), 3,
+                              VALIDATION_PARTS)  # fmt: skip
+    assert validation.positions.max() < gallery.size(VALIDATION_PARTS) and not set(dev["id"]) & set(
+        gallery.ids[validation.positions[validation.positions >= 0]]
     )
-    label, _ = recognize("knn", found, None, max_predictions=10, blend_weight=1.0)
-    assert label[0] == gallery["landmark_id"].iat[dropped[0]]
+
+
+def stage_and_predict_agree(repo, env, variant):
+    """`landmark predict` on test photos gives the label and confidence the recognize stage gave them."""
+    method = "knn+query_penalty+train_correction"
+    predictions = pd.read_csv(repo / "recognitions" / variant / "predictions.csv", dtype={"id": str})
+    mine = predictions[(predictions["query_set"] == "test") & (predictions["method"] == method)].head(3)
+    photos = [str(image_path(repo / "data/raw", "test", image_id)) for image_id in mine["id"]]
+    command = ["landmark", "predict", *photos, "--json", "--top-k", "1", "--model", f"models/{variant}/model.pt"]
+    result = subprocess.run(command + ["--method", method], cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    stage = zip(mine["landmark_id"], mine["confidence"])
+    for answer, (label, confidence) in zip(map(json.loads, result.stdout.splitlines()), stage, strict=True):
+        if answer["no_landmark"]:
+            assert confidence <= 1e-5  # refused: the suppression left it no positive confidence
+        else:
+            assert answer["landmarks"][0]["landmark_id"] == label
+            assert answer["landmarks"][0]["confidence"] == pytest.approx(confidence, abs=1e-4)
 
 
 def predict_answers_each_photo(repo, env, score, tmp_path):
@@ -180,6 +207,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     for figure in ("curves.png", "saliency.png", "retrieval.png"):
         assert (repo / "reports" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     dropped_class_is_recognised(repo, "recipe_resnet50")
+    stage_and_predict_agree(repo, env, "recipe_resnet50")
     predict_answers_each_photo(repo, env, score, tmp_path)
     with sqlite3.connect(repo / "mlflow.db") as db:
         trained = len(E2E_VARIANTS)
@@ -203,7 +231,10 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert changed_stages(repo, env, lambda params: params["variant_defaults"]["augmentation"].update(flip=0.25))
     # Recognition's settings rerun recognition alone; the index's, the index.
     recognitions = {f"recognize@{name}" for name in RETRIEVAL_VARIANTS}
-    assert changed_stages(repo, env, lambda params: params["recognize"].update(max_label_predictions=3)) == recognitions
+    ban = {"max_label_predictions": 3}
+    assert (
+        changed_stages(repo, env, lambda params: params["recognize"]["steps"].update(frequency_ban=ban)) == recognitions
+    )
     assert changed_stages(repo, env, lambda params: params["index"].update(exact_below=5)) == {
         f"index@{name}" for name in RETRIEVAL_VARIANTS
     }

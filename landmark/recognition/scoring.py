@@ -1,7 +1,7 @@
-"""The figures of recognition: per method, the validation GAP the submission chooses by (the dev set's landmarks
-with the held-out non-landmarks, so refusing a non-landmark counts; each non-landmark weighted so that they make
-the test set's expected share of the queries), the dev GAP (landmarks only, comparable with the classifiers' dev
-GAP), and, where the data has a test solution, what the test set says, reported only."""
+"""The figures of recognition: per method, the validation GAP the submission chooses by (the dev set's landmarks,
+of every class with two images or more, with the held-out non-landmarks, so refusing a non-landmark counts; each
+non-landmark weighted so that they make the test set's expected share of the queries), the dev GAP (landmarks
+only), and, where the data has a test solution, what the test set says, reported only."""
 
 import numpy as np
 import pandas as pd
@@ -24,17 +24,22 @@ def validation_solution(rows: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def nonlandmark_weight(landmarks: int, others: int, nonlandmark_share: float) -> float:
+    """How many queries each of `others` non-landmark queries counts for, so that they make nonlandmark_share of
+    all queries beside `landmarks` landmark queries (1 where there is nothing to weigh)."""
+    if not others or not landmarks or nonlandmark_share >= 1:
+        return 1.0
+    return nonlandmark_share / (1 - nonlandmark_share) * landmarks / others
+
+
 def weighted_gap(predicted: pd.DataFrame, answers: pd.DataFrame, nonlandmark_share: float) -> float:
     """GAP of validation predictions with each non-landmark query taking as many ranks as makes the non-landmarks
     nonlandmark_share of all queries (GAP ranks every prediction, so their share decides what suppression is
     worth: a validation set with fewer of them than the test set would undervalue it)."""
     is_landmark = (answers["landmarks"].map(len) > 0).to_numpy()
-    landmarks, others = int(is_landmark.sum()), int((~is_landmark).sum())
-    weight = (
-        nonlandmark_share / (1 - nonlandmark_share) * landmarks / others if others and nonlandmark_share < 1 else 1.0
-    )
+    weight = nonlandmark_weight(int(is_landmark.sum()), int((~is_landmark).sum()), nonlandmark_share)
     query, correct = rank_predictions(predicted, answers)
-    return gap_of_ranked(correct, landmarks, np.where(is_landmark[query], 1.0, weight))
+    return gap_of_ranked(correct, int(is_landmark.sum()), np.where(is_landmark[query], 1.0, weight))
 
 
 def test_figures(predicted: pd.DataFrame, solution: pd.DataFrame, kept_classes) -> dict:
@@ -72,36 +77,28 @@ def recognition_scores(predictions, validation_rows, solution, kept_classes, met
     return results
 
 
-def shown_queries(queries: dict, found: dict, gallery: pd.DataFrame, solution, per_kind: int = 3) -> pd.DataFrame:
+def shown_queries(sets: dict, gallery, solution, per_kind: int = 3) -> pd.DataFrame:
     """A fixed sample of queries (of validation: landmarks and non-landmarks; of test: the same where a solution
-    says which is which) with their nearest gallery images: what reports/retrieval.png shows."""
-    truths = {"validation": queries["validation"][0]["landmark_id"].to_numpy()}
+    says which is which) with their nearest gallery images: what reports/retrieval.png shows. sets: name -> (rows,
+    Queries), as landmark.recognition.sets.query_sets gives them."""
+    truths = {"validation": sets["validation"][0]["landmark_id"].to_numpy()}
+    test_ids = sets["test"][0]["id"]
     if solution is not None:
         first = solution.set_index("id")["landmarks"].map(lambda labels: labels[0] if labels else -1)
-        truths["test"] = first.reindex(queries["test"][0]["id"]).fillna(-1).to_numpy(np.int64)
+        truths["test"] = first.reindex(test_ids).fillna(-1).to_numpy(np.int64)
     else:
-        truths["test"] = np.full(len(queries["test"][0]), -1)
+        truths["test"] = np.full(len(test_ids), -1)
     rng = np.random.default_rng(0)
     rows = []
-    for name, (frame, _) in queries.items():
-        truth = truths[name]
+    for name, (frame, queries) in sets.items():
+        truth, labels, similarities = truths[name], queries.labels, queries.similarities
         for kind in (truth >= 0, truth < 0):
-            candidates = np.flatnonzero(kind)
-            for query in np.sort(rng.permutation(candidates)[:per_kind]):
-                near = found[name]
-                for rank, (position, similarity) in enumerate(zip(near.positions[query], near.similarities[query])):
-                    if position < 0:
-                        continue
-                    rows.append(
-                        (
-                            name,
-                            frame["id"].iat[query],
-                            int(truth[query]),
-                            rank + 1,
-                            gallery["id"].iat[position],
-                            int(near.labels[query, rank]),
-                            float(similarity),
-                        )
-                    )
+            for query in np.sort(rng.permutation(np.flatnonzero(kind))[:per_kind]):
+                for rank, (position, similarity) in enumerate(zip(queries.positions[query], similarities[query])):
+                    if position >= 0:
+                        rows.append(
+                            (name, frame["id"].iat[query], int(truth[query]), rank + 1, gallery.ids[position],
+                             int(labels[query, rank]), float(similarity))
+                        )  # fmt: skip
     columns = ["query_set", "query_id", "query_landmark", "rank", "neighbour_id", "neighbour_landmark", "similarity"]
     return pd.DataFrame(rows, columns=columns)

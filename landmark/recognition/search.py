@@ -1,19 +1,9 @@
-"""Recognition by retrieval, as the Kaggle winners did it since 2019: a query takes the labels of its nearest train
-images (faiss), soft-voted by similarity, and non-landmarks are pushed down by what they resemble.
+"""Search: PCA whitening of the embeddings and faiss indexes over them, built, written, read and searched. Nothing
+here imports torch, so the index and recognize stages start in a second.
 
+- Whitening (`Whitening`): learned on the gallery, applied to every embedding searched or compared.
 - Index (`build_index`): exact inner product (IndexFlatIP) below a size, an approximate faiss index (a factory
-  string such as `IVF4096,SQ8`) from there on; on the embeddings, L2-normalised, inner product is cosine.
-- Voting (`vote`): each neighbour votes for its label with its similarity; a label's score is the sum of its
-  votes, and the query takes the best label with that score as its confidence (smlyaka, GLR 2019, 3rd place).
-  Blending with the classifier adds it as one more voter, weighted by its probability.
-- Non-landmark suppression (Henkel & Singer, GLR 2020, 1st place; smlyaka for the ban), on the confidence: the
-  query penalty subtracts from each vote of a query its mean similarity to its nearest photos of a non-landmark
-  pool; the train correction subtracts from each vote its train image's own mean similarity to the pool (a train
-  image that looks like clutter vouches less); the frequency ban sends every label predicted for more than N
-  queries to the bottom of the ranking, where the images a non-landmark "hub" class collects sit.
-
-A method is a base (softmax, knn or blend) with suppressions joined by `+`, e.g. `knn+query_penalty+frequency_ban`.
-Nothing here imports torch: the index and recognize stages start in a second.
+  string such as `IVF4096,SQ8`) from there on; on the whitened, L2-normalised embeddings inner product is cosine.
 """
 
 import numpy as np
@@ -22,7 +12,6 @@ from tqdm import tqdm
 from landmark.data.layout import read_csv
 from landmark.errors import UserError
 from landmark.files import atomic_path
-from landmark.settings import parse_method
 
 SEARCH_CHUNK = 16384  # queries per faiss call: a progress bar step, and a bounded result buffer
 
@@ -148,41 +137,6 @@ def mean_similarity(index, queries: np.ndarray, k: int, desc: str | None = None)
     return similarities.mean(axis=1)
 
 
-def vote(labels: np.ndarray, weights: np.ndarray):
-    """Soft voting: labels and weights are queries × voters (a label of -1 does not vote). Each query gets the
-    label with the largest sum of weights, and that sum as its confidence; among equal sums, the label of the
-    earlier voter (the nearer neighbour). A query without a voter gets label -1 and confidence -inf."""
-    labels, weights = np.asarray(labels, dtype=np.int64), np.asarray(weights, dtype=np.float64)
-    chosen = np.full(len(labels), -1, dtype=np.int64)
-    confidence = np.full(len(labels), -np.inf)
-    chunk = max(1, (1 << 24) // max(1, labels.shape[1] ** 2))  # bounds the queries × voters × voters mask
-    for start in range(0, len(labels), chunk):
-        part_labels, part_weights = labels[start : start + chunk], weights[start : start + chunk]
-        votes = part_labels >= 0
-        same = (part_labels[:, :, None] == part_labels[:, None, :]) & votes[:, None, :]
-        scores = np.where(votes, (same * np.where(votes, part_weights, 0)[:, None, :]).sum(axis=2), -np.inf)
-        best = np.argmax(scores, axis=1)
-        rows = np.arange(len(part_labels))
-        chosen[start : start + chunk] = np.where(votes.any(axis=1), part_labels[rows, best], -1)
-        confidence[start : start + chunk] = scores[rows, best]
-    return chosen, confidence
-
-
-def frequency_ban(labels: np.ndarray, confidences: np.ndarray, max_predictions: int) -> np.ndarray:
-    """The confidences with every query whose label is predicted for more than max_predictions queries moved
-    below all the others (their order among themselves kept)."""
-    confidences = np.asarray(confidences, dtype=np.float64).copy()
-    predicted = labels >= 0
-    _, inverse, counts = np.unique(labels[predicted], return_inverse=True, return_counts=True)
-    banned = np.zeros(len(labels), dtype=bool)
-    banned[np.flatnonzero(predicted)] = counts[inverse] > max_predictions
-    finite = np.isfinite(confidences)
-    if banned.any() and finite.any():
-        span = confidences[finite].max() - confidences[finite].min()
-        confidences[banned] -= span + 1.0
-    return confidences
-
-
 def read_embeddings(folder, name: str):
     """One set the embed stage wrote: its rows (id, landmark_id: -1 where none or not known, classifier_landmark,
     classifier_confidence) and its L2-normalised vectors, memory-mapped (GLDv2's 4.1M × 512 are 8 GB)."""
@@ -195,78 +149,6 @@ def read_embeddings(folder, name: str):
     if len(vectors) != len(rows):
         raise UserError(f"{folder}/{name}.npy: {len(vectors)} vectors for {len(rows)} rows; rerun the embed stage")
     return rows, vectors
-
-
-class Neighbours:
-    """What recognition needs of a set of queries: their nearest gallery images (similarities, positions,
-    labels; nearest first), their non-landmark penalty and the classifier's label and probability."""
-
-    def __init__(self, similarities, positions, gallery_labels, penalty, classifier_labels, classifier_confidences):
-        self.similarities, self.positions, self.penalty = similarities, positions, penalty
-        self.labels = np.where(positions >= 0, np.asarray(gallery_labels)[np.maximum(positions, 0)], -1)
-        self.classifier_labels, self.classifier_confidences = classifier_labels, classifier_confidences
-
-    @classmethod
-    def find(cls, vectors, gallery_index, gallery_labels, pool_index, k: int, pool_k: int, classifier, name=None):
-        """The k nearest gallery images of each (whitened) query vector and its penalty, its mean similarity to its
-        pool_k nearest pool photos; classifier is the queries' (labels, probabilities). name labels the progress."""
-        similarities, positions = search(gallery_index, vectors, k, desc=name and f"search {name}")
-        penalty = mean_similarity(pool_index, vectors, pool_k, desc=name and f"pool {name}")
-        return cls(similarities, positions, gallery_labels, penalty, *classifier)
-
-    def __len__(self):
-        return len(self.positions)
-
-
-def votes(method: str, queries: Neighbours, gallery_penalty, blend_weight: float):
-    """(voters, weights, lowered) of a knn or blend method: each query's voting labels (-1: none), their plain
-    weights (similarities; the classifier's probability times blend_weight in a blend) and the weights lowered by
-    the method's penalties."""
-    base, suppressions = parse_method(method)
-    voters, weights = queries.labels, queries.similarities.astype(np.float64)
-    lowered = weights.copy()
-    if "query_penalty" in suppressions:
-        lowered -= queries.penalty[:, None]
-    if "train_correction" in suppressions:
-        lowered -= np.asarray(gallery_penalty)[np.maximum(queries.positions, 0)]
-    if base == "blend":
-        classifier_votes = blend_weight * queries.classifier_confidences[:, None]
-        voters = np.concatenate([voters, queries.classifier_labels[:, None]], axis=1)
-        weights, lowered = (np.concatenate([part, classifier_votes], axis=1) for part in (weights, lowered))
-    return voters, weights, lowered
-
-
-def recognize(method: str, queries: Neighbours, gallery_penalty, max_predictions: int, blend_weight: float):
-    """(landmark ids, confidences) of the queries by one method (module docstring); a label of -1 is no
-    prediction. The label is the soft vote of the plain similarities; the penalties lower its confidence only:
-    each of its votes counts its similarity less the query's penalty and less its train image's correction. (Voting
-    with the lowered similarities would let a label of one vote beat a label of three once they turn negative.)"""
-    base, suppressions = parse_method(method)
-    if base == "softmax":
-        labels, confidences = queries.classifier_labels, queries.classifier_confidences
-    else:
-        voters, weights, lowered = votes(method, queries, gallery_penalty, blend_weight)
-        labels, _ = vote(voters, weights)
-        support = (voters == labels[:, None]) & (voters >= 0)
-        confidences = np.where(labels >= 0, (lowered * support).sum(axis=1), -np.inf)
-    if "frequency_ban" in suppressions:
-        confidences = frequency_ban(labels, confidences, max_predictions)
-    return labels, confidences
-
-
-def ranked_votes(voters, weights, lowered, top_k: int) -> list:
-    """Per query, up to top_k (landmark, confidence) in the order of their plain vote, each with its lowered
-    sum as the confidence: the runners-up beside what recognize() picks."""
-    ranked = []
-    for row_voters, row_weights, row_lowered in zip(voters, weights, lowered):
-        plain, confidence = {}, {}
-        for label, weight, low in zip(row_voters.tolist(), row_weights.tolist(), row_lowered.tolist()):
-            if label >= 0:
-                plain[label] = plain.get(label, 0.0) + weight
-                confidence[label] = confidence.get(label, 0.0) + low
-        order = sorted(plain, key=lambda label: -plain[label])[:top_k]  # stable: the nearer voter first among equals
-        ranked.append([(label, confidence[label]) for label in order])
-    return ranked
 
 
 def write_index(index, path) -> None:

@@ -1,0 +1,128 @@
+"""What a query is answered from, and what it finds there.
+
+- `Gallery`: a variant's train images as faiss indexes in two parts, `gallery` (every usable train image but the
+  dev set's) and `dev` (the dev images). The test set and `landmark predict` search both, so every photo the user
+  gave answers; validation searches `gallery` alone, so a dev query never finds itself or another dev image. Beside
+  them: the whitening every vector goes through, and the non-landmark pool the suppression steps compare against.
+- `Queries`: one set of queries (validation, test, a user's photos): their whitened vectors, the classifier's answer
+  and their nearest gallery images.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from landmark.recognition.search import Whitening, mean_similarity, read_embeddings, read_index, search
+
+PARTS = ("gallery", "dev")  # searched in this order; a position counts through them one after the other
+VALIDATION_PARTS = ("gallery",)
+
+
+class Gallery:
+    """The parts' indexes with their rows (id, landmark_id) and embeddings, the whitening and the pool's index."""
+
+    def __init__(self, whitening: Whitening, parts: dict, pool_index):
+        """parts: name -> (faiss index, rows, embeddings), in PARTS order."""
+        self.whitening, self.pool_index = whitening, pool_index
+        self.names = list(parts)
+        self.indexes = [index for index, _, _ in parts.values()]
+        self.embeddings = [vectors for _, _, vectors in parts.values()]
+        sizes = [len(rows) for _, rows, _ in parts.values()]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.ids = np.concatenate([rows["id"].to_numpy(dtype=object) for _, rows, _ in parts.values()])
+        self.labels = np.concatenate([rows["landmark_id"].to_numpy(np.int64) for _, rows, _ in parts.values()])
+        self._corrections = {}  # pool_neighbours -> each image's own pool similarity, NaN until asked for
+
+    @classmethod
+    def load(cls, embeddings_dir, index_dir, nprobe: int, refine_factor: int, gpu: bool = False) -> "Gallery":
+        """The index stage's indexes and whitening (index_dir) with the embed stage's rows and vectors."""
+        whitening = Whitening.load(Path(index_dir) / "whitening.npz")
+        parts = {}
+        for name in PARTS:
+            rows, vectors = read_embeddings(embeddings_dir, name)
+            parts[name] = (read_index(Path(index_dir) / f"{name}.faiss", nprobe, refine_factor, gpu), rows, vectors)
+        pool_index = read_index(Path(index_dir) / "pool.faiss", nprobe, refine_factor, gpu)
+        return cls(whitening, parts, pool_index)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def size(self, parts=PARTS) -> int:
+        """How many images the named parts hold."""
+        sizes = np.diff(self.offsets)
+        return int(sum(sizes[self.names.index(name)] for name in parts))
+
+    def search(self, vectors, k: int, parts=PARTS, desc: str | None = None):
+        """(similarities, positions) of the k nearest images of the named parts to each whitened vector, nearest
+        first (a position of -1, similarity -inf, where the parts hold fewer than k)."""
+        similarities, positions = [], []
+        for name in parts:
+            part = self.names.index(name)
+            found_similarities, found = search(self.indexes[part], vectors, k, desc and f"{desc} ({name})")
+            similarities.append(found_similarities)
+            positions.append(np.where(found >= 0, found + self.offsets[part], -1))
+        similarities, positions = np.concatenate(similarities, axis=1), np.concatenate(positions, axis=1)
+        nearest = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(similarities, nearest, axis=1), np.take_along_axis(positions, nearest, axis=1)
+
+    def embeddings_at(self, positions) -> np.ndarray:
+        """The (unwhitened) embeddings of the images at sorted positions."""
+        part = np.searchsorted(self.offsets, positions, side="right") - 1
+        rows = [self.embeddings[index][positions[part == index] - self.offsets[index]] for index in np.unique(part)]
+        return np.concatenate(rows) if rows else np.zeros((0, self.embeddings[0].shape[1]), np.float32)
+
+    def pool_similarity(self, vectors, k: int, desc: str | None = None) -> np.ndarray:
+        """Each whitened vector's mean similarity to its k nearest photos of the non-landmark pool."""
+        return mean_similarity(self.pool_index, vectors, k, desc)
+
+    def correction(self, positions, k: int) -> np.ndarray:
+        """Per position (-1: none, 0), the gallery image's own mean similarity to its k nearest pool photos:
+        computed once per image, for the images queries reach (all of them at GLDv2 scale would be 4M searches)."""
+        known = self._corrections.setdefault(k, np.full(len(self), np.nan))
+        reached = np.unique(positions[positions >= 0])
+        missing = reached[np.isnan(known[reached])]
+        if len(missing):
+            vectors = self.whitening(self.embeddings_at(missing))
+            known[missing] = self.pool_similarity(vectors, k, desc="pool gallery" if len(missing) > 1000 else None)
+        return np.where(positions >= 0, known[np.maximum(positions, 0)], 0.0)
+
+
+@dataclass
+class Queries:
+    """One query set as recognition sees it. stands_for: how many test queries each query stands for (1 for the
+    test set's own), for steps that count over a whole set as the test set would (the frequency ban)."""
+
+    gallery: Gallery
+    vectors: np.ndarray  # whitened
+    classifier_labels: np.ndarray
+    classifier_confidences: np.ndarray
+    similarities: np.ndarray  # of the nearest gallery images, nearest first
+    positions: np.ndarray  # in the gallery; -1: none
+    stands_for: np.ndarray
+    _pool: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def find(cls, gallery: Gallery, embeddings, classifier, k: int, parts=PARTS, stands_for=None, name=None):
+        """The queries of these (unwhitened) embeddings, with the classifier's (labels, probabilities), and their
+        k nearest images of the gallery's named parts; stands_for: None, one test query each. name labels the
+        progress bars."""
+        vectors = gallery.whitening(embeddings)
+        similarities, positions = gallery.search(vectors, k, parts, desc=name and f"search {name}")
+        stands_for = np.ones(len(positions)) if stands_for is None else np.asarray(stands_for, dtype=np.float64)
+        classifier = (np.asarray(part) for part in classifier)
+        return cls(gallery, vectors, *classifier, similarities, positions, stands_for)
+
+    def __len__(self):
+        return len(self.positions)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The landmark of each nearest gallery image; -1 where there is none."""
+        return np.where(self.positions >= 0, self.gallery.labels[np.maximum(self.positions, 0)], -1)
+
+    def pool_similarity(self, k: int) -> np.ndarray:
+        """Each query's mean similarity to its k nearest pool photos (searched once per k)."""
+        if k not in self._pool:
+            self._pool[k] = self.gallery.pool_similarity(self.vectors, k)
+        return self._pool[k]

@@ -1,0 +1,177 @@
+"""A recognition method, parsed once from its name: a base casts the ballot, the steps change it in order, the
+count ranks each query's landmarks, and the steps may change that ranking. The recognize stage and `landmark
+predict` both go through `Method.rank`.
+
+`knn+query_penalty+frequency_ban` is the base `knn` with the steps `query_penalty` and `frequency_ban`
+(landmark.recognition.steps). The bases (BASES):
+- `softmax`, the paper's: the classifier votes alone, with its probability;
+- `knn`: each of the k nearest gallery images votes for its landmark with its similarity (smlyaka, GLR 2019);
+- `blend`: knn, with the classifier as one more voter weighted by blend_weight times its probability.
+
+The count: a query's landmarks ranked by the sum of their votes' weights (among equal sums, the landmark of the
+nearer voter first), each with the sum of its votes' credits as its confidence. Credits are the weights until a
+step lowers them, so a penalty lowers a confidence without changing the answer: voting on lowered weights would let
+a landmark of one vote beat one of three once they turn negative.
+"""
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from landmark.errors import UserError
+from landmark.recognition.steps import STEPS
+from landmark.settings import parse
+
+
+@dataclass(frozen=True)
+class Ballot:
+    """Queries × voters: each vote's landmark (-1: no vote), its weight in choosing the landmark, its credit towards
+    the chosen landmark's confidence, and the gallery image behind it (-1: the classifier)."""
+
+    labels: np.ndarray
+    weights: np.ndarray
+    credits: np.ndarray
+    positions: np.ndarray
+
+    def lowered(self, amount) -> "Ballot":
+        """The gallery votes' credits less amount (broadcast over queries × voters); the classifier's stay."""
+        return replace(self, credits=np.where(self.positions >= 0, self.credits - amount, self.credits))
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Queries × answers, best first: each answer's landmark (-1: none) and confidence (-inf: none)."""
+
+    labels: np.ndarray
+    confidences: np.ndarray
+
+    def with_confidences(self, confidences) -> "Ranking":
+        return replace(self, confidences=confidences)
+
+
+def classifier_votes(queries, weight: float) -> Ballot:
+    labels = queries.classifier_labels.astype(np.int64)[:, None]
+    weights = weight * queries.classifier_confidences.astype(np.float64)[:, None]
+    return Ballot(labels, weights, weights.copy(), np.full(labels.shape, -1, dtype=np.int64))
+
+
+def gallery_votes(queries) -> Ballot:
+    weights = queries.similarities.astype(np.float64)
+    return Ballot(queries.labels, weights, weights.copy(), queries.positions)
+
+
+def softmax(queries, blend_weight: float) -> Ballot:
+    return classifier_votes(queries, 1.0)
+
+
+def knn(queries, blend_weight: float) -> Ballot:
+    return gallery_votes(queries)
+
+
+def blend(queries, blend_weight: float) -> Ballot:
+    near, classifier = gallery_votes(queries), classifier_votes(queries, blend_weight)
+    return Ballot(
+        np.concatenate([near.labels, classifier.labels], axis=1),
+        np.concatenate([near.weights, classifier.weights], axis=1),
+        np.concatenate([near.credits, classifier.credits], axis=1),
+        np.concatenate([near.positions, classifier.positions], axis=1),
+    )
+
+
+BASES = {"softmax": softmax, "knn": knn, "blend": blend}
+BASE_PROVIDES = {"softmax": frozenset(), "knn": frozenset({"neighbours"}), "blend": frozenset({"neighbours"})}
+DATA_PROVIDES = frozenset({"pool"})  # what the data brings, or not: checked against it in check_methods
+
+
+def count(ballot: Ballot, top_k: int = 1) -> Ranking:
+    """Each query's top_k landmarks by the summed weights of their votes, each with its summed credits."""
+    queries, voters = ballot.labels.shape
+    labels = np.full((queries, top_k), -1, dtype=np.int64)
+    confidences = np.full((queries, top_k), -np.inf)
+    earlier = np.tri(voters, voters, -1, dtype=bool)  # [j, i]: voter i comes before voter j
+    chunk = max(1, (1 << 24) // max(1, voters**2))  # bounds the queries × voters × voters masks
+    for start in range(0, queries, chunk):
+        part = slice(start, start + chunk)
+        voting = ballot.labels[part] >= 0
+        same = (ballot.labels[part][:, :, None] == ballot.labels[part][:, None, :]) & voting[:, None, :]
+        weight = (same * np.where(voting, ballot.weights[part], 0)[:, None, :]).sum(axis=2)
+        credit = (same * np.where(voting, ballot.credits[part], 0)[:, None, :]).sum(axis=2)
+        first = voting & ~(same & earlier).any(axis=2)  # a landmark is ranked once, at its nearest voter
+        weight = np.where(first, weight, -np.inf)
+        best = np.argsort(-weight, axis=1, kind="stable")[:, :top_k]
+        found = np.isfinite(np.take_along_axis(weight, best, axis=1))
+        shown = slice(0, best.shape[1])
+        labels[part, shown] = np.where(found, np.take_along_axis(ballot.labels[part], best, axis=1), -1)
+        confidences[part, shown] = np.where(found, np.take_along_axis(credit, best, axis=1), -np.inf)
+    return Ranking(labels, confidences)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    base: str
+    steps: tuple  # (name, step) in order
+    blend_weight: float
+
+    @classmethod
+    def parse(cls, name: str, settings, where: str = "params.yaml recognize.methods") -> "Method":
+        """The method `name` with the options of params.yaml's recognize section (settings); a name it cannot
+        parse is one line naming `where`."""
+        base, *step_names = str(name).split("+")
+        if base not in BASES:
+            raise UserError(f"{where}: {name!r} must start with {', '.join(BASES)}")
+        unknown = [step for step in step_names if step not in STEPS]
+        if unknown:
+            raise UserError(f"{where}: {unknown[0]!r} in {name!r} is not {', '.join(STEPS)}")
+        if len(set(step_names)) < len(step_names):
+            raise UserError(f"{where}: {name!r} names a step twice")
+        unknown = [step for step in settings.steps if step not in STEPS]
+        if unknown:
+            raise UserError(f"params.yaml recognize.steps.{unknown[0]}: no such step; choose from {', '.join(STEPS)}")
+        steps = tuple(
+            (step, parse(STEPS[step], settings.steps.get(step) or {}, f"recognize.steps.{step}")) for step in step_names
+        )
+        for step, built in steps:
+            lacking = built.needs - BASE_PROVIDES[base] - DATA_PROVIDES
+            if lacking:
+                raise UserError(
+                    f"{where}: {name!r}: {step} needs {', '.join(sorted(lacking))}, which {base} has none of; "
+                    f"start it with {' or '.join(key for key, has in BASE_PROVIDES.items() if has >= lacking)}"
+                )
+        return cls(name, base, steps, settings.blend_weight)
+
+    @property
+    def refuses_non_landmarks(self) -> bool:
+        return any(step.refuses_non_landmarks for _, step in self.steps)
+
+    def rank(self, queries, top_k: int = 1) -> Ranking:
+        """The queries' top_k landmarks with their confidences, best first."""
+        ballot = BASES[self.base](queries, self.blend_weight)
+        for _, step in self.steps:
+            ballot = step.ballot(ballot, queries)
+        ranking = count(ballot, top_k)
+        for _, step in self.steps:
+            ranking = step.ranking(ranking, queries)
+        return ranking
+
+
+def check_methods(settings, shortfalls: dict) -> list:
+    """The methods of recognize.methods, parsed; refused in one line, before any work, where a step needs data
+    the run will not have or the submission is to be chosen by a validation that will have no non-landmark.
+    settings: the parsed params (landmark.settings.Settings); shortfalls: landmark.settings.nonlandmark_shortfalls."""
+    methods = [Method.parse(name, settings.recognize) for name in settings.recognize.methods]
+    for method in methods:
+        for step, built in method.steps:
+            for need in sorted(built.needs & set(shortfalls)):
+                key, why, fix = shortfalls[need]
+                raise UserError(
+                    f"params.yaml {key}: {why}, which {method.name} in recognize.methods needs for {step}; {fix}, "
+                    f"or take {step} out of recognize.methods"
+                )
+    if settings.submission.method == "best" and "holdout" in shortfalls:
+        key, why, fix = shortfalls["holdout"]
+        raise UserError(
+            f"params.yaml {key}: {why}, which submission.method: best needs to weigh what suppression is worth; "
+            f"{fix}, or name the method in submission.method"
+        )
+    return methods

@@ -1,0 +1,63 @@
+"""The recognize stage's two query sets and every method's answers to them.
+
+- validation: the dev images (each a landmark, of every class with two images or more) and the held-out
+  non-landmarks, searched against the gallery without the dev images, so that no query finds itself;
+- test: every packed test image, searched against every usable train image, the dev images included.
+"""
+
+import numpy as np
+import pandas as pd
+
+from landmark.recognition.gallery import PARTS, VALIDATION_PARTS, Gallery, Queries
+from landmark.recognition.scoring import nonlandmark_weight
+from landmark.recognition.search import read_embeddings
+
+
+def stands_for(landmark_ids, test_size: int, nonlandmark_share: float) -> np.ndarray:
+    """How many test queries each validation query stands for: its weight in the validation GAP (a non-landmark
+    counts for the test set's share of them), scaled so that the set adds up to the test set's size."""
+    is_landmark = np.asarray(landmark_ids) >= 0
+    weight = nonlandmark_weight(int(is_landmark.sum()), int((~is_landmark).sum()), nonlandmark_share)
+    weights = np.where(is_landmark, 1.0, weight)
+    return weights * test_size / max(weights.sum(), 1e-12)
+
+
+def query_sets(embeddings_dir, gallery: Gallery, neighbours: int, nonlandmark_share: float) -> dict:
+    """name -> (rows: id, landmark_id (-1: none), classifier_landmark, classifier_confidence; its Queries)."""
+    read = {name: read_embeddings(embeddings_dir, name) for name in ("dev", "holdout", "test")}
+    validation = pd.concat([read["dev"][0], read["holdout"][0]], ignore_index=True)
+    test_size = len(read["test"][0])
+    embeddings = {
+        "validation": (
+            validation,
+            np.concatenate([read["dev"][1], read["holdout"][1]]),
+            VALIDATION_PARTS,
+            stands_for(validation["landmark_id"], test_size, nonlandmark_share),
+        ),
+        "test": (read["test"][0], read["test"][1], PARTS, None),
+    }
+    sets = {}
+    for name, (rows, vectors, parts, weights) in embeddings.items():
+        classifier = rows["classifier_landmark"].to_numpy(), rows["classifier_confidence"].to_numpy()
+        sets[name] = (rows, Queries.find(gallery, vectors, classifier, neighbours, parts, weights, name))
+    return sets
+
+
+def predictions(methods, sets: dict) -> pd.DataFrame:
+    """Every method's first answer to every query: query_set, method, id, landmark_id (-1: none), confidence."""
+    answers = []
+    for method in methods:
+        for name, (rows, queries) in sets.items():
+            ranking = method.rank(queries)
+            answers.append(
+                pd.DataFrame(
+                    {
+                        "query_set": name,
+                        "method": method.name,
+                        "id": rows["id"],
+                        "landmark_id": ranking.labels[:, 0],
+                        "confidence": ranking.confidences[:, 0],
+                    }
+                )
+            )
+    return pd.concat(answers, ignore_index=True)
