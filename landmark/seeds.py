@@ -7,6 +7,8 @@ training and what follows it; the data stages are shared), copies that run's fig
 back as it was (params.yaml and dvc.lock from git, the outputs from DVC's cache) and writes
 `reports/seeds/seeds.md` from every `seed-N` folder there. One seed is a sample; the spread says how far apart two
 runs of the same code land (training from scratch on 90 steps moves more between seeds than some rows differ).
+Per seed it also says how well validation chose: the submission's test GAP against the best test GAP of any
+recognition in that run's table (the regret), and how validation GAP and test GAP rank the recognitions alike.
 """
 
 import json
@@ -14,6 +16,8 @@ import shutil
 import statistics
 import subprocess
 from pathlib import Path
+
+import pandas as pd
 
 from landmark.errors import UserError
 from landmark.files import write_text
@@ -66,6 +70,61 @@ def spread(values) -> str:
     return f"{statistics.mean(values):.3f} ± {deviation:.3f} ({min(values):.3f}–{max(values):.3f}, n={len(values)})"
 
 
+def rank_correlation(first, second) -> float | None:
+    """Spearman's rank correlation of two equally long lists (ties take their mean rank); None below two pairs or
+    where a list does not vary."""
+    first, second = pd.Series(first, dtype=float).rank(), pd.Series(second, dtype=float).rank()
+    if len(first) < 2 or first.nunique() < 2 or second.nunique() < 2:
+        return None
+    return float(first.corr(second))
+
+
+def choice(run: dict) -> dict | None:
+    """How well one run's submission was chosen: the chosen recognition's test GAP, the best test GAP of any
+    recognition in its table (variant, method), their difference (the regret), and the rank correlation of
+    validation GAP with test GAP over every recognition. None where the run has no submission or no test solution."""
+    scored = {key: figures for key, figures in run["recognition"].items() if "test_gap" in figures}
+    chosen = run["submission"]
+    if not scored or "gap" not in chosen:
+        return None
+    best = max(scored, key=lambda key: scored[key]["test_gap"])
+    validation, test = zip(*((figures["validation_gap"], figures["test_gap"]) for figures in scored.values()))
+    return {
+        "chosen": (chosen["variant"], chosen["method"]),
+        "chosen_gap": chosen["gap"],
+        "best": best,
+        "best_gap": scored[best]["test_gap"],
+        "regret": scored[best]["test_gap"] - chosen["gap"],
+        "rank_correlation": rank_correlation(validation, test),
+    }
+
+
+def choice_table(runs: dict) -> list:
+    """Markdown lines: per seed, the submission's choice against the best recognition of its table; then the
+    regret's mean and worst, and the rank correlation's mean."""
+    choices = {seed: choice(run) for seed, run in runs.items()}
+    choices = {seed: figures for seed, figures in choices.items() if figures}
+    if not choices:
+        return []
+    lines = ["", "## The submission's choice, against the best recognition of each run", "",
+             "| seed | chosen (by validation GAP) | its test GAP | best test GAP in the table | regret "
+             "| rank correlation, validation vs test GAP |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for seed, figures in choices.items():
+        correlation = figures["rank_correlation"]
+        lines.append(
+            f"| {seed} | {' by '.join(figures['chosen'])} | {figures['chosen_gap']:.4f} | {figures['best_gap']:.4f} "
+            f"({' by '.join(figures['best'])}) | {figures['regret']:.4f} | "
+            + ("—" if correlation is None else f"{correlation:.3f}")
+            + " |"
+        )
+    regrets = [figures["regret"] for figures in choices.values()]
+    correlations = [figures["rank_correlation"] for figures in choices.values()]
+    lines += ["", f"Regret (best test GAP in the table less the submission's), over {len(regrets)} runs: mean "
+              f"{statistics.mean(regrets):.4f}, worst {max(regrets):.4f}. Rank correlation (Spearman) of validation "
+              f"GAP with test GAP over every recognition: {spread(correlations)}."]  # fmt: skip
+    return lines
+
+
 def seeds_table(runs: dict) -> str:
     """Markdown: per variant, its dev GAP over the seeds; per recognition (variant × method), its validation GAP
     (what the submission is chosen by), dev and test GAP; the submission each seed chose, and its test GAP."""
@@ -93,7 +152,7 @@ def seeds_table(runs: dict) -> str:
         )
         lines += ["", f"Submission, chosen by validation GAP in each run — {picks}.",
                   f"Its test GAP over the seeds: {spread(figures.get('gap') for figures in chosen.values())}."]  # fmt: skip
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + choice_table(runs)) + "\n"
 
 
 def _run(command, repo: Path) -> None:

@@ -7,7 +7,16 @@ import subprocess
 import pytest
 
 from landmark.errors import UserError
-from landmark.seeds import keep_figures, read_runs, run_seeds, seeds_table, spread, write_table
+from landmark.seeds import (
+    choice,
+    keep_figures,
+    rank_correlation,
+    read_runs,
+    run_seeds,
+    seeds_table,
+    spread,
+    write_table,
+)
 
 
 def write_run(folder, dev: dict, test: dict, submission=None):
@@ -55,6 +64,26 @@ def test_table_of_hand_made_runs_gives_each_row_its_mean_and_spread(tmp_path):
     assert "seed 0: recipe by knn (test GAP 0.4000); seed 1: recipe by knn (test GAP 0.5000)." in table
     assert "Its test GAP over the seeds: 0.450 ± 0.071 (0.400–0.500, n=2)." in table
     assert "No run kept yet" in seeds_table({})
+
+
+def test_each_run_says_what_validation_chose_against_the_best_row_and_how_alike_they_rank(tmp_path):
+    out = tmp_path / "seeds"
+    # validation GAP is dev - 0.5 (write_run): seed 0 ranks the rows as the test does; seed 1 chose the worse row
+    write_run(out / "seed-0", {}, {"a": {"knn": (0.9, 0.8), "softmax": (0.7, 0.1)}, "b": {"knn": (0.8, 0.5)}},
+              {"variant": "a", "method": "knn", "gap": 0.8})  # fmt: skip
+    write_run(out / "seed-1", {}, {"a": {"knn": (0.6, 0.7), "softmax": (0.7, 0.2)}, "b": {"knn": (0.9, 0.6)}},
+              {"variant": "b", "method": "knn", "gap": 0.6})  # fmt: skip
+    runs = read_runs(out)
+    assert choice(runs[0]) == {"chosen": ("a", "knn"), "chosen_gap": 0.8, "best": ("a", "knn"), "best_gap": 0.8,
+                               "regret": 0.0, "rank_correlation": 1.0}  # fmt: skip
+    second = choice(runs[1])
+    assert second["best"] == ("a", "knn") and second["regret"] == pytest.approx(0.1)
+    assert second["rank_correlation"] == pytest.approx(-0.5)  # validation ranks b, softmax, a; the test a, b, softmax
+    table = seeds_table(runs)
+    assert "| 1 | b by knn | 0.6000 | 0.7000 (a by knn) | 0.1000 | -0.500 |" in table
+    assert "over 2 runs: mean 0.0500, worst 0.1000" in table
+    assert rank_correlation([1, 2, 3], [3, 2, 1]) == pytest.approx(-1) and rank_correlation([1, 1], [1, 2]) is None
+    assert choice({"recognition": {}, "submission": {}, "dev": {}}) is None  # no test solution: nothing to say
 
 
 def test_figures_are_kept_by_their_paths_in_the_repository(tmp_path):
