@@ -1,5 +1,6 @@
 """Profiles: partial params files (profiles/*.yaml) applied on top of params.yaml as `dvc exp run -S` flags, so
-a named setup (the paper's) is one tracked experiment and params.yaml keeps the embedded defaults."""
+a named setup (the paper's, real photos') is one tracked experiment and params.yaml keeps the embedded defaults.
+A key whose value is null (`~` in YAML) is taken out (Hydra's `-S ~key`), e.g. a variant the profile leaves out."""
 
 import dataclasses
 
@@ -45,11 +46,16 @@ def _text(value) -> str:
 def set_param_flags(profile_path, params_path="params.yaml") -> list:
     """`-S key=value` for every leaf of the profile; each key must exist in params.yaml, or be a setting of a
     variant, which DVC adds (`-S ++key=value`): one the variant inherits from variant_defaults, or one of a variant
-    the profile adds, which inherits the rest."""
+    the profile adds, which inherits the rest. A null leaf takes its key out (`-S ~key`)."""
     profile, params = load_params(profile_path), load_params(params_path)
     flags = []
     for key, value in _leaves(profile):
         found = _has_key(params, key)
+        if value is None:
+            if not found:
+                raise UserError(f"{profile_path}: {key} is not a key of {params_path}, so it cannot be left out")
+            flags += ["-S", f"~{key}"]
+            continue
         if not found and not _variant_setting(key):
             raise UserError(f"{profile_path}: {key} is not a key of {params_path}; fix the profile")
         text = _text(value)

