@@ -129,7 +129,12 @@ def test_cli_check_passes_the_project_params_and_names_a_wrong_key(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     variants = yaml.safe_load((ROOT / "params.yaml").read_text())["variants"]
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"params.yaml: every setting and {len(variants)} variants are valid")
+    methods = len(yaml.safe_load((ROOT / "params.yaml").read_text())["recognize"]["methods"])
+    assert result.stdout.startswith(
+        f"params.yaml: every setting, {methods} recognition methods and {len(variants)} variants are valid"
+    )
+    light = subprocess.run(command + ["--no-models"], capture_output=True, text=True, cwd=ROOT)
+    assert light.stdout.startswith(f"params.yaml: every setting, {methods} recognition methods are valid")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for key, value, message in [
         (("train", "precision"), "fp16", "params.yaml train.precision: 'fp16' is not auto, bf16 or fp32"),
@@ -139,6 +144,8 @@ def test_cli_check_passes_the_project_params_and_names_a_wrong_key(tmp_path):
         (("submission", "method"), "knn+ban", "params.yaml submission.method: 'knn+ban' is not in recognize.methods"),
         (("embed", "variants"), ["resnet50", "vgg"], "params.yaml embed.variants: 'vgg' is not in variants"),
         (("recognize", "methods"), ["knn", "knn+pool"], "params.yaml recognize.methods: 'pool' in 'knn+pool' is not"),
+        (("split", "holdout_fraction"), 1.0, "params.yaml split.holdout_fraction: 1.0 holds out every photo of the"),
+        (("recognize", "steps"), {"ban": {}}, "params.yaml recognize.steps.ban: no such step; choose from"),
         (("train", "decode"), "gpu", "params.yaml train.decode: 'gpu' is not worker or device"),
         (("runtime", "num_workers"), -2, "params.yaml runtime.num_workers: -2 is not auto or a whole number >= 0"),
         (("evaluate", "batch_size"), 64, "params.yaml evaluate.batch_size: unknown setting; expected one of"),

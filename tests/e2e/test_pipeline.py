@@ -96,21 +96,23 @@ def dropped_class_is_recognised(repo, variant):
 
 
 def stage_and_predict_agree(repo, env, variant):
-    """`landmark predict` on test photos gives the label and confidence the recognize stage gave them."""
-    method = "knn+query_penalty+train_correction"
+    """`landmark predict` on test photos gives the label and confidence the recognize stage gave them, by a method
+    that never refuses and by one whose train corrections are computed for the images the photos reach."""
     predictions = pd.read_csv(repo / "recognitions" / variant / "predictions.csv", dtype={"id": str})
-    mine = predictions[(predictions["query_set"] == "test") & (predictions["method"] == method)].head(3)
-    photos = [str(image_path(repo / "data/raw", "test", image_id)) for image_id in mine["id"]]
-    command = ["landmark", "predict", *photos, "--json", "--top-k", "1", "--model", f"models/{variant}/model.pt"]
-    result = subprocess.run(command + ["--method", method], cwd=repo, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    stage = zip(mine["landmark_id"], mine["confidence"])
-    for answer, (label, confidence) in zip(map(json.loads, result.stdout.splitlines()), stage, strict=True):
-        if answer["no_landmark"]:
-            assert confidence <= 1e-5  # refused: the suppression left it no positive confidence
-        else:
-            assert answer["landmarks"][0]["landmark_id"] == label
-            assert answer["landmarks"][0]["confidence"] == pytest.approx(confidence, abs=1e-4)
+    for method in ("knn+frequency_ban", "knn+train_correction"):
+        mine = predictions[(predictions["query_set"] == "test") & (predictions["method"] == method)].head(3)
+        assert len(mine) == 3
+        photos = [str(image_path(repo / "data/raw", "test", image_id)) for image_id in mine["id"]]
+        command = ["landmark", "predict", *photos, "--json", "--top-k", "1", "--model", f"models/{variant}/model.pt"]
+        result = subprocess.run(command + ["--method", method], cwd=repo, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        stage = zip(mine["landmark_id"], mine["confidence"])
+        for answer, (label, confidence) in zip(map(json.loads, result.stdout.splitlines()), stage, strict=True):
+            if answer["no_landmark"]:  # refused: the suppression left it no positive confidence
+                assert method == "knn+train_correction" and confidence <= 1e-5
+            else:
+                assert answer["landmarks"][0]["landmark_id"] == label
+                assert answer["landmarks"][0]["confidence"] == pytest.approx(confidence, abs=1e-4)
 
 
 def predict_answers_each_photo(repo, env, score, tmp_path):
