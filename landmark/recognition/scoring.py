@@ -37,9 +37,10 @@ def weighted_gap(predicted: pd.DataFrame, answers: pd.DataFrame, nonlandmark_sha
     nonlandmark_share of all queries (GAP ranks every prediction, so their share decides what suppression is
     worth: a validation set with fewer of them than the test set would undervalue it)."""
     is_landmark = (answers["landmarks"].map(len) > 0).to_numpy()
-    weight = nonlandmark_weight(int(is_landmark.sum()), int((~is_landmark).sum()), nonlandmark_share)
+    landmarks = int(is_landmark.sum())
+    weight = nonlandmark_weight(landmarks, len(is_landmark) - landmarks, nonlandmark_share)
     query, correct = rank_predictions(predicted, answers)
-    return gap_of_ranked(correct, int(is_landmark.sum()), np.where(is_landmark[query], 1.0, weight))
+    return gap_of_ranked(correct, landmarks, np.where(is_landmark[query], 1.0, weight))
 
 
 def test_figures(predicted: pd.DataFrame, solution: pd.DataFrame, kept_classes) -> dict:
