@@ -1,0 +1,89 @@
+"""A small folder of real photos in the Kaggle layout, for trying the photos profile where no landmark photos are
+at hand: scikit-learn's and scikit-image's sample photos (`pip install scikit-image`; scikit-learn comes with the
+test extra). Each "landmark" is one photo seen through random crops, flips and scales at 320–640 px (the
+motorcycle through its two real viewpoints); the test set adds photos of other things, and a second folder of
+further photos is the non-landmark pool. A check of the mechanics at a photo's resolution, not of accuracy: a crop
+of a photo is far easier to name than another photo of the same place.
+
+Usage: python benchmarks/sample_photos.py OUT_DIR   (writes OUT_DIR/gld, in the Kaggle layout, and OUT_DIR/street)
+    dvc exp run $(landmark profile profiles/photos.yaml) -S data.local.path=OUT_DIR/gld \\
+        -S data.nonlandmarks=OUT_DIR/street
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import skimage
+import sklearn.datasets
+from PIL import Image
+
+from landmark.data.layout import image_path
+
+SKIMAGE, SKLEARN = Path(skimage.__file__).parent / "data", Path(sklearn.datasets.__file__).parent / "images"
+LANDMARKS = {
+    101: [SKLEARN / "china.jpg"],
+    102: [SKLEARN / "flower.jpg"],
+    103: [SKIMAGE / "rocket.jpg"],
+    104: [SKIMAGE / "astronaut.png"],
+    105: [SKIMAGE / "chelsea.png"],
+    106: [SKIMAGE / "coffee.png"],
+    107: [SKIMAGE / "motorcycle_left.png", SKIMAGE / "motorcycle_right.png"],
+}
+TEST_OTHERS = ["camera.png", "moon.png", "coins.png", "hubble_deep_field.jpg", "brick.png", "grass.png"]
+POOL = ["gravel.png", "page.png", "text.png", "retina.jpg", "horse.png", "color.png"]
+
+
+def view(path, rng) -> Image.Image:
+    """A random crop (55–90% of each side), maybe flipped, scaled to 320–640 px wide."""
+    image = Image.open(path).convert("RGB")
+    width, height = image.size
+    share = rng.uniform(0.55, 0.9)
+    crop_width, crop_height = int(width * share), int(height * share)
+    left, top = rng.integers(0, width - crop_width + 1), rng.integers(0, height - crop_height + 1)
+    crop = image.crop((left, top, left + crop_width, top + crop_height))
+    if rng.uniform() < 0.5:
+        crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+    side = int(rng.integers(320, 640))
+    return crop.resize((side, int(side * crop_height / crop_width)))
+
+
+def main(out_dir):
+    out_dir = Path(out_dir)
+    gld, street = out_dir / "gld", out_dir / "street"
+    for folder in (gld, street):
+        shutil.rmtree(folder, ignore_errors=True)
+    rng = np.random.default_rng(0)
+
+    def save(image, split) -> str:
+        image_id = f"{rng.integers(0, 2**63):016x}"
+        path = image_path(gld, split, image_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path, "JPEG", quality=90)
+        return image_id
+
+    train, test, truth = [], [], []
+    for label, paths in LANDMARKS.items():
+        train += [(save(view(paths[n % len(paths)], rng), "train"), label) for n in range(8)]
+        for n in range(2):
+            test.append(save(view(paths[n % len(paths)], rng), "test"))
+            truth.append(str(label))
+    for name in TEST_OTHERS:
+        test.append(save(view(SKIMAGE / name, rng), "test"))
+        truth.append("")
+    street.mkdir(parents=True)
+    for number, name in enumerate(POOL * 2):
+        view(SKIMAGE / name, rng).save(street / f"{number}.jpg", "JPEG", quality=90)
+    pd.DataFrame(train, columns=["id", "landmark_id"]).to_csv(gld / "train.csv", index=False)
+    pd.DataFrame({"id": test}).to_csv(gld / "test.csv", index=False)
+    pd.DataFrame({"id": test, "landmarks": truth, "Usage": "Public"}).to_csv(gld / "solution.csv", index=False)
+    print(
+        f"sample photos: {len(train)} train photos of {len(LANDMARKS)} landmarks, {len(test)} test photos "
+        f"({len(TEST_OTHERS)} without a landmark) in {gld}; {len(POOL) * 2} non-landmark photos in {street}"
+    )
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
