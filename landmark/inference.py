@@ -88,22 +88,46 @@ def predict(model, loader, device, loss=None, desc="predict"):
     )
 
 
+def views(images, scales=(1.0,), flip=False):
+    """The looks at a batch that a multi-scale descriptor averages (cirtorch's extract_ms): the batch resized by
+    each scale (bilinear; antialiased when shrinking), each followed by its mirror image when flip."""
+    for scale in scales:
+        scaled = images
+        if scale != 1:
+            shrinking = scale < 1
+            scaled = F.interpolate(
+                images, scale_factor=scale, mode="bilinear", align_corners=False, antialias=shrinking
+            )
+        yield scaled
+        if flip:
+            yield scaled.flip(-1)
+
+
 @torch.no_grad()
-def embed(model, loader, device, desc="embed", batches_per_result=32):
+def embed(model, loader, device, desc="embed", batches_per_result=32, scales=(1.0,), flip=False):
     """The L2-normalised embedding (forward_head with pre_logits) of each image, with the classifier's top-1
     class index and confidence from the same pass: yields (embeddings, classes, confidences) as numpy arrays,
     one group of batches at a time in loader order, so a caller can write millions of them without holding
-    them (and a GPU is not stalled by a copy after every batch)."""
+    them (and a GPU is not stalled by a copy after every batch).
+
+    With several scales or flip the embedding is the L2-normalised mean of every view's L2-normalised embedding
+    (Radenović et al.'s multi-scale descriptor), and the classifier reads the mean of their pre-logits."""
     model.eval()
     batches = device_batches(loader, model_input(model, loader.dataset, device), device)
     progress = tqdm(batches, total=len(loader), desc=desc, unit="batch", leave=False, mininterval=1, disable=not desc)
     pending = []
     for number, (images, _, _) in enumerate(progress, 1):
+        descriptors, pre_logits = 0, 0
+        for view in views(images, scales, flip):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                embedding = model.forward_head(model.forward_features(view), pre_logits=True).float()
+            descriptors = descriptors + F.normalize(embedding, dim=1)
+            pre_logits = pre_logits + embedding
+        seen = len(scales) * (2 if flip else 1)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            embedding = model.forward_head(model.forward_features(images), pre_logits=True)
-            logits = model.head(embedding)
+            logits = model.head(pre_logits / seen)
         confidence, predicted = model.head.confidence(logits.float())
-        pending.append((F.normalize(embedding.float(), dim=1), predicted, confidence))
+        pending.append((F.normalize(descriptors, dim=1), predicted, confidence))
         if number % batches_per_result == 0 or number == len(loader):
             yield tuple(torch.cat(part).cpu().numpy() for part in zip(*pending))
             pending = []
@@ -151,9 +175,10 @@ class TrainedModel:
         """The images of ids at this model's size, decoded as its training images were."""
         return image_dataset(self.variant.image_size, images_root, split, ids, targets, self.decode)
 
-    def embed(self, images_root, split, ids, runtime: Runtime, desc="embed"):
-        """embed() over the images of ids, batched and loaded as `runtime` says."""
-        yield from embed(self.model, self._loader(self.dataset(images_root, split, ids), runtime), self.device, desc)
+    def embed(self, images_root, split, ids, runtime: Runtime, desc="embed", scales=(1.0,), flip=False):
+        """embed() over the images of ids, batched and loaded as `runtime` says, at these scales (and flipped)."""
+        loader = self._loader(self.dataset(images_root, split, ids), runtime)
+        yield from embed(self.model, loader, self.device, desc, scales=scales, flip=flip)
 
     def _loader(self, dataset, runtime: Runtime):
         workers = loader_workers(runtime.num_workers, self.device)

@@ -41,11 +41,20 @@ def landmark_names(path) -> dict:
     return dict(zip(names["landmark_id"].astype(np.int64), short))
 
 
+def read_looks(embeddings_dir) -> dict:
+    """The scales and flip the embed stage looked at the gallery with (its looks.json)."""
+    try:
+        return json.loads((Path(embeddings_dir) / "looks.json").read_text())
+    except FileNotFoundError:
+        raise UserError(f"{embeddings_dir}/looks.json: no such file; rerun the embed stage (dvc repro)") from None
+
+
 class Recognizer:
     """One variant's model with its gallery (indexes, whitening, pool), ready to recognise photos by one method."""
 
-    def __init__(self, trained: TrainedModel, gallery: Gallery, method: Method, neighbours: int):
+    def __init__(self, trained: TrainedModel, gallery: Gallery, method: Method, neighbours: int, looks: dict):
         self.trained, self.gallery, self.method, self.neighbours = trained, gallery, method, neighbours
+        self.looks = looks  # the embed stage's scales and flip: a photo is looked at as the gallery was
 
     @classmethod
     def load(cls, model_path, index_dir, embeddings_dir, method: str, settings, device) -> "Recognizer":
@@ -53,7 +62,7 @@ class Recognizer:
         parsed = Method.parse(method, settings, "--method")
         trained = TrainedModel.load(model_path, device)
         gallery = Gallery.load(embeddings_dir, index_dir, settings.nprobe, settings.refine_factor)
-        return cls(trained, gallery, parsed, settings.neighbours)
+        return cls(trained, gallery, parsed, settings.neighbours, read_looks(embeddings_dir))
 
     def embeddings(self, paths, batch_size: int):
         """(embeddings, classifier landmarks, classifier probabilities) of the image files, decoded as the model's
@@ -62,7 +71,8 @@ class Recognizer:
             FileReader(paths), image_size=self.trained.variant.image_size, decode=self.trained.decode
         )
         loader = make_loader(dataset, batch_size, 0, self.trained.device)
-        parts = list(zip(*embed(self.trained.model, loader, self.trained.device, desc=None)))
+        scales, flip = self.looks["scales"], self.looks["flip"]
+        parts = list(zip(*embed(self.trained.model, loader, self.trained.device, None, scales=scales, flip=flip)))
         vectors, classes, probabilities = (np.concatenate(part) for part in parts)
         return vectors, self.trained.labels.landmarks(classes), probabilities
 

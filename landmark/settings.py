@@ -318,6 +318,15 @@ class Saliency:
     seed: int = setting(whole(0))
 
 
+def scales(value, key) -> tuple:
+    positives = [item for item in value if type(item) in (int, float) and item > 0] if isinstance(value, list) else []
+    if not value or len(positives) < len(value):
+        raise UserError(f"params.yaml {key}: {value!r} must be a list of positive numbers, e.g. [0.7071, 1, 1.4142]")
+    if len(set(value)) < len(value):
+        raise UserError(f"params.yaml {key}: {value!r} names a scale twice")
+    return tuple(float(item) for item in value)
+
+
 def names(value, key) -> tuple:
     if not (isinstance(value, list) and value and all(isinstance(item, str) and item for item in value)):
         raise UserError(f"params.yaml {key}: {value!r} must be a list of names")
@@ -341,6 +350,8 @@ def mapping_of_mappings(value, key) -> dict:
 @dataclass(frozen=True)
 class Embed:
     variants: tuple = setting(names)  # the variants recognition compares: embed, index, recognize for each
+    scales: tuple = setting(scales)  # each image is looked at resized by each; the descriptor is their mean
+    flip: bool = setting(one_of(True, False))  # and each look mirrored too
 
 
 @params_section("index")

@@ -9,7 +9,8 @@ not known here). The sets:
 - pool: the non-landmark pool that suppression compares against
 - test: every packed test image
 
-and OUT_DIR/classes.csv, the classes the variant's classifier learned (landmark_id, images).
+and OUT_DIR/classes.csv, the classes the variant's classifier learned (landmark_id, images), and OUT_DIR/looks.json,
+the scales and flip of embed's multi-scale descriptor (landmark predict looks at a user's photos the same way).
 
 With runtime.gpus above one (or auto on a machine with several GPUs) the stage reruns itself under torchrun, one
 process per GPU of this machine, each embedding every world-th image; the first process puts the parts together.
@@ -31,7 +32,7 @@ from landmark.data.layout import read_csv, read_labels
 from landmark.data.shards import packed_ids
 from landmark.distributed import Ranks, relaunch_under_torchrun, training_processes
 from landmark.errors import UserError, exits_cleanly
-from landmark.files import atomic_path, write_csv
+from landmark.files import atomic_path, write_csv, write_json
 from landmark.inference import TrainedModel
 from landmark.params import load_params
 from landmark.runtime import pick_device
@@ -57,13 +58,16 @@ def image_sets(images_dir, gallery_csv, split_dir) -> dict:
     }
 
 
-def write_set(trained: TrainedModel, images_dir, split, rows: pd.DataFrame, runtime, out_dir, name) -> None:
-    """Embed rows' images into out_dir/name.npy (streamed to disk) and name.csv."""
+def write_set(trained: TrainedModel, images_dir, split, rows: pd.DataFrame, settings, out_dir, name) -> None:
+    """Embed rows' images into out_dir/name.npy (streamed to disk) and name.csv, as settings (the parsed params)
+    say: their runtime section how, their embed section at which scales."""
+    runtime, looks = settings.runtime, settings.embed
     classes, confidences, written = [], [], 0
     with atomic_path(Path(out_dir) / f"{name}.npy") as temporary:
         shape = (len(rows), trained.embedding_size)
         vectors = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=shape)
-        for embeddings, predicted, confidence in trained.embed(images_dir, split, rows["id"], runtime, desc=name):
+        embedded = trained.embed(images_dir, split, rows["id"], runtime, name, looks.scales, looks.flip)
+        for embeddings, predicted, confidence in embedded:
             vectors[written : written + len(embeddings)] = embeddings
             written += len(embeddings)
             classes.append(predicted)
@@ -94,9 +98,9 @@ def put_together(parts_dir, out_dir, name: str, world: int) -> None:
 
 @exits_cleanly
 def main(model_pt, images_dir, gallery_csv, split_dir, out_dir):
-    runtime = parse_params(load_params()).runtime
-    device = pick_device(runtime.device)
-    processes = training_processes(runtime.gpus, device)
+    settings = parse_params(load_params())
+    device = pick_device(settings.runtime.device)
+    processes = training_processes(settings.runtime.gpus, device)
     if processes > 1 and "WORLD_SIZE" not in os.environ:
         relaunch_under_torchrun(processes, "stages.embed")
     ranks, parts_dir = Ranks(), Path(out_dir) / "parts"
@@ -106,9 +110,9 @@ def main(model_pt, images_dir, gallery_csv, split_dir, out_dir):
         for name, (split, rows) in sets.items():
             mine = rows.iloc[ranks.my_indices(len(rows))]
             if ranks.world == 1:
-                write_set(trained, images_dir, split, mine, runtime, out_dir, name)
+                write_set(trained, images_dir, split, mine, settings, out_dir, name)
             else:
-                write_set(trained, images_dir, split, mine, runtime, parts_dir, f"{name}.{ranks.rank}")
+                write_set(trained, images_dir, split, mine, settings, parts_dir, f"{name}.{ranks.rank}")
         if ranks.world > 1:
             dist.barrier()
             if ranks.leader:
@@ -119,9 +123,12 @@ def main(model_pt, images_dir, gallery_csv, split_dir, out_dir):
         return
     learned = pd.DataFrame({"landmark_id": trained.labels.landmark_ids, "images": trained.labels.images})
     write_csv(Path(out_dir) / "classes.csv", learned)
+    write_json(Path(out_dir) / "looks.json", {"scales": list(settings.embed.scales), "flip": settings.embed.flip})
     sizes = ", ".join(f"{len(rows)} {name}" for name, (_, rows) in sets.items())
     processes = f" on {ranks.world} processes" if ranks.world > 1 else ""
-    print(f"embed: {trained.embedding_size}-d embeddings of {sizes} images{processes} -> {out_dir}")
+    looks = len(settings.embed.scales) * (2 if settings.embed.flip else 1)
+    looks = f", {looks} looks each" if looks > 1 else ""
+    print(f"embed: {trained.embedding_size}-d embeddings of {sizes} images{looks}{processes} -> {out_dir}")
 
 
 if __name__ == "__main__":

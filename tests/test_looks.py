@@ -1,0 +1,78 @@
+"""More than one look at each image: multi-scale and flipped embeddings, on a small real model and real photos."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from landmark.data.loading import ImageDataset
+from landmark.errors import UserError
+from landmark.inference import embed, model_input
+from landmark.models import create_model
+from landmark.predict import FileReader
+from landmark.runtime import make_loader
+from landmark.settings import scales
+from tests.test_models import variant
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    paths = []
+    for number in range(3):
+        path = folder / f"photo{number}.png"  # lossless: a mirrored copy is exactly mirrored
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    mirrored = folder / "mirrored.png"
+    Image.open(paths[0]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirrored)
+    return paths, mirrored
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create_model(variant(neck={"name": "embedding", "dim": 16}), num_classes=5).eval()
+
+
+def embedded(model, paths, **looks):
+    loader = make_loader(ImageDataset(FileReader(paths), image_size=32), 2, 0, torch.device("cpu"))
+    vectors, classes, confidences = (
+        np.concatenate(part) for part in zip(*embed(model, loader, torch.device("cpu"), None, **looks))
+    )
+    return vectors, classes, confidences
+
+
+def test_one_scale_without_flip_is_the_single_look_embedding(model, photos):
+    paths, _ = photos
+    vectors, classes, confidences = embedded(model, paths, scales=(1.0,), flip=False)
+    dataset = ImageDataset(FileReader(paths), image_size=32)
+    images = torch.stack([dataset[index][0] for index in range(len(paths))])
+    with torch.no_grad():
+        inputs = model_input(model, dataset, torch.device("cpu"))(images, list(range(len(paths))))
+        pre_logits = model.forward_head(model.forward_features(inputs), pre_logits=True)
+        expected_confidences, expected_classes = model.head.confidence(model.head(pre_logits))
+    np.testing.assert_allclose(vectors, F.normalize(pre_logits, dim=1).numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(classes, expected_classes.numpy())
+    np.testing.assert_allclose(confidences, expected_confidences.numpy(), rtol=0, atol=1e-6)
+
+
+def test_a_flipped_multi_scale_embedding_is_the_normalised_mean_and_the_same_for_a_mirrored_photo(model, photos):
+    paths, mirrored = photos
+    looked_at = (0.7071, 1.0, 1.4142)
+    looks, _, _ = zip(*(embedded(model, paths[:1], scales=(scale,), flip=False) for scale in looked_at))
+    several, _, _ = embedded(model, paths[:1], scales=looked_at, flip=False)
+    mean = np.mean(looks, axis=0)
+    np.testing.assert_allclose(several, mean / np.linalg.norm(mean, axis=1, keepdims=True), rtol=0, atol=1e-5)
+    assert np.linalg.norm(several - looks[1]) > 1e-3  # the other scales did change it
+    # at the model's size and scales of whole pixels, a mirrored photo's looks are exactly the mirrored ones
+    flipped, _, _ = embedded(model, [paths[0], mirrored], scales=(0.5, 1.0, 2.0), flip=True)
+    assert np.dot(flipped[0], flipped[1]) > 0.99999  # mirrored: the same looks
+
+
+def test_scales_are_checked_in_one_line():
+    with pytest.raises(UserError, match=r"params.yaml embed.scales: \[1, 1\] names a scale twice"):
+        scales([1, 1], "embed.scales")
+    with pytest.raises(UserError, match=r"params.yaml embed.scales: \[0\] must be a list of positive numbers"):
+        scales([0], "embed.scales")
