@@ -8,12 +8,20 @@
   and their nearest gallery images.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from landmark.recognition.search import Whitening, mean_similarity, read_embeddings, read_index, search
+from landmark.recognition.search import (
+    Whitening,
+    mean_similarity,
+    normalized,
+    read_embeddings,
+    read_index,
+    refilled,
+    search,
+)
 
 PARTS = ("gallery", "dev")  # searched in this order; a position counts through them one after the other
 VALIDATION_PARTS = ("gallery",)
@@ -25,6 +33,8 @@ class Gallery:
     def __init__(self, whitening: Whitening, parts: dict, pool_index):
         """parts: name -> (faiss index, rows, embeddings), in PARTS order."""
         self.whitening, self.pool_index = whitening, pool_index
+        self.searched = None  # the vectors the indexes hold where they are not the whitened embeddings (augmented)
+        self._augmented = {}  # (parts, neighbours, alpha) -> that database-side augmentation of this gallery
         self.names = list(parts)
         self.indexes = [index for index, _, _ in parts.values()]
         self.embeddings = [vectors for _, _, vectors in parts.values()]
@@ -72,6 +82,35 @@ class Gallery:
         rows = [self.embeddings[index][positions[part == index] - self.offsets[index]] for index in np.unique(part)]
         return np.concatenate(rows) if rows else np.zeros((0, self.embeddings[0].shape[1]), np.float32)
 
+    def vectors_at(self, positions) -> np.ndarray:
+        """The vectors the indexes hold at positions (any shape; -1: a zero vector), whitened."""
+        positions = np.asarray(positions)
+        reached, inverse = np.unique(np.maximum(positions, 0), return_inverse=True)
+        found = self.searched[reached] if self.searched is not None else self.whitening(self.embeddings_at(reached))
+        vectors = found[inverse.reshape(positions.shape)]
+        vectors[positions < 0] = 0
+        return vectors
+
+    def augmented(self, parts, neighbours: int, alpha: float) -> "Gallery":
+        """This gallery with database-side augmentation (DBA) over the named parts: each image's vector replaced by
+        the L2-normalised sum of its `neighbours` nearest in those parts (itself first), each weighted by its
+        similarity to the power alpha (Radenović et al.'s αDBA; smlyaka's GLR 2019 entry). Its neighbours come
+        from the parts searched only, so a validation query never reaches a dev image through another's vector.
+        Built once per (parts, neighbours, alpha), in indexes of the same kind as these."""
+        key = (tuple(parts), neighbours, alpha)
+        if key not in self._augmented:
+            searched = self.vectors_at(np.arange(len(self)))
+            named = [self.names.index(name) for name in parts]
+            positions = np.concatenate([np.arange(self.offsets[part], self.offsets[part + 1]) for part in named])
+            for start in range(0, len(positions), 1 << 16):
+                chunk = positions[start : start + (1 << 16)]
+                similarities, near = self.search(self.vectors_at(chunk), neighbours, parts)
+                weights = np.where(near >= 0, np.maximum(similarities, 0), 0) ** alpha
+                searched[chunk] = normalized(np.einsum("qk,qkd->qd", weights, self.vectors_at(near)))
+            augmented = replace_parts(self, searched, named)
+            self._augmented[key] = augmented
+        return self._augmented[key]
+
     def pool_similarity(self, vectors, k: int, desc: str | None = None) -> np.ndarray:
         """Each whitened vector's mean similarity to its k nearest photos of the non-landmark pool."""
         return mean_similarity(self.pool_index, vectors, k, desc)
@@ -88,6 +127,18 @@ class Gallery:
         return np.where(positions >= 0, known[np.maximum(positions, 0)], 0.0)
 
 
+def replace_parts(gallery: Gallery, searched: np.ndarray, named) -> Gallery:
+    """A copy of gallery whose indexes of the named parts hold these vectors instead (its others as they are)."""
+    copy = object.__new__(Gallery)
+    copy.__dict__.update(gallery.__dict__)
+    copy.indexes = [
+        refilled(index, searched[gallery.offsets[part] : gallery.offsets[part + 1]]) if part in named else index
+        for part, index in enumerate(gallery.indexes)
+    ]
+    copy.searched, copy._augmented = searched, {}
+    return copy
+
+
 @dataclass
 class Queries:
     """One query set as recognition sees it. stands_for: how many test queries each query stands for (1 for the
@@ -100,6 +151,7 @@ class Queries:
     similarities: np.ndarray  # of the nearest gallery images, nearest first
     positions: np.ndarray  # in the gallery; -1: none
     stands_for: np.ndarray
+    parts: tuple = PARTS  # the gallery's parts searched
     _pool: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -111,7 +163,7 @@ class Queries:
         similarities, positions = gallery.search(vectors, k, parts, desc=name and f"search {name}")
         stands_for = np.ones(len(positions)) if stands_for is None else np.asarray(stands_for, dtype=np.float64)
         classifier = (np.asarray(part) for part in classifier)
-        return cls(gallery, vectors, *classifier, similarities, positions, stands_for)
+        return cls(gallery, vectors, *classifier, similarities, positions, stands_for, tuple(parts))
 
     def __len__(self):
         return len(self.positions)
@@ -120,6 +172,13 @@ class Queries:
     def labels(self) -> np.ndarray:
         """The landmark of each nearest gallery image; -1 where there is none."""
         return np.where(self.positions >= 0, self.gallery.labels[np.maximum(self.positions, 0)], -1)
+
+    def searched_again(self, vectors, gallery: Gallery | None = None) -> "Queries":
+        """These queries with their neighbours found anew for other vectors (expanded queries), or in another form
+        of the gallery (augmented); the query's own vector stays what the pool is compared with."""
+        gallery = gallery or self.gallery
+        similarities, positions = gallery.search(vectors, self.similarities.shape[1], self.parts)
+        return replace(self, gallery=gallery, similarities=similarities, positions=positions)
 
     def pool_similarity(self, k: int) -> np.ndarray:
         """Each query's mean similarity to its k nearest pool photos (searched once per k)."""

@@ -146,6 +146,8 @@ class Method:
 
     def rank(self, queries, top_k: int = 1) -> Ranking:
         """The queries' top_k landmarks with their confidences, best first."""
+        for _, step in self.steps:
+            queries = step.queries(queries)
         ballot = BASES[self.base](queries, self.blend_weight)
         for _, step in self.steps:
             ballot = step.ballot(ballot, queries)

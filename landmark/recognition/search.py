@@ -151,6 +151,26 @@ def read_embeddings(folder, name: str):
     return rows, vectors
 
 
+def normalized(vectors) -> np.ndarray:
+    """Each row L2-normalised (a zero row stays zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+def refilled(index, vectors: np.ndarray):
+    """An index of the same kind as index (its training, codebooks and search breadth kept) holding vectors
+    instead: for vectors that moved a little (augmented), as every image still sits near where it was trained."""
+    faiss = faiss_module()
+    try:
+        copy = faiss.clone_index(index)
+    except RuntimeError:  # a GPU index clones through the CPU
+        copy = faiss.index_gpu_to_cpu(index)
+    copy.reset()
+    for start in range(0, len(vectors), 1 << 20):
+        copy.add(np.ascontiguousarray(vectors[start : start + (1 << 20)], dtype=np.float32))
+    return copy
+
+
 def write_index(index, path) -> None:
     with atomic_path(path) as temporary:
         faiss_module().write_index(index, str(temporary))

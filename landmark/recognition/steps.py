@@ -1,8 +1,10 @@
 """The steps of a recognition method (landmark.recognition.method), each a small class registered by name in STEPS.
 
-A step changes the ballot before the count (`ballot`: each vote's label, its weight in choosing the label and its
-credit towards the label's confidence) or the ranking after it (`ranking`), or both; what it does not define
-it leaves as it is. A step's options are the fields of its dataclass, read from params.yaml's
+A step changes what the queries found before the vote (`queries`: their nearest gallery images and similarities,
+by query expansion, database-side augmentation or re-ranking), the ballot before the count (`ballot`: each vote's
+label, its weight in choosing the label and its credit towards the label's confidence) or the ranking after it
+(`ranking`), or several; what it does not define it leaves as it is. Every step's `queries` runs before any
+`ballot`, in the method's order. A step's options are the fields of its dataclass, read from params.yaml's
 `recognize.steps.<name>` and checked as every setting is (landmark.settings), so a wrong one is one line naming it.
 
 `needs` names what a step works on beyond the query itself: `neighbours` (gallery votes: the knn and blend bases
@@ -13,16 +15,27 @@ needs is refused before any work (method.check_methods): a step never runs as if
 A new step: a class here and a line in STEPS; its options go in params.yaml under recognize.steps.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from landmark.errors import UserError
+from landmark.recognition.search import normalized
 from landmark.settings import setting, whole
+
+
+def non_negative(value, key) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise UserError(f"params.yaml {key}: {value!r} must be a number >= 0")
+    return float(value)
 
 
 class Step:
     needs = frozenset()
     refuses_non_landmarks = False
+
+    def queries(self, queries):
+        return queries
 
     def ballot(self, ballot, queries):
         return ballot
@@ -78,8 +91,86 @@ class FrequencyBan(Step):
         return ranking.with_confidences(np.where(banned, ranking.confidences - (span + 1.0), ranking.confidences))
 
 
+@dataclass(frozen=True)
+class QueryExpansion(Step):
+    """αQE (Radenović et al. 2018; cirtorch): each query searches again as the L2-normalised sum of itself and its
+    `neighbours` nearest gallery images, each weighted by its similarity to the power alpha. alpha 0 is Chum et
+    al.'s average query expansion; a larger alpha trusts the nearest most."""
+
+    needs = frozenset({"neighbours"})
+    neighbours: int = setting(whole(1))
+    alpha: float = setting(non_negative)
+
+    def queries(self, queries):
+        similarities, positions = queries.gallery.search(queries.vectors, self.neighbours, queries.parts)
+        weights = np.where(positions >= 0, np.maximum(similarities, 0), 0) ** self.alpha
+        found = np.einsum("qk,qkd->qd", weights, queries.gallery.vectors_at(positions))
+        return queries.searched_again(normalized(queries.vectors + found))
+
+
+@dataclass(frozen=True)
+class DatabaseAugmentation(Step):
+    """αDBA (landmark.recognition.gallery.Gallery.augmented): every gallery image as the weighted sum of its
+    `neighbours` nearest, itself first, so that an image shares what its landmark's other photos show; the queries
+    search that gallery."""
+
+    needs = frozenset({"neighbours"})
+    neighbours: int = setting(whole(1))
+    alpha: float = setting(non_negative)
+
+    def queries(self, queries):
+        gallery = queries.gallery.augmented(queries.parts, self.neighbours, self.alpha)
+        return queries.searched_again(queries.vectors, gallery)
+
+
+@dataclass(frozen=True)
+class SuperGlobal(Step):
+    """SuperGlobal's re-ranking (Shao et al., ICCV 2023) with global descriptors alone. Among a query's `shortlist`
+    nearest, each candidate is refined into the weighted mean of itself (weight 1) and its `refine_neighbours`
+    nearest candidates (weight beta times their similarity); the query is expanded into the element-wise maximum
+    of its `refine_neighbours` best refined candidates; each candidate scores the mean of the query's and the
+    expanded query's similarity to it, and the best of the new order vote."""
+
+    needs = frozenset({"neighbours"})
+    shortlist: int = setting(whole(1))
+    refine_neighbours: int = setting(whole(1))
+    beta: float = setting(non_negative)
+
+    def queries(self, queries):
+        voters = queries.similarities.shape[1]
+        _, positions = queries.gallery.search(queries.vectors, max(self.shortlist, voters), queries.parts)
+        scores = np.empty(positions.shape, dtype=np.float32)
+        for start in range(0, len(positions), 256):  # bounds the queries × shortlist × shortlist similarities
+            part = slice(start, start + 256)
+            scores[part] = self.scores(queries.vectors[part], queries.gallery.vectors_at(positions[part]))
+        scores[positions < 0] = -np.inf
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :voters]
+        return replace(
+            queries,
+            similarities=np.take_along_axis(scores, order, axis=1),
+            positions=np.take_along_axis(positions, order, axis=1),
+        )
+
+    def scores(self, query_vectors, candidates):
+        """queries × shortlist: the re-ranked score of each candidate (candidates: queries × shortlist × d)."""
+        among = np.einsum("qmd,qnd->qmn", candidates, candidates)
+        kept = min(self.refine_neighbours + 1, among.shape[2])  # each candidate's nearest is itself
+        nearest = np.argsort(-among, axis=2, kind="stable")[:, :, :kept]
+        weights = self.beta * np.take_along_axis(among, nearest, axis=2)
+        weights[:, :, 0] = 1.0
+        neighbours = np.take_along_axis(candidates[:, None, :, :], nearest[..., None], axis=2)
+        refined = (weights[..., None] * neighbours).sum(axis=2) / weights.sum(axis=2, keepdims=True)
+        first = np.einsum("qd,qmd->qm", query_vectors, refined)
+        best = np.argsort(-first, axis=1, kind="stable")[:, : self.refine_neighbours]
+        expanded = np.take_along_axis(refined, best[..., None], axis=1).max(axis=1)
+        return (first + np.einsum("qd,qmd->qm", expanded, refined)) / 2
+
+
 STEPS = {
     "query_penalty": QueryPenalty,
     "train_correction": TrainCorrection,
     "frequency_ban": FrequencyBan,
+    "aqe": QueryExpansion,
+    "dba": DatabaseAugmentation,
+    "superglobal": SuperGlobal,
 }

@@ -1,0 +1,94 @@
+"""Query expansion, database-side augmentation and SuperGlobal's re-ranking, on hand-built vectors whose answers are
+known."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from landmark.errors import UserError
+from landmark.recognition.gallery import VALIDATION_PARTS
+from landmark.recognition.method import Method
+from tests.test_recognition import SETTINGS, make_gallery, queries_of, unit
+
+
+def with_steps(**steps):
+    return replace(SETTINGS, steps=SETTINGS.steps | steps)
+
+
+def expanded(name, queries, **steps):
+    return Method.parse(name, with_steps(**steps)).rank(queries, top_k=3)
+
+
+def test_query_expansion_with_alpha_0_searches_with_the_average_of_the_query_and_its_nearest():
+    train = unit([1, 0, 0], [0.9, 0.45, 0], [0, 1, 0], [0, 0.2, 1])
+    gallery = make_gallery(train, [1, 1, 2, 3], unit([0, 0, 1]))
+    query = unit([1, 0.1, 0.05])
+    expanded_query = unit(query[0] + train[0] + train[1])[0]  # alpha 0: every neighbour weighs 1, as the query does
+    ranking = expanded("knn+aqe", queries_of(gallery, query, 3), aqe={"neighbours": 2, "alpha": 0})
+    queries = (
+        Method.parse("knn+aqe", with_steps(aqe={"neighbours": 2, "alpha": 0}))
+        .steps[0][1]
+        .queries(queries_of(gallery, query, 3))
+    )
+    expected = np.sort(train @ expanded_query)[::-1][:3]
+    np.testing.assert_allclose(queries.similarities[0], expected, rtol=1e-6)
+    assert ranking.labels[0, 0] == 1
+    np.testing.assert_allclose(ranking.confidences[0, 0], expected[:2].sum(), rtol=1e-6)
+
+
+def test_a_larger_alpha_trusts_the_nearest_neighbour_more():
+    train = unit([1, 0, 0], [0, 1, 0])
+    gallery = make_gallery(train, [1, 2], unit([0, 0, 1]))
+    query = unit([1, 0.8, 0])  # nearer the first, not by much
+    step = Method.parse("knn+aqe", with_steps(aqe={"neighbours": 2, "alpha": 0})).steps[0][1]
+    flat = step.queries(queries_of(gallery, query, 2))
+    sharp = replace(step, alpha=8.0).queries(queries_of(gallery, query, 2))
+    assert flat.similarities[0, 0] - flat.similarities[0, 1] < sharp.similarities[0, 0] - sharp.similarities[0, 1]
+
+
+def test_database_augmentation_with_one_neighbour_leaves_the_gallery_as_it_was():
+    rng = np.random.default_rng(0)
+    train = unit(*rng.normal(size=(12, 6)))
+    gallery = make_gallery(train, np.arange(12) % 3, unit(*rng.normal(size=(4, 6))))
+    augmented = gallery.augmented(("gallery", "dev"), neighbours=1, alpha=3.0)
+    np.testing.assert_allclose(augmented.vectors_at(np.arange(12)), train, rtol=0, atol=1e-6)
+    queries = queries_of(gallery, unit(*rng.normal(size=(5, 6))), 4)
+    step = Method.parse("knn+dba", with_steps(dba={"neighbours": 1, "alpha": 3.0})).steps[0][1]
+    again = step.queries(queries)
+    np.testing.assert_array_equal(again.positions, queries.positions)
+    np.testing.assert_allclose(again.similarities, queries.similarities, rtol=0, atol=1e-6)
+
+
+def test_database_augmentation_averages_each_image_with_its_nearest_and_never_with_a_dev_image_in_validation():
+    train = unit([1, 0, 0], [0.8, 0.6, 0], [0, 0, 1])
+    dev = unit([1, 0.05, 0])  # nearer the first train image than its train neighbour is
+    gallery = make_gallery(train, [1, 1, 2], unit([0, 1, 1]), dev=dev, dev_labels=[1])
+    similarity = float(train[0] @ train[1])  # 0.8
+    for parts, neighbour in ((VALIDATION_PARTS, train[1]), (("gallery", "dev"), dev[0])):
+        augmented = gallery.augmented(parts, neighbours=2, alpha=1.0)
+        weight = similarity if parts == VALIDATION_PARTS else float(train[0] @ dev[0])
+        np.testing.assert_allclose(augmented.vectors_at([0])[0], unit(train[0] + weight * neighbour)[0], atol=1e-6)
+    assert gallery.augmented(VALIDATION_PARTS, 2, 1.0) is gallery.augmented(VALIDATION_PARTS, 2, 1.0)  # built once
+
+
+def test_superglobal_lifts_a_match_its_neighbours_confirm_over_a_lone_look_alike():
+    # the query's nearest is a lone look-alike; the next three are one landmark, near one another
+    train = unit([1, 0.55, 0, 0], [1, 0, 0.6, 0.1], [1, 0, 0.7, 0], [1, 0, 0.65, -0.1], [0, 0, 0, 1])
+    gallery = make_gallery(train, [9, 1, 1, 1, 2], unit([0, 1, 0, 0]))
+    queries = queries_of(gallery, unit([1, 0.3, 0.3, 0]), 2)
+    assert queries.positions[0, 0] == 0
+    options = {"shortlist": 5, "refine_neighbours": 2, "beta": 0.5}
+    step = Method.parse("knn+superglobal", with_steps(superglobal=options)).steps[0][1]
+    reranked = step.queries(queries)
+    assert reranked.positions[0, 0] in (1, 2, 3) and 0 not in reranked.positions[0]
+    assert (np.diff(reranked.similarities[0]) <= 0).all()
+    assert expanded("knn+superglobal", queries, superglobal=options).labels[0, 0] == 1
+    assert Method.parse("knn", SETTINGS).rank(queries).labels[0, 0] == 9  # without it, the look-alike's
+
+
+def test_reranking_steps_need_a_gallery_search():
+    with pytest.raises(UserError, match=r"'softmax\+aqe': aqe needs neighbours, which softmax has none of"):
+        Method.parse("softmax+aqe", with_steps(aqe={"neighbours": 2, "alpha": 3}))
+    with pytest.raises(UserError, match=r"params.yaml recognize.steps.dba.alpha: -1 must be a number >= 0"):
+        Method.parse("knn+dba", with_steps(dba={"neighbours": 2, "alpha": -1}))
