@@ -60,6 +60,11 @@ class Recognizer:
     def load(cls, model_path, index_dir, embeddings_dir, method: str, settings, device) -> "Recognizer":
         """settings: params.yaml's recognize section, parsed."""
         parsed = Method.parse(method, settings, "--method")
+        verifying = [step for step, built in parsed.steps if "photos" in built.needs]
+        if verifying:
+            raise UserError(
+                f"--method {method}: landmark predict does not {verifying[0]} yet; choose a method without it"
+            )
         trained = TrainedModel.load(model_path, device)
         gallery = Gallery.load(embeddings_dir, index_dir, settings.nprobe, settings.refine_factor)
         return cls(trained, gallery, parsed, settings.neighbours, read_looks(embeddings_dir))
@@ -88,6 +93,9 @@ class Recognizer:
             refused = self.method.refuses_non_landmarks and confidences[0] <= 0
             answers.append([] if refused else [(int(a), float(b)) for a, b in zip(labels, confidences) if a >= 0])
         return answers
+
+    def recognise(self, paths, top_k: int, batch_size: int = 32) -> list:
+        return self.answers(self.found(paths, batch_size), top_k)
 
 
 def usable(paths, max_pixels: int):

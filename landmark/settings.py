@@ -354,6 +354,15 @@ class Embed:
     flip: bool = setting(one_of(True, False))  # and each look mirrored too
 
 
+@params_section("local_features")
+@dataclass(frozen=True)
+class LocalFeatures:
+    """SIFT features of the stored photos, for the verify step (landmark.recognition.verification)."""
+
+    max_side: int = setting(whole(16))  # pixels: a larger photo is shrunk to this long side first
+    max_features: int = setting(whole(4))  # the strongest keypoints kept per photo
+
+
 @params_section("index")
 @dataclass(frozen=True)
 class Index:

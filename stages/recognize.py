@@ -5,10 +5,12 @@ images) and on the test set (searched against every usable train image).
 The validation GAP is what the submission chooses a method by; the test solution, where the data has one, is
 only used to report. OUT_DIR gets metrics.json (per method: validation GAP, dev GAP, and the test figures),
 predictions.csv (query_set, method, id, landmark_id, confidence; -1: no prediction) and neighbours.csv (the
-nearest gallery images of a fixed sample of queries, for reports/retrieval.png).
-Usage: python -m stages.recognize EMBEDDINGS_DIR INDEX_DIR IMAGES_DIR CLASSES_CSV OUT_DIR
+nearest gallery images of a fixed sample of queries, for reports/retrieval.png). FEATURES_DIR: where the verify step
+keeps the local features of the photos it has matched (IMAGES_DIR's), from one run to the next.
+Usage: python -m stages.recognize EMBEDDINGS_DIR INDEX_DIR IMAGES_DIR CLASSES_CSV FEATURES_DIR OUT_DIR
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,18 +25,21 @@ from landmark.recognition.method import check_methods
 from landmark.recognition.scoring import recognition_scores, shown_queries
 from landmark.recognition.search import use_gpu
 from landmark.recognition.sets import predictions, query_sets
+from landmark.recognition.verification import FeatureCache
 from landmark.settings import nonlandmark_shortfalls, parse_params
 from landmark.submission import read_solution
 
 
 @exits_cleanly
-def main(embeddings_dir, index_dir, images_dir, classes_csv, out_dir):
+def main(embeddings_dir, index_dir, images_dir, classes_csv, features_dir, out_dir):
     params = parse_params(load_params())
     settings, out_dir = params.recognize, Path(out_dir)
     methods = check_methods(params, nonlandmark_shortfalls(params.data, params.split))
     gpu = use_gpu(params.runtime.device)
     gallery = Gallery.load(embeddings_dir, index_dir, settings.nprobe, settings.refine_factor, gpu)
-    sets = query_sets(embeddings_dir, gallery, settings.neighbours, settings.nonlandmark_share)
+    extraction = params.local_features
+    cache = FeatureCache(features_dir, images_dir, extraction.max_side, extraction.max_features, os.cpu_count() or 1)
+    sets = query_sets(embeddings_dir, gallery, settings.neighbours, settings.nonlandmark_share, cache)
     predicted = predictions(methods, sets)
     solution_path = Path(images_dir) / "solution.csv"
     solution = read_solution(solution_path) if solution_path.exists() else None
@@ -48,6 +53,7 @@ def main(embeddings_dir, index_dir, images_dir, classes_csv, out_dir):
         "filter_classes": len(kept),
         "classifier_classes": len(read_csv(Path(embeddings_dir) / "classes.csv", ["landmark_id"])),
     }
+    cache.save()
     write_json(out_dir / "metrics.json", {"methods": scores, "gallery": figures})
     write_csv(out_dir / "predictions.csv", predicted)
     write_csv(out_dir / "neighbours.csv", shown_queries(sets, gallery, solution))

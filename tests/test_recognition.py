@@ -346,7 +346,7 @@ def test_a_tail_class_dev_query_is_asked_and_only_retrieval_answers_it(tmp_path,
     from stages import index, recognize
 
     index.main("embeddings", "indexes")
-    recognize.main("embeddings", "indexes", "images", "classes.csv", "recognitions")
+    recognize.main("embeddings", "indexes", "images", "classes.csv", "local_features", "recognitions")
     predictions = pd.read_csv(tmp_path / "recognitions/predictions.csv", dtype={"id": str})
     answer = predictions.set_index(["query_set", "method", "id"])["landmark_id"]
     assert answer["validation", "knn", "d30"] == 30 and answer["validation", "softmax", "d30"] == 10

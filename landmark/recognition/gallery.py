@@ -152,6 +152,8 @@ class Queries:
     positions: np.ndarray  # in the gallery; -1: none
     stands_for: np.ndarray
     parts: tuple = PARTS  # the gallery's parts searched
+    name: str | None = None  # labels progress bars
+    photos: object = None  # the queries' and the gallery's local features (verification.Photos), where extracted
     _pool: dict = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -163,7 +165,7 @@ class Queries:
         similarities, positions = gallery.search(vectors, k, parts, desc=name and f"search {name}")
         stands_for = np.ones(len(positions)) if stands_for is None else np.asarray(stands_for, dtype=np.float64)
         classifier = (np.asarray(part) for part in classifier)
-        return cls(gallery, vectors, *classifier, similarities, positions, stands_for, tuple(parts))
+        return cls(gallery, vectors, *classifier, similarities, positions, stands_for, tuple(parts), name)
 
     def __len__(self):
         return len(self.positions)

@@ -5,12 +5,15 @@
 - test: every packed test image, searched against every usable train image, the dev images included.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
 from landmark.recognition.gallery import PARTS, VALIDATION_PARTS, Gallery, Queries
 from landmark.recognition.scoring import nonlandmark_weight
 from landmark.recognition.search import read_embeddings
+from landmark.recognition.verification import Photos
 
 
 def stands_for(landmark_ids, test_size: int, nonlandmark_share: float) -> np.ndarray:
@@ -22,8 +25,9 @@ def stands_for(landmark_ids, test_size: int, nonlandmark_share: float) -> np.nda
     return weights * test_size / max(weights.sum(), 1e-12)
 
 
-def query_sets(embeddings_dir, gallery: Gallery, neighbours: int, nonlandmark_share: float) -> dict:
-    """name -> (rows: id, landmark_id (-1: none), classifier_landmark, classifier_confidence; its Queries)."""
+def query_sets(embeddings_dir, gallery: Gallery, neighbours: int, nonlandmark_share: float, cache=None) -> dict:
+    """name -> (rows: id, landmark_id (-1: none), classifier_landmark, classifier_confidence; its Queries), with
+    where their photos are, for the verify step to match through cache (a verification.FeatureCache)."""
     read = {name: read_embeddings(embeddings_dir, name) for name in ("dev", "holdout", "test")}
     validation = pd.concat([read["dev"][0], read["holdout"][0]], ignore_index=True)
     test_size = len(read["test"][0])
@@ -39,7 +43,18 @@ def query_sets(embeddings_dir, gallery: Gallery, neighbours: int, nonlandmark_sh
     sets = {}
     for name, (rows, vectors, parts, weights) in embeddings.items():
         classifier = rows["classifier_landmark"].to_numpy(), rows["classifier_confidence"].to_numpy()
-        sets[name] = (rows, Queries.find(gallery, vectors, classifier, neighbours, parts, weights, name))
+        queries = Queries.find(gallery, vectors, classifier, neighbours, parts, weights, name)
+        sets[name] = (rows, queries)
+    if cache is not None:
+        located = {
+            "validation": (
+                ["train"] * len(read["dev"][0]) + ["nonlandmark"] * len(read["holdout"][0]),
+                validation["id"],
+            ),
+            "test": (["test"] * len(read["test"][0]), read["test"][0]["id"]),
+        }
+        for name, (rows, queries) in sets.items():
+            sets[name] = (rows, replace(queries, photos=Photos(cache, *located[name], gallery.ids)))
     return sets
 
 

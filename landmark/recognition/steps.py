@@ -8,7 +8,8 @@ label, its weight in choosing the label and its credit towards the label's confi
 `recognize.steps.<name>` and checked as every setting is (landmark.settings), so a wrong one is one line naming it.
 
 `needs` names what a step works on beyond the query itself: `neighbours` (gallery votes: the knn and blend bases
-have them, softmax has not) and `pool` (a non-landmark pool to compare with). A method whose step lacks what it
+have them, softmax has not), `pool` (a non-landmark pool to compare with) and `photos` (the local features of the
+query's and the gallery's photos: the local_features stage's). A method whose step lacks what it
 needs is refused before any work (method.check_methods): a step never runs as if it had worked. A step that sets
 `refuses_non_landmarks` lowers confidences so that one at or below 0 means "no landmark" (landmark predict says so).
 
@@ -20,8 +21,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from landmark.errors import UserError
+from landmark.recognition.ballot import count
 from landmark.recognition.search import normalized
-from landmark.settings import setting, whole
+from landmark.settings import fraction, positive, setting, whole
 
 
 def non_negative(value, key) -> float:
@@ -166,6 +168,40 @@ class SuperGlobal(Step):
         return (first + np.einsum("qd,qmd->qm", expanded, refined)) / 2
 
 
+@dataclass(frozen=True)
+class SpatialVerification(Step):
+    """Geometric verification of the most confident answers (the GLDv2 paper; smlyaka's and bestfitting's GLR
+    entries): the `share` most confident queries (of the test queries they stand for) are matched against their
+    `neighbours` nearest gallery photos (landmark.recognition.verification), and a neighbour whose inliers reach
+    `floor` adds min(inliers, cap) / cap to its vote and to its credit."""
+
+    needs = frozenset({"neighbours", "photos"})
+    share: float = setting(fraction)
+    neighbours: int = setting(whole(1))
+    floor: int = setting(whole(4))  # a homography needs four matches
+    cap: int = setting(whole(1))
+    ratio: float = setting(fraction)  # Lowe's ratio test of the SIFT matches
+    max_error: float = setting(positive)  # pixels from the homography an inlier may lie
+
+    def ballot(self, ballot, queries):
+        checked = most_confident(count(ballot).confidences[:, 0], queries.stands_for, self.share)
+        columns = min(self.neighbours, ballot.positions.shape[1])
+        positions = ballot.positions[checked, :columns]
+        desc = f"verify {queries.name}" if queries.name else None
+        found = queries.photos.inliers(checked, positions, self.ratio, self.max_error, desc)
+        bonus = np.zeros_like(ballot.weights)
+        bonus[checked, :columns] = np.where(found >= self.floor, np.minimum(found, self.cap) / self.cap, 0.0)
+        return replace(ballot, weights=ballot.weights + bonus, credits=ballot.credits + bonus)
+
+
+def most_confident(confidences, stands_for, share: float) -> np.ndarray:
+    """The queries, most confident first, that together stand for `share` of the test queries the set stands for."""
+    order = np.argsort(-confidences, kind="stable")
+    order = order[np.isfinite(confidences[order])]
+    within = np.cumsum(stands_for[order]) <= share * stands_for.sum() + 1e-9
+    return order[within]
+
+
 STEPS = {
     "query_penalty": QueryPenalty,
     "train_correction": TrainCorrection,
@@ -173,4 +209,5 @@ STEPS = {
     "aqe": QueryExpansion,
     "dba": DatabaseAugmentation,
     "superglobal": SuperGlobal,
+    "verify": SpatialVerification,
 }

@@ -43,6 +43,9 @@ def tiny_params():
     params["split"]["dev_fraction"] = 0.25
     params["runtime"].update(log_every=1, eval_every=2)
     params["variant_defaults"].update(image_size=32, batch_size=8, steps=3)
+    # spatial verification runs for real, on photos too small to show many keypoints
+    params["recognize"]["methods"] = params["recognize"]["methods"] + ["knn+verify+query_penalty"]
+    params["recognize"]["steps"]["verify"].update(share=0.5, neighbours=3)
     return params
 
 
@@ -240,6 +243,19 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert changed_stages(repo, env, lambda params: params["index"].update(exact_below=5)) == {
         f"index@{name}" for name in RETRIEVAL_VARIANTS
     }
+
+    # Fewer neighbours verified: recognition alone reruns, and matches from the features it kept (a persisted output).
+    assert {int(count) for count in re.findall(r"(\d+) photos' features extracted", first)} - {0}
+    path, original = repo / "params.yaml", (repo / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["recognize"]["steps"]["verify"]["neighbours"] = 1
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    fewer = run(dvc + ["repro"], repo, env)
+    assert stages_run(fewer) >= recognitions and not stages_run(fewer) & {f"embed@{n}" for n in RETRIEVAL_VARIANTS}
+    extracted = re.findall(r"(\d+) photos' features extracted", fewer)
+    assert extracted and set(extracted) == {"0"}
+    path.write_text(original)
+    run(dvc + ["repro"], repo, env)
 
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "lock"], repo, env)
