@@ -72,9 +72,15 @@ def _predict(args):
         pick_device(params.runtime.device),
     )  # fmt: skip
     paths, problems = predict.usable(args.images, params.filter.max_image_pixels)
-    answers = recognizer.recognise(paths, args.top_k) if paths else []
+    queries = recognizer.found(paths) if paths else None
+    answers = recognizer.answers(queries, args.top_k) if paths else []
     names = predict.landmark_names(args.names)
     print("\n".join(predict.answer_lines(args.images, problems, answers, names, args.json)))
+    if args.show and paths:
+        from landmark.report import plot_answers
+
+        plot_answers(paths, recognizer.method.searched(queries), answers, args.gallery_images, args.show)
+        print(f"{args.show}: {len(paths)} photos beside their nearest gallery photos", file=sys.stderr)
     if problems:
         sys.exit(1)
 
@@ -94,6 +100,8 @@ def main(argv=None):
                            help="landmark_id,category names file (GLDv2's), used where present")  # fmt: skip
     predictor.add_argument("--submission", default="reports/submission.json", help="the submission's choice")
     predictor.add_argument("--params", default="params.yaml")
+    predictor.add_argument("--show", metavar="OUT.png", help="draw each photo beside its nearest gallery photos")
+    predictor.add_argument("--gallery-images", default="data/shards", help="the packed photos the gallery shows")
     predictor.set_defaults(run=_predict)
     scorer = commands.add_parser("score", help="Kaggle GAP of a submission against a solution file")
     scorer.add_argument("submission")

@@ -81,12 +81,15 @@ class Recognizer:
         vectors, classes, probabilities = (np.concatenate(part) for part in parts)
         return vectors, self.trained.labels.landmarks(classes), probabilities
 
-    def recognise(self, paths, top_k: int, batch_size: int = 32) -> list:
-        """Per photo: up to top_k (landmark_id, confidence), best first; empty for no landmark. The photos are one
-        query set, searched like the test set (every train image, the dev images included); the frequency ban
-        counts over them with the test set's limit."""
+    def found(self, paths, batch_size: int = 32) -> Queries:
+        """The photos as one query set, with their nearest gallery images: searched like the test set (every train
+        image, the dev images included)."""
         vectors, classifier_labels, probabilities = self.embeddings(paths, batch_size)
-        queries = Queries.find(self.gallery, vectors, (classifier_labels, probabilities), self.neighbours)
+        return Queries.find(self.gallery, vectors, (classifier_labels, probabilities), self.neighbours)
+
+    def answers(self, queries: Queries, top_k: int) -> list:
+        """Per photo: up to top_k (landmark_id, confidence), best first; empty for no landmark. The frequency ban
+        counts over the photos with the test set's limit."""
         ranking = self.method.rank(queries, top_k)
         answers = []
         for labels, confidences in zip(ranking.labels, ranking.confidences):

@@ -226,6 +226,35 @@ def plot_retrieval(neighbours: pd.DataFrame, verdicts: dict, images_dir, out_png
     plt.close(figure)
 
 
+def plot_answers(paths, queries, answers, images_dir, out_png, shown: int = 5) -> None:
+    """One row per photo (`landmark predict --show`): the photo with its answer, then the nearest gallery photos
+    that voted (queries: after the method's query steps), each with its landmark and similarity; green where it is
+    the answer's landmark."""
+    columns = 1 + min(shown, queries.positions.shape[1])
+    positions = queries.positions[:, : columns - 1]
+    reached = positions[positions >= 0]
+    images = _shown_images(images_dir, {("train", image_id) for image_id in queries.gallery.ids[reached]})
+    figure, axes = plt.subplots(len(paths), columns, figsize=(1.7 * columns, 2.0 * len(paths)), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for row, (path, answer) in enumerate(zip(paths, answers)):
+        axes[row, 0].imshow(Image.open(path).convert("RGB"))
+        verdict = f"{answer[0][0]} ({answer[0][1]:.2f})" if answer else "no landmark"
+        axes[row, 0].set_title(f"{Path(path).name[:24]}\n→ {verdict}", fontsize=7)
+        for column, position in enumerate(positions[row], start=1):
+            if position < 0:
+                continue
+            landmark = queries.gallery.labels[position]
+            axes[row, column].imshow(images[("train", queries.gallery.ids[position])])
+            color = "green" if answer and landmark == answer[0][0] else "black"
+            similarity = queries.similarities[row, column - 1]
+            axes[row, column].set_title(f"{landmark}\nsim {similarity:.2f}", fontsize=7, color=color)
+    figure.tight_layout()
+    with atomic_path(out_png) as temporary:
+        figure.savefig(temporary, format="png", dpi=90)
+    plt.close(figure)
+
+
 def _read_present(paths: dict) -> dict:
     """name -> the JSON at its path, for the paths that exist (a stage not run yet leaves its row out)."""
     return {name: json.loads(Path(path).read_text()) for name, path in paths.items() if Path(path).exists()}

@@ -93,10 +93,15 @@ class Method:
     def refuses_non_landmarks(self) -> bool:
         return any(step.refuses_non_landmarks for _, step in self.steps)
 
-    def rank(self, queries, top_k: int = 1) -> Ranking:
-        """The queries' top_k landmarks with their confidences, best first."""
+    def searched(self, queries):
+        """The queries with what the steps found for them (query expansion, re-ranking...): who votes."""
         for _, step in self.steps:
             queries = step.queries(queries)
+        return queries
+
+    def rank(self, queries, top_k: int = 1) -> Ranking:
+        """The queries' top_k landmarks with their confidences, best first."""
+        queries = self.searched(queries)
         ballot = BASES[self.base](queries, self.blend_weight)
         for _, step in self.steps:
             ballot = step.ballot(ballot, queries)

@@ -140,8 +140,12 @@ def predict_answers_each_photo(repo, env, score, tmp_path):
         "--names",
         str(names),
     ]
-    result = subprocess.run(command + ["--json"], cwd=repo, env=env, capture_output=True, text=True)
+    shown = tmp_path / "answers.png"
+    result = subprocess.run(
+        command + ["--json", "--show", str(shown)], cwd=repo, env=env, capture_output=True, text=True
+    )
     assert result.returncode == 1, result.stderr  # one file could not be read: the rest are still answered
+    assert Image.open(shown).size[1] == 2 * 180  # a row (2 inches at 90 dpi) per photo answered; errors are printed
     answers = [json.loads(line) for line in result.stdout.splitlines()]
     assert [answer["file"] for answer in answers] == [str(photo), str(png), str(text), str(tmp_path / "gone.jpg")]
     assert answers[2] == {"file": str(text), "error": "not an image"}
