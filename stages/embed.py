@@ -28,14 +28,34 @@ import numpy as np
 import pandas as pd
 import torch.distributed as dist
 
-from landmark.data.shards import image_sets
+from landmark.data.layout import read_csv, read_labels
+from landmark.data.shards import packed_ids
 from landmark.distributed import Ranks, relaunch_under_torchrun, training_processes
-from landmark.errors import exits_cleanly
+from landmark.errors import UserError, exits_cleanly
 from landmark.files import atomic_path, write_csv, write_json
 from landmark.inference import TrainedModel
 from landmark.params import load_params
 from landmark.runtime import pick_device
 from landmark.settings import parse_params
+
+
+def image_sets(images_dir, gallery_csv, split_dir) -> dict:
+    """set name -> (the packed split its images are in, its rows: id, landmark_id)."""
+    gallery, dev = read_labels(gallery_csv), read_labels(Path(split_dir) / "dev.csv")
+    test_ids = packed_ids(images_dir, "test")
+    if test_ids is None:
+        raise UserError(f"{images_dir}: not the pack stage's output (no test/index.csv); run dvc repro")
+
+    def unlabelled(ids):
+        return pd.DataFrame({"id": ids, "landmark_id": np.full(len(ids), -1, dtype=np.int64)})
+
+    return {
+        "gallery": ("train", gallery[~gallery["id"].isin(dev["id"])]),
+        "dev": ("train", dev),
+        "holdout": ("nonlandmark", unlabelled(read_csv(Path(split_dir) / "holdout.csv", ["id"])["id"])),
+        "pool": ("nonlandmark", unlabelled(read_csv(Path(split_dir) / "pool.csv", ["id"])["id"])),
+        "test": ("test", unlabelled(test_ids)),
+    }
 
 
 def write_set(trained: TrainedModel, images_dir, split, rows: pd.DataFrame, settings, out_dir, name) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from landmark.data.layout import image_path, read_csv, read_labels
+from landmark.data.layout import image_path, read_csv
 from landmark.errors import UserError
 from landmark.files import write_csv
 
@@ -136,22 +136,3 @@ def image_reader(images_root, split: str, ids):
     if (Path(images_root) / split / INDEX).is_file():
         return ShardReader(Path(images_root) / split, ids)
     return FolderReader(images_root, split, ids)
-
-
-def image_sets(images_dir, gallery_csv, split_dir) -> dict:
-    """set name -> (the packed split its images are in, its rows: id, landmark_id)."""
-    gallery, dev = read_labels(gallery_csv), read_labels(Path(split_dir) / "dev.csv")
-    test_ids = packed_ids(images_dir, "test")
-    if test_ids is None:
-        raise UserError(f"{images_dir}: not the pack stage's output (no test/index.csv); run dvc repro")
-
-    def unlabelled(ids):
-        return pd.DataFrame({"id": ids, "landmark_id": np.full(len(ids), -1, dtype=np.int64)})
-
-    return {
-        "gallery": ("train", gallery[~gallery["id"].isin(dev["id"])]),
-        "dev": ("train", dev),
-        "holdout": ("nonlandmark", unlabelled(read_csv(Path(split_dir) / "holdout.csv", ["id"])["id"])),
-        "pool": ("nonlandmark", unlabelled(read_csv(Path(split_dir) / "pool.csv", ["id"])["id"])),
-        "test": ("test", unlabelled(test_ids)),
-    }
