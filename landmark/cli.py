@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from landmark.data.layout import read_csv
-from landmark.errors import exits_cleanly
+from landmark.errors import UserError, exits_cleanly
 from landmark.params import load_params
 from landmark.profiles import set_param_flags
 from landmark.submission import read_solution, read_submission, score, validate_submission
@@ -65,6 +65,11 @@ def _predict(args):
     variant, method = (
         predict.chosen_recognition(args.submission) if args.model is None or args.method is None else (None, None)
     )
+    if args.model is None and Path("ensembles", variant).is_dir():
+        raise UserError(
+            f"{args.submission}: the submission's recognition is the ensemble {variant}, and landmark predict reads "
+            "one model; pass --model models/<variant>/model.pt"
+        )
     model = Path(args.model) if args.model else Path("models") / variant / "model.pt"
     name = model.parent.name
     recognizer = predict.Recognizer.load(

@@ -274,7 +274,7 @@ def write_report(metrics_dir, plots_dir, submission_json, recognitions_dir, imag
     metrics = _read_present({name: Path(metrics_dir) / f"{name}.json" for name in variants})
     submission = _read_present({"chosen": submission_json}).get("chosen")
     recognitions = _read_present(
-        {name: Path(recognitions_dir) / name / "metrics.json" for name in params.embed.variants}
+        {name: Path(recognitions_dir) / name / "metrics.json" for name in params.embed.recognitions}
     )
     tables = results_table(metrics, params.variants) + recognition_table(
         recognitions, params.recognize.methods, submission

@@ -346,12 +346,41 @@ def mapping_of_mappings(value, key) -> dict:
     return {name: dict(options or {}) for name, options in value.items()}
 
 
+def positives(value, key) -> tuple:
+    if not isinstance(value, list) or not value:
+        raise UserError(f"params.yaml {key}: {value!r} must be a list of positive numbers")
+    return tuple(positive(item, key) for item in value)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    variants: tuple = setting(names)  # of embed.variants: their whitened embeddings, concatenated
+    weights: tuple = setting(positives)  # one per variant, in their order
+
+
+def ensembles(value, key) -> dict:
+    """name -> Ensemble, each weight one of its variants'."""
+    built = {
+        name: parse(Ensemble, options, f"{key}.{name}") for name, options in mapping_of_mappings(value, key).items()
+    }
+    for name, ensemble in built.items():
+        if len(ensemble.weights) != len(ensemble.variants):
+            raise UserError(f"params.yaml {key}.{name}.weights: give one positive weight per variant, in their order")
+    return built
+
+
 @params_section("embed")
 @dataclass(frozen=True)
 class Embed:
     variants: tuple = setting(names)  # the variants recognition compares: embed, index, recognize for each
     scales: tuple = setting(scales)  # each image is looked at resized by each; the descriptor is their mean
     flip: bool = setting(one_of(True, False))  # and each look mirrored too
+    ensembles: dict = setting(ensembles)  # name -> variants and weights: recognised like a variant (stages.ensemble)
+
+    @property
+    def recognitions(self) -> tuple:
+        """What the recognize stages compare: every variant, then every ensemble."""
+        return self.variants + tuple(self.ensembles)
 
 
 @params_section("local_features")
@@ -444,11 +473,20 @@ def parse_params(params: dict) -> Settings:
         raise UserError(
             f"params.yaml embed.variants: {unknown[0]!r} is not in variants; choose from {', '.join(variants)}"
         )
-    for key, where in (("variant", "embed.variants"), ("method", "recognize.methods")):
-        chosen, choices = (
-            getattr(sections["submission"], key),
-            getattr(sections[where.split(".")[0]], where.split(".")[1]),
-        )
+    for name, ensemble in sections["embed"].ensembles.items():
+        if name in embedded:
+            raise UserError(f"params.yaml embed.ensembles.{name}: a variant's name; name the ensemble otherwise")
+        for variant in ensemble.variants:
+            if variant not in embedded:
+                raise UserError(
+                    f"params.yaml embed.ensembles.{name}.variants: {variant!r} is not in embed.variants; add it there, "
+                    f"or take {name} out (-S '~embed.ensembles.{name}')"
+                )
+    for key, where, choices in (
+        ("variant", "embed.variants", sections["embed"].recognitions),  # an ensemble is a variant there
+        ("method", "recognize.methods", sections["recognize"].methods),
+    ):
+        chosen = getattr(sections["submission"], key)
         if chosen != "best" and chosen not in choices:
             raise UserError(
                 f"params.yaml submission.{key}: {chosen!r} is not in {where}; use best or one of {', '.join(choices)}"

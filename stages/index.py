@@ -5,7 +5,8 @@ whitened as index.whitening says (learned on the gallery, saved as whitening.npz
 product below index.exact_below vectors, index.factory's approximate index from there on; built on the GPU where
 runtime.device allows and faiss-gpu is installed.
 
-Usage: python -m stages.index EMBEDDINGS_DIR OUT_DIR
+Usage: python -m stages.index EMBEDDINGS_DIR OUT_DIR [WHITENING]
+WHITENING (none or pca) stands in for index.whitening: an ensemble's descriptors are whitened already.
 """
 
 import sys
@@ -19,11 +20,12 @@ from landmark.settings import parse_params
 
 
 @exits_cleanly
-def main(embeddings_dir, out_dir):
+def main(embeddings_dir, out_dir, whitening=None):
     params = parse_params(load_params())
     settings, gpu = params.index, use_gpu(params.runtime.device)
     _, gallery = read_embeddings(embeddings_dir, "gallery")
-    whitening = Whitening.fit(gallery, settings.whitening_dims) if settings.whitening == "pca" else Whitening()
+    kind = whitening or settings.whitening
+    whitening = Whitening.fit(gallery, settings.whitening_dims) if kind == "pca" else Whitening()
     whitening.save(Path(out_dir) / "whitening.npz")
     built = []
     for name in ("gallery", "dev", "pool"):

@@ -43,7 +43,7 @@ def main(recognitions_dir, images_dir, submission_csv, score_json):
     settings = params.submission
     check_methods(params, nonlandmark_shortfalls(params.data, params.split))  # chosen with non-landmarks, or named
     variant, method, validation_gap = choose(
-        recognitions_dir, params.embed.variants, params.recognize.methods, settings.variant, settings.method
+        recognitions_dir, params.embed.recognitions, params.recognize.methods, settings.variant, settings.method
     )
     predictions = read_csv(Path(recognitions_dir) / variant / "predictions.csv", ["query_set", "method", "id"])
     predictions = predictions[(predictions["query_set"] == "test") & (predictions["method"] == method)]

@@ -190,6 +190,7 @@ def test_the_submission_chooses_by_validation_gap_never_by_the_test_set(tmp_path
 def test_the_submission_stage_writes_every_test_id_and_leaves_the_unembedded_empty(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["embed"]["variants"], params["recognize"]["methods"] = ["resnet50"], ["knn"]
+    params["embed"]["ensembles"] = {}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     recognized = tmp_path / "recognitions/resnet50"
     recognized.mkdir(parents=True)

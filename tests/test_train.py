@@ -162,7 +162,7 @@ def test_a_data_machine_checks_the_values_and_a_training_machine_also_the_hardwa
     params = yaml.safe_load(PARAMS.read_text())
     params["runtime"] |= {"device": "cuda", "gpus": 4}
     params["variants"] = {"xception": params["variants"]["xception"] | {"batch_size": 64}}
-    params["embed"]["variants"] = ["xception"]
+    params["embed"]["variants"], params["embed"]["ensembles"] = ["xception"], {}
     assert check_params(params, this_machine=False) == 1
     with pytest.raises(UserError, match="runtime.device: cuda asked for, but torch sees no GPU here"):
         check_params(params)

@@ -38,6 +38,7 @@ def tiny_params():
     params["variants"]["recipe_resnet50"] = params["variants"]["recipe_xception"] | {"backbone": "resnet50"}
     params["variants"] = {name: params["variants"][name] for name in E2E_VARIANTS}
     params["embed"]["variants"] = RETRIEVAL_VARIANTS
+    params["embed"]["ensembles"] = {"both": {"variants": RETRIEVAL_VARIANTS, "weights": [1, 0.5]}}
     params["data"]["synthetic"] = dict(TINY_SYNTHETIC)
     params["filter"]["min_samples_per_class"] = 4
     params["split"]["dev_fraction"] = 0.25
@@ -121,7 +122,8 @@ def stage_and_predict_agree(repo, env, variant):
 def predict_answers_each_photo(repo, env, score, tmp_path):
     """`landmark predict` on a train photo, a PNG behind a .jpg name, a text file and a missing file: one line
     each, in order; a missing model is one line."""
-    gallery = read_labels(repo / "embeddings" / score["variant"] / "gallery.csv")
+    variant = score["variant"] if score["variant"] in RETRIEVAL_VARIANTS else "recipe_resnet50"  # not the ensemble
+    gallery = read_labels(repo / "embeddings" / variant / "gallery.csv")
     image_id, landmark = gallery["id"].iat[0], int(gallery["landmark_id"].iat[0])
     photo = image_path(repo / "data/raw", "train", image_id)
     png = tmp_path / "png.jpg"
@@ -140,6 +142,10 @@ def predict_answers_each_photo(repo, env, score, tmp_path):
         "--names",
         str(names),
     ]
+    if variant != score["variant"]:  # the ensemble was chosen: predict reads one model, and says so in one line
+        refused = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+        assert refused.returncode == 1 and "is the ensemble both" in refused.stderr and refused.stderr.count("\n") == 1
+        command += ["--model", f"models/{variant}/model.pt"]
     shown = tmp_path / "answers.png"
     result = subprocess.run(
         command + ["--json", "--show", str(shown)], cwd=repo, env=env, capture_output=True, text=True
@@ -153,7 +159,8 @@ def predict_answers_each_photo(repo, env, score, tmp_path):
     for answer in answers[:2]:
         assert answer["no_landmark"] == (not answer["landmarks"]) and len(answer["landmarks"]) <= 3
     assert answers[0]["landmarks"] == answers[1]["landmarks"]  # the same pixels, whatever the file's format
-    plain = subprocess.run(command[:3] + ["--top-k", "1", "--method", "knn", "--names", str(names)], cwd=repo, env=env,
+    plain = subprocess.run(command[:3] + ["--model", f"models/{variant}/model.pt", "--top-k", "1", "--method", "knn",
+                            "--names", str(names)], cwd=repo, env=env,
                            capture_output=True, text=True)  # fmt: skip
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout.startswith(f"{photo}: {landmark} (") and plain.stdout.rstrip().endswith(") Old Town Hall")
@@ -199,6 +206,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     first = run(dvc + ["repro"], repo, env)
     per_variant = {f"{stage}@{name}" for stage in ("train", "evaluate") for name in E2E_VARIANTS}
     per_variant |= {f"{stage}@{name}" for stage in ("embed", "index", "recognize") for name in RETRIEVAL_VARIANTS}
+    per_variant |= {f"{stage}@both" for stage in ("ensemble", "ensemble_index", "ensemble_recognize")}
     assert (
         stages_run(first) == {"download", "filter", "split", "pack", "submission", "saliency", "report"} | per_variant
     )
@@ -209,7 +217,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     validate_submission(repo / "submission.csv", test_ids)
     score = json.loads((repo / "reports/submission.json").read_text())
     assert {"gap", "public", "private", "variant", "method", "validation_gap"} <= set(score)
-    assert score["variant"] in RETRIEVAL_VARIANTS
+    assert score["variant"] in RETRIEVAL_VARIANTS + ["both"]
     results = (repo / "reports/results.md").read_text()
     assert "resnet50" in results and "xception" in results and "0.674" in results
     assert "# Recognition: methods × variants" in results and f"| **{score['variant']}** |" in results
@@ -239,14 +247,14 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert {f"train@{name}" for name in E2E_VARIANTS} <= trains
     assert changed_stages(repo, env, lambda params: params["variant_defaults"]["augmentation"].update(flip=0.25))
     # Recognition's settings rerun recognition alone; the index's, the index.
-    recognitions = {f"recognize@{name}" for name in RETRIEVAL_VARIANTS}
+    recognitions = {f"recognize@{name}" for name in RETRIEVAL_VARIANTS} | {"ensemble_recognize@both"}
     ban = {"max_label_predictions": 3}
     assert (
         changed_stages(repo, env, lambda params: params["recognize"]["steps"].update(frequency_ban=ban)) == recognitions
     )
     assert changed_stages(repo, env, lambda params: params["index"].update(exact_below=5)) == {
         f"index@{name}" for name in RETRIEVAL_VARIANTS
-    }
+    } | {"ensemble_index@both"}
 
     # Fewer neighbours verified: recognition alone reruns, and matches from the features it kept (a persisted output).
     assert {int(count) for count in re.findall(r"(\d+) photos' features extracted", first)} - {0}
