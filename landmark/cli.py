@@ -65,7 +65,7 @@ def _predict(args):
     variant, method = (
         predict.chosen_recognition(args.submission) if args.model is None or args.method is None else (None, None)
     )
-    if args.model is None and Path("ensembles", variant).is_dir():
+    if args.model is None and variant in params.embed.ensembles:
         raise UserError(
             f"{args.submission}: the submission's recognition is the ensemble {variant}, and landmark predict reads "
             "one model; pass --model models/<variant>/model.pt"

@@ -25,7 +25,7 @@ SETS = ("gallery", "dev", "pool", "holdout", "test")  # what the embed stage wri
 def combined(parts, weights) -> np.ndarray:
     """The rows of each part (whitened vectors, one part per variant) side by side, weighted, L2-normalised."""
     shares = np.sqrt(np.asarray(weights, dtype=np.float64) / np.sum(weights))
-    return normalized(np.concatenate([share * part for share, part in zip(shares, parts)], axis=1).astype(np.float32))
+    return normalized(np.concatenate([share * part for share, part in zip(shares, parts)], axis=1))
 
 
 @exits_cleanly

@@ -57,7 +57,7 @@ class Whitening:
         if self.projection is None:
             return np.ascontiguousarray(vectors)
         whitened = (vectors - self.mean) @ self.projection
-        return whitened / np.maximum(np.linalg.norm(whitened, axis=1, keepdims=True), 1e-12)
+        return normalized(whitened)
 
     def save(self, path) -> None:
         with atomic_path(path) as temporary, open(temporary, "wb") as handle:

@@ -37,24 +37,17 @@ def query_sets(embeddings_dir, gallery: Gallery, neighbours: int, nonlandmark_sh
             np.concatenate([read["dev"][1], read["holdout"][1]]),
             VALIDATION_PARTS,
             stands_for(validation["landmark_id"], test_size, nonlandmark_share),
+            ["train"] * len(read["dev"][0]) + ["nonlandmark"] * len(read["holdout"][0]),  # where the photos are
         ),
-        "test": (read["test"][0], read["test"][1], PARTS, None),
+        "test": (read["test"][0], read["test"][1], PARTS, None, ["test"] * test_size),
     }
     sets = {}
-    for name, (rows, vectors, parts, weights) in embeddings.items():
+    for name, (rows, vectors, parts, weights, splits) in embeddings.items():
         classifier = rows["classifier_landmark"].to_numpy(), rows["classifier_confidence"].to_numpy()
         queries = Queries.find(gallery, vectors, classifier, neighbours, parts, weights, name)
+        if cache is not None:
+            queries = replace(queries, photos=Photos(cache, splits, rows["id"], gallery.ids))
         sets[name] = (rows, queries)
-    if cache is not None:
-        located = {
-            "validation": (
-                ["train"] * len(read["dev"][0]) + ["nonlandmark"] * len(read["holdout"][0]),
-                validation["id"],
-            ),
-            "test": (["test"] * len(read["test"][0]), read["test"][0]["id"]),
-        }
-        for name, (rows, queries) in sets.items():
-            sets[name] = (rows, replace(queries, photos=Photos(cache, *located[name], gallery.ids)))
     return sets
 
 
