@@ -73,18 +73,17 @@ def _predict(args):
     model = Path(args.model) if args.model else Path("models") / variant / "model.pt"
     name = model.parent.name
     recognizer = predict.Recognizer.load(
-        model, Path("indexes") / name, Path("embeddings") / name, args.method or method, params.recognize,
-        pick_device(params.runtime.device),
+        model, Path("indexes") / name, Path("embeddings") / name, args.method or method, params,
+        pick_device(params.runtime.device), args.gallery_images, Path("local_features") / name,
     )  # fmt: skip
     paths, problems = predict.usable(args.images, params.filter.max_image_pixels)
-    queries = recognizer.found(paths) if paths else None
-    answers = recognizer.answers(queries, args.top_k) if paths else []
+    answers, voters = recognizer.answers(recognizer.found(paths), args.top_k) if paths else ([], None)
     names = predict.landmark_names(args.names)
     print("\n".join(predict.answer_lines(args.images, problems, answers, names, args.json)))
     if args.show and paths:
         from landmark.report import plot_answers
 
-        plot_answers(paths, recognizer.method.searched(queries), answers, args.gallery_images, args.show)
+        plot_answers(paths, voters, answers, args.gallery_images, args.show)
         print(f"{args.show}: {len(paths)} photos beside their nearest gallery photos", file=sys.stderr)
     if problems:
         sys.exit(1)
@@ -106,7 +105,11 @@ def main(argv=None):
     predictor.add_argument("--submission", default="reports/submission.json", help="the submission's choice")
     predictor.add_argument("--params", default="params.yaml")
     predictor.add_argument("--show", metavar="OUT.png", help="draw each photo beside its nearest gallery photos")
-    predictor.add_argument("--gallery-images", default="data/shards", help="the packed photos the gallery shows")
+    predictor.add_argument(
+        "--gallery-images",
+        default="data/shards",
+        help="the gallery's stored photos, drawn by --show and matched by a method that verifies",
+    )
     predictor.set_defaults(run=_predict)
     scorer = commands.add_parser("score", help="Kaggle GAP of a submission against a solution file")
     scorer.add_argument("submission")

@@ -2,9 +2,13 @@
 variant, its whitening and its faiss indexes: the top landmarks with their confidences, each landmark's name where
 a names file is given (GLDv2's train_label_to_category.csv), and "no landmark" where the method's non-landmark
 suppression leaves no landmark a positive confidence. The method runs as the recognize stage runs it
-(landmark.recognition.method), on every train image, the dev images included."""
+(landmark.recognition.method), on every train image, the dev images included. A method that verifies matches every
+photo given (not the test set's most confident share) with the gallery's stored photos, whose features come from the
+recognize stage's local_features/<variant> where it kept them (extracted here, and not kept, where not)."""
 
 import json
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,24 +16,13 @@ import numpy as np
 from landmark.data.images import check
 from landmark.data.layout import read_csv
 from landmark.data.loading import ImageDataset
+from landmark.data.shards import FileReader
 from landmark.errors import UserError
 from landmark.inference import TrainedModel, embed
 from landmark.recognition.gallery import Gallery, Queries
 from landmark.recognition.method import Method
+from landmark.recognition.verification import FILES, FeatureCache, Photos
 from landmark.runtime import make_loader
-
-
-class FileReader:
-    """The bytes of image files by position (any name, any format PIL opens)."""
-
-    def __init__(self, paths):
-        self.paths = [str(path) for path in paths]
-
-    def __len__(self):
-        return len(self.paths)
-
-    def read(self, position: int) -> bytes:
-        return Path(self.paths[position]).read_bytes()
 
 
 def landmark_names(path) -> dict:
@@ -52,22 +45,32 @@ def read_looks(embeddings_dir) -> dict:
 class Recognizer:
     """One variant's model with its gallery (indexes, whitening, pool), ready to recognise photos by one method."""
 
-    def __init__(self, trained: TrainedModel, gallery: Gallery, method: Method, neighbours: int, looks: dict):
+    def __init__(self, trained, gallery: Gallery, method: Method, neighbours: int, looks: dict, features=None):
         self.trained, self.gallery, self.method, self.neighbours = trained, gallery, method, neighbours
         self.looks = looks  # the embed stage's scales and flip: a photo is looked at as the gallery was
+        self.features = features  # the gallery photos' FeatureCache where the method verifies; None where not
 
     @classmethod
-    def load(cls, model_path, index_dir, embeddings_dir, method: str, settings, device) -> "Recognizer":
-        """settings: params.yaml's recognize section, parsed."""
-        parsed = Method.parse(method, settings, "--method")
-        verifying = [step for step, built in parsed.steps if "photos" in built.needs]
-        if verifying:
-            raise UserError(
-                f"--method {method}: landmark predict does not {verifying[0]} yet; choose a method without it"
+    def load(cls, model_path, index_dir, embeddings_dir, method: str, params, device, images_dir, features_dir):
+        """params: params.yaml, parsed; images_dir: the gallery's stored photos (the pack stage's shards) and
+        features_dir: their local features as the recognize stage kept them, both read only by a method that
+        verifies."""
+        parsed = every_photo_verified(Method.parse(method, params.recognize, "--method"))
+        features = None
+        if any("photos" in step.needs for _, step in parsed.steps):
+            if not Path(images_dir).is_dir():
+                raise UserError(
+                    f"--gallery-images {images_dir}: no such folder; --method {method} matches your photos with the "
+                    "gallery's stored photos: run `dvc repro` (or `dvc pull`) first, or choose a method without verify"
+                )
+            extraction = params.local_features
+            features = FeatureCache(
+                features_dir, images_dir, extraction.max_side, extraction.max_features, os.cpu_count() or 1
             )
         trained = TrainedModel.load(model_path, device)
+        settings = params.recognize
         gallery = Gallery.load(embeddings_dir, index_dir, settings.nprobe, settings.refine_factor)
-        return cls(trained, gallery, parsed, settings.neighbours, read_looks(embeddings_dir))
+        return cls(trained, gallery, parsed, settings.neighbours, read_looks(embeddings_dir), features)
 
     def embeddings(self, paths, batch_size: int):
         """(embeddings, classifier landmarks, classifier probabilities) of the image files, decoded as the model's
@@ -85,20 +88,33 @@ class Recognizer:
         """The photos as one query set, with their nearest gallery images: searched like the test set (every train
         image, the dev images included)."""
         vectors, classifier_labels, probabilities = self.embeddings(paths, batch_size)
-        return Queries.find(self.gallery, vectors, (classifier_labels, probabilities), self.neighbours)
+        queries = Queries.find(self.gallery, vectors, (classifier_labels, probabilities), self.neighbours)
+        return self.with_photos(queries, paths)
 
-    def answers(self, queries: Queries, top_k: int) -> list:
-        """Per photo: up to top_k (landmark_id, confidence), best first; empty for no landmark. The frequency ban
-        counts over the photos with the test set's limit."""
-        ranking = self.method.rank(queries, top_k)
+    def with_photos(self, queries: Queries, paths) -> Queries:
+        """The queries with where their photos (the files at paths) and the gallery's are, where the method
+        verifies."""
+        if self.features is None:
+            return queries
+        photos = Photos(self.features, [FILES] * len(paths), [str(path) for path in paths], self.gallery.ids)
+        return replace(queries, photos=photos, name="photos")
+
+    def answers(self, queries: Queries, top_k: int) -> tuple:
+        """(per photo: up to top_k (landmark_id, confidence), best first, empty for no landmark; the queries as they
+        voted, for a picture of who). The frequency ban counts over the photos with the test set's limit."""
+        voters, ranking = self.method.voted(queries, top_k)
         answers = []
         for labels, confidences in zip(ranking.labels, ranking.confidences):
             refused = self.method.refuses_non_landmarks and confidences[0] <= 0
             answers.append([] if refused else [(int(a), float(b)) for a, b in zip(labels, confidences) if a >= 0])
-        return answers
+        return answers, voters
 
-    def recognise(self, paths, top_k: int, batch_size: int = 32) -> list:
-        return self.answers(self.found(paths, batch_size), top_k)
+
+def every_photo_verified(method: Method) -> Method:
+    """The method with its verify step checking every photo: its share is of the test set's queries, and a
+    user's few photos are each worth the seconds."""
+    steps = tuple((name, replace(step, share=1.0) if name == "verify" else step) for name, step in method.steps)
+    return replace(method, steps=steps)
 
 
 def usable(paths, max_pixels: int):

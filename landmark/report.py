@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from landmark.data.layout import read_csv  # noqa: E402
-from landmark.data.shards import ShardReader  # noqa: E402
+from landmark.data.shards import image_reader  # noqa: E402
 from landmark.files import atomic_path, write_text  # noqa: E402
 
 # Figure 5 of Yep & Chen (2019): dev-set GAP (averaged per mini-batch) and final loss.
@@ -178,11 +178,11 @@ def plot_curves(plots_dir, variants, out_png) -> None:
 
 
 def _shown_images(images_dir, wanted) -> dict:
-    """(split, id) -> PIL image, reading each split's shard index once."""
+    """(split, id) -> PIL image, from the pack stage's shards (each split's index read once) or the Kaggle layout."""
     images = {}
     for split in sorted({split for split, _ in wanted}):
         ids = sorted({image_id for where, image_id in wanted if where == split})
-        reader = ShardReader(Path(images_dir) / split, ids)
+        reader = image_reader(images_dir, split, ids)
         for position, image_id in enumerate(ids):
             images[(split, image_id)] = Image.open(io.BytesIO(reader.read(position))).convert("RGB")
     return images
@@ -194,6 +194,26 @@ def _query_split(query_set: str, landmark: int) -> str:
     return "train" if landmark >= 0 else "nonlandmark"  # a dev image, or a held-out non-landmark
 
 
+def _photo_grid(rows: int, columns: int):
+    """(figure, axes): rows × columns tiles for photos, 2 inches high each (180 px at the saved 90 dpi)."""
+    figure, axes = plt.subplots(rows, columns, figsize=(1.7 * columns, 2.0 * rows), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    return figure, axes
+
+
+def _tile(axis, image, title: str, color: str = "black") -> None:
+    axis.imshow(image)
+    axis.set_title(title, fontsize=7, color=color)
+
+
+def _save_grid(figure, out_png) -> None:
+    figure.tight_layout()
+    with atomic_path(out_png) as temporary:
+        figure.savefig(temporary, format="png", dpi=90)
+    plt.close(figure)
+
+
 def plot_retrieval(neighbours: pd.DataFrame, verdicts: dict, images_dir, out_png) -> None:
     """One row per query: the query (its truth, and the verdict: landmark and confidence, or no landmark), then
     its nearest gallery images with their landmark and similarity; green where the label is the query's."""
@@ -202,57 +222,44 @@ def plot_retrieval(neighbours: pd.DataFrame, verdicts: dict, images_dir, out_png
     wanted |= {("train", image_id) for image_id in neighbours["neighbour_id"]}
     images = _shown_images(images_dir, wanted)
     columns = 1 + int(neighbours["rank"].max()) if len(neighbours) else 1
-    figure, axes = plt.subplots(
-        max(1, len(queries)), columns, figsize=(1.7 * columns, 2.0 * max(1, len(queries))), squeeze=False
-    )
-    for axis in axes.flat:
-        axis.axis("off")
+    figure, axes = _photo_grid(max(1, len(queries)), columns)
     for row, query in enumerate(queries.itertuples()):
         truth = query.query_landmark
         label, confidence = verdicts.get((query.query_set, query.query_id), (-1, np.nan))
         verdict = "no landmark" if label < 0 else f"{label} ({confidence:.2f}) {'right' if label == truth else 'wrong'}"
-        axes[row, 0].imshow(images[(_query_split(query.query_set, truth), query.query_id)])
         shows = f"landmark {truth}" if truth >= 0 else "no landmark"
-        axes[row, 0].set_title(f"{query.query_set}: {shows}\n→ {verdict}", fontsize=7)
+        image = images[(_query_split(query.query_set, truth), query.query_id)]
+        _tile(axes[row, 0], image, f"{query.query_set}: {shows}\n→ {verdict}")
         found = neighbours[(neighbours["query_set"] == query.query_set) & (neighbours["query_id"] == query.query_id)]
         for near in found.itertuples():
-            axis = axes[row, near.rank]
-            axis.imshow(images[("train", near.neighbour_id)])
             color = "green" if near.neighbour_landmark == truth else "black"
-            axis.set_title(f"{near.neighbour_landmark}\nsim {near.similarity:.2f}", fontsize=7, color=color)
-    figure.tight_layout()
-    with atomic_path(out_png) as temporary:
-        figure.savefig(temporary, format="png", dpi=90)
-    plt.close(figure)
+            title = f"{near.neighbour_landmark}\nsim {near.similarity:.2f}"
+            _tile(axes[row, near.rank], images[("train", near.neighbour_id)], title, color)
+    _save_grid(figure, out_png)
 
 
 def plot_answers(paths, queries, answers, images_dir, out_png, shown: int = 5) -> None:
     """One row per photo (`landmark predict --show`): the photo with its answer, then the nearest gallery photos
-    that voted (queries: after the method's query steps), each with its landmark and similarity; green where it is
-    the answer's landmark."""
+    that voted (queries: after the method's query steps), each with its landmark, similarity and, where the method
+    verified the pair, its inliers; green where it is the answer's landmark."""
     columns = 1 + min(shown, queries.positions.shape[1])
     positions = queries.positions[:, : columns - 1]
+    inliers = queries.photos.checked(positions) if queries.photos is not None else np.full(positions.shape, -1)
     reached = positions[positions >= 0]
     images = _shown_images(images_dir, {("train", image_id) for image_id in queries.gallery.ids[reached]})
-    figure, axes = plt.subplots(len(paths), columns, figsize=(1.7 * columns, 2.0 * len(paths)), squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
+    figure, axes = _photo_grid(len(paths), columns)
     for row, (path, answer) in enumerate(zip(paths, answers)):
-        axes[row, 0].imshow(Image.open(path).convert("RGB"))
         verdict = f"{answer[0][0]} ({answer[0][1]:.2f})" if answer else "no landmark"
-        axes[row, 0].set_title(f"{Path(path).name[:24]}\n→ {verdict}", fontsize=7)
+        _tile(axes[row, 0], Image.open(path).convert("RGB"), f"{Path(path).name[:24]}\n→ {verdict}")
         for column, position in enumerate(positions[row], start=1):
             if position < 0:
                 continue
             landmark = queries.gallery.labels[position]
-            axes[row, column].imshow(images[("train", queries.gallery.ids[position])])
+            verified = f", {inliers[row, column - 1]} inliers" if inliers[row, column - 1] >= 0 else ""
+            title = f"{landmark}\nsim {queries.similarities[row, column - 1]:.2f}{verified}"
             color = "green" if answer and landmark == answer[0][0] else "black"
-            similarity = queries.similarities[row, column - 1]
-            axes[row, column].set_title(f"{landmark}\nsim {similarity:.2f}", fontsize=7, color=color)
-    figure.tight_layout()
-    with atomic_path(out_png) as temporary:
-        figure.savefig(temporary, format="png", dpi=90)
-    plt.close(figure)
+            _tile(axes[row, column], images[("train", queries.gallery.ids[position])], title, color)
+    _save_grid(figure, out_png)
 
 
 def _read_present(paths: dict) -> dict:

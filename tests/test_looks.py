@@ -7,10 +7,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from landmark.data.loading import ImageDataset
+from landmark.data.shards import FileReader
 from landmark.errors import UserError
 from landmark.inference import embed, model_input
 from landmark.models import create_model
-from landmark.predict import FileReader
 from landmark.runtime import make_loader
 from landmark.settings import scales
 from tests.test_models import variant

@@ -7,14 +7,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 from sklearn.datasets import load_sample_image
 
 from landmark.data.layout import image_path
 from landmark.errors import UserError
-from landmark.predict import Recognizer
+from landmark.predict import Recognizer, every_photo_verified
 from landmark.recognition.method import Method
 from landmark.recognition.steps import most_confident
 from landmark.recognition.verification import FeatureCache, FeatureSet, Photos, extract, inliers
+from landmark.report import plot_answers
+from landmark.settings import parse_params
 from tests.test_recognition import PARAMS, SETTINGS, make_gallery, queries_of, unit
 
 VERIFY = {"share": 1.0, "neighbours": 2, "floor": 30, "cap": 100, "ratio": 0.8, "max_error": 4.0}
@@ -140,7 +143,32 @@ def test_the_most_confident_queries_are_checked_by_the_test_queries_they_stand_f
     assert list(most_confident(confidences, np.ones(5), 1.0)) == [1, 4, 3, 0]  # never one without an answer
 
 
-def test_landmark_predict_refuses_to_verify_in_one_line():
-    with pytest.raises(UserError, match=r"^--method knn\+verify: landmark predict does not verify yet; choose a "):
-        settings = replace(SETTINGS, steps=SETTINGS.steps | {"verify": VERIFY})
-        Recognizer.load("no.pt", "no-index", "no-embeddings", "knn+verify", settings, "cpu")
+def test_landmark_predict_verifies_every_photo_from_its_file_and_draws_the_inliers(tmp_path, photos, features):
+    images = kaggle_folder(tmp_path / "images", photos)
+    mine = tmp_path / "my photo.jpeg"
+    mine.write_bytes(photos["warped"])
+    gallery = make_gallery(unit([1, 0.1, 0], [1, -0.3, 0]), [1, 2], unit([0, 0, 1]))
+    gallery.ids = np.array(["flower0", "china0"], dtype=object)  # the stored photos the gallery's rows are
+    settings = replace(SETTINGS, steps=SETTINGS.steps | {"verify": VERIFY | {"share": 0.02}})
+    method = every_photo_verified(Method.parse("knn+verify", settings))  # 2% of one photo would check none
+    cache = FeatureCache(tmp_path / "cache", images, 512, 1000)
+    recognizer = Recognizer(None, gallery, method, 2, {"scales": [1], "flip": False}, cache)
+    queries = recognizer.with_photos(queries_of(gallery, unit([1, 0.05, 0]), 2), [mine])
+    answers, voters = recognizer.answers(queries, 1)
+    assert answers == [[(2, pytest.approx(queries.similarities[0, 1] + 1.0))]]
+    matched = [inliers(features["warped"], features[name], 0.8, 4.0) for name in ("flower", "china")]
+    checked = queries.photos.checked(np.array([[1, 0, -1], [0, 1, -1]]))  # no query 1 was checked, nor position -1
+    assert checked.tolist() == [[matched[1], matched[0], -1], [-1, -1, -1]]
+    cache.save()
+    assert sorted(path.name for path in (tmp_path / "cache").glob("*.ids.npy")) == [
+        "nonlandmark.ids.npy", "test.ids.npy", "train.ids.npy"
+    ]  # fmt: skip  # the user's photo is not kept
+    shown = tmp_path / "shown.png"
+    plot_answers([mine], voters, answers, images, shown)
+    assert Image.open(shown).size[1] == 180
+
+
+def test_landmark_predict_asks_for_the_gallery_photos_a_verifying_method_matches(tmp_path):
+    params = parse_params(PARAMS)
+    with pytest.raises(UserError, match=r"^--gallery-images .*gone: no such folder; --method knn\+verify matches "):
+        Recognizer.load("no.pt", "no-index", "no-embeddings", "knn+verify", params, "cpu", tmp_path / "gone", "lf")

@@ -124,6 +124,19 @@ class FolderReader:
         return image_path(self.root, self.split, str(self.ids[position])).read_bytes()
 
 
+class FileReader:
+    """The bytes of image files by position (any name, any format): a user's own photos."""
+
+    def __init__(self, paths):
+        self.paths = [str(path) for path in paths]
+
+    def __len__(self):
+        return len(self.paths)
+
+    def read(self, position: int) -> bytes:
+        return Path(self.paths[position]).read_bytes()
+
+
 def packed_ids(images_root, split: str):
     """The ids the pack stage packed for split, or None when images_root is not its output."""
     index = Path(images_root) / split / INDEX

@@ -101,6 +101,10 @@ class Method:
 
     def rank(self, queries, top_k: int = 1) -> Ranking:
         """The queries' top_k landmarks with their confidences, best first."""
+        return self.voted(queries, top_k)[1]
+
+    def voted(self, queries, top_k: int = 1) -> tuple:
+        """(the queries as they voted, after the steps' query expansion or re-ranking; their rank())."""
         queries = self.searched(queries)
         ballot = BASES[self.base](queries, self.blend_weight)
         for _, step in self.steps:
@@ -108,7 +112,7 @@ class Method:
         ranking = count(ballot, top_k)
         for _, step in self.steps:
             ranking = step.ranking(ranking, queries)
-        return ranking
+        return queries, ranking
 
 
 def check_methods(settings, shortfalls: dict) -> list:

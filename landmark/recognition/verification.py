@@ -10,6 +10,7 @@ extracts only the photos not seen yet. `Photos` counts each pair's inliers once.
 
 import json
 import multiprocessing
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -20,11 +21,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from landmark.data.shards import image_reader
+from landmark.data.shards import FileReader, image_reader
 from landmark.files import atomic_path, write_json
 
 DESCRIPTOR_SIZE = 128  # SIFT's
-SPLITS = ("train", "nonlandmark", "test")  # the splits recognition looks at, one FeatureSet each
+SPLITS = ("train", "nonlandmark", "test")  # the splits recognition looks at, one FeatureSet each, kept
+FILES = "files"  # the "split" of image files named by their paths (landmark predict's photos): never kept
 FIELDS = ("ids", "starts", "counts", "points", "descriptors")  # a FeatureSet's arrays, each saved as one .npy
 
 
@@ -138,7 +140,7 @@ def extract_photos(job) -> list:
     images_dir, split, ids, max_side, max_features = job
     cv2.setNumThreads(1)  # one photo per process: the processes share the cores
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # an unreadable photo is counted, not logged
-    reader = image_reader(images_dir, split, ids)
+    reader = FileReader(ids) if split == FILES else image_reader(images_dir, split, ids)
     return [extract(reader.read(position), max_side, max_features) for position in range(len(ids))]
 
 
@@ -155,7 +157,7 @@ class FeatureCache:
     """The local features of stored photos (images_dir: the pack stage's output or the Kaggle layout), extracted
     the first time a check needs them and kept in `folder`, one FeatureSet per split: verifying more queries or more
     neighbours extracts only the photos not seen before. A cache made with another max_side or max_features starts
-    afresh."""
+    afresh. Photos of the FILES split (ids: their paths) are extracted alike but never saved."""
 
     def __init__(self, folder, images_dir, max_side: int, max_features: int, processes: int = 1):
         self.folder, self.images_dir, self.processes = Path(folder), images_dir, processes
@@ -169,7 +171,7 @@ class FeatureCache:
 
     def ensure(self, split: str, ids, desc: str | None = None) -> None:
         """Extract the photos of ids (in split) that the cache does not hold yet."""
-        known = self.sets[split]
+        known = self.sets.setdefault(split, FeatureSet.of([], []))
         missing = np.unique(np.asarray(ids, dtype=str))
         missing = missing[known.rows_of(missing) < 0]
         if not len(missing):
@@ -188,27 +190,29 @@ class FeatureCache:
 
     def features(self, split: str, image_id: str):
         """(points, descriptors) of a photo ensure() has seen, or None where OpenCV could not read it."""
-        row = int(self.sets[split].rows_of([image_id])[0])
-        return None if row < 0 else self.sets[split][row]
+        known = self.sets.get(split, FeatureSet.of([], []))
+        row = int(known.rows_of([image_id])[0])
+        return None if row < 0 else known[row]
 
     def save(self) -> None:
         """Write what this run extracted (and, the first time, the empty sets and how they are extracted)."""
         if self.extracted or self.fresh:
-            for split, features in self.sets.items():
-                features.save(self.folder, split)
+            for split in SPLITS:
+                self.sets[split].save(self.folder, split)
             write_json(self.folder / "extraction.json", self.extraction)
 
 
 class Photos:
     """Where one query set's photos and its gallery's are (split and id, by query and by gallery position), their
     features through a FeatureCache, and the inliers of the pairs counted so far (another method checking the same
-    pair reuses them)."""
+    pair reuses them; `checked` tells what the last check of each pair found, for a picture of it)."""
 
     def __init__(self, cache: FeatureCache, query_splits, query_ids, gallery_ids, gallery_split: str = "train"):
         self.cache, self.gallery_split = cache, gallery_split
         self.query_splits, self.query_ids = np.asarray(query_splits, dtype=str), np.asarray(query_ids, dtype=str)
         self.gallery_ids = np.asarray(gallery_ids, dtype=str)
         self._inliers = {}  # (query, position, ratio, max_error) -> inliers
+        self._last = {}  # (query, position) -> the inliers its last check found
 
     def inliers(self, checked, positions, ratio: float, max_error: float, desc: str | None = None) -> np.ndarray:
         """len(checked) × k: the inliers between each checked query's photo and the gallery photos at its row of
@@ -233,11 +237,20 @@ class Photos:
                     readable = first is not None and second is not None
                     self._inliers[key] = inliers(first, second, ratio, max_error) if readable else 0
                     counted, unreadable = counted + 1, unreadable + (not readable)
-                found[row, column] = self._inliers[key]
+                found[row, column] = self._last[query, int(position)] = self._inliers[key]
         if desc is not None:
             skipped = f", {unreadable} without a readable photo (0 inliers)" if unreadable else ""
             print(
                 f"{desc}: {counted} new pairs of {len(checked)} queries matched, {self.cache.extracted - before} "
-                f"photos' features extracted, in {time.perf_counter() - started:.1f} s{skipped}"
+                f"photos' features extracted, in {time.perf_counter() - started:.1f} s{skipped}",
+                file=sys.stderr,  # beside the progress bars: landmark predict's answers alone go to stdout
             )
         return found
+
+    def checked(self, positions) -> np.ndarray:
+        """queries × k: the inliers the last check of each query's photo with the gallery photo at its row of
+        positions found; -1 where that pair was never checked."""
+        return np.array(
+            [[self._last.get((query, int(position)), -1) for position in row] for query, row in enumerate(positions)],
+            np.int64,
+        ).reshape(np.shape(positions))

@@ -159,10 +159,11 @@ def predict_answers_each_photo(repo, env, score, tmp_path):
     for answer in answers[:2]:
         assert answer["no_landmark"] == (not answer["landmarks"]) and len(answer["landmarks"]) <= 3
     assert answers[0]["landmarks"] == answers[1]["landmarks"]  # the same pixels, whatever the file's format
-    plain = subprocess.run(command[:3] + ["--model", f"models/{variant}/model.pt", "--top-k", "1", "--method", "knn",
-                            "--names", str(names)], cwd=repo, env=env,
+    plain = subprocess.run(command[:3] + ["--model", f"models/{variant}/model.pt", "--top-k", "1", "--method",
+                            "knn+verify", "--names", str(names)], cwd=repo, env=env,
                            capture_output=True, text=True)  # fmt: skip
     assert plain.returncode == 0, plain.stderr
+    assert "verify photos: 2 new pairs of 1 queries matched" in plain.stderr  # the test's 2 neighbours, every photo
     assert plain.stdout.startswith(f"{photo}: {landmark} (") and plain.stdout.rstrip().endswith(") Old Town Hall")
     missing = subprocess.run(command[:3] + ["--model", "models/none/model.pt"], cwd=repo, env=env, capture_output=True,
                              text=True)  # fmt: skip
