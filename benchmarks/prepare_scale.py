@@ -35,7 +35,8 @@ def main():
     print(
         f"prepare at GLDv2 size: read {ROWS:,} rows {read - started:.2f} s, filter (>= 100) {filtered - read:.2f} s "
         f"-> {len(classes):,} classes / {len(kept):,} images, split {done - filtered:.2f} s "
-        f"({len(train_part):,} train / {len(dev):,} dev, {int((~dev['landmark_id'].isin(classes['landmark_id'])).sum()):,} "
+        f"({len(train_part):,} train / {len(dev):,} dev, "
+        f"{int((~dev['landmark_id'].isin(classes['landmark_id'])).sum()):,} "
         f"of them below the filter); total {done - started:.2f} s"
     )
 

@@ -122,7 +122,8 @@ def main():
         sample = queries[np.sort(np.random.default_rng(4).permutation(len(queries))[: args.exact_queries])]
         truth, exact_seconds = exact_top1(vectors, sample)
         print(
-            f"{images:,} vectors of {classes:,} classes (largest {vectors.sizes[0]:,}, {np.mean(vectors.sizes == 1):.0%} "
+            f"{images:,} vectors of {classes:,} classes (largest {vectors.sizes[0]:,}, "
+            f"{np.mean(vectors.sizes == 1):.0%} "
             f"of one image): exact search {exact_seconds:.1f} s for {len(sample):,} queries, so about "
             f"{exact_seconds * len(queries) / len(sample) / 60:.0f} min for all {len(queries):,}"
         )

@@ -83,7 +83,8 @@ def results_table(metrics: dict, variants: dict | None = None) -> str:
         title, paper_gap, paper_loss = PAPER_RESULTS.get(name, ("— (extra row)", None, None))
         shown = f"**{name}**" if name == best else name
         lines.append(
-            f"| {shown} | {title} | {_number(result['gap'])} | {_number(result['batch_gap'])} | {_number(result['loss'])} "
+            f"| {shown} | {title} | {_number(result['gap'])} | {_number(result['batch_gap'])} "
+            f"| {_number(result['loss'])} "
             f"| {_number(result['accuracy'])} | {_number(paper_gap)} | {_number(paper_loss)} |"
         )
     text = "# Results on the dev set\n\n" + "\n".join(lines) + "\n\nThe best variant by dev GAP is in bold. "
@@ -101,7 +102,10 @@ def recognition_table(recognitions: dict, methods, submission: dict | None) -> s
     any_test = any("test_gap" in row for figures in recognitions.values() for row in figures["methods"].values())
     header = "| variant | classes learned | method | validation GAP | dev GAP |"
     if any_test:
-        header += " test GAP | public | private | test GAP, landmarks only | test landmarks named | of classes below the filter |"
+        header += (
+            " test GAP | public | private | test GAP, landmarks only | test landmarks named"
+            " | of classes below the filter |"
+        )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     chosen = (submission or {}).get("variant"), (submission or {}).get("method")
     for variant, figures in recognitions.items():
@@ -132,7 +136,8 @@ def recognition_table(recognitions: dict, methods, submission: dict | None) -> s
     if submission:
         text += (
             f"\n## Submission\n\n`{submission['variant']}` by `{submission['method']}` (validation GAP "
-            f"{submission['validation_gap']:.3f}) predicted {submission['predicted']} of {submission['test_images']} test images."
+            f"{submission['validation_gap']:.3f}) predicted {submission['predicted']} of "
+            f"{submission['test_images']} test images."
         )
         if "gap" in submission:
             splits = ", ".join(f"{key} {submission[key]:.4f}" for key in ("public", "private") if key in submission)

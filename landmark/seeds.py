@@ -150,8 +150,9 @@ def seeds_table(runs: dict) -> str:
             + (f" (test GAP {figures['gap']:.4f})" if "gap" in figures else "")
             for seed, figures in chosen.items()
         )
+        spread_of_test_gap = spread(figures.get("gap") for figures in chosen.values())
         lines += ["", f"Submission, chosen by validation GAP in each run — {picks}.",
-                  f"Its test GAP over the seeds: {spread(figures.get('gap') for figures in chosen.values())}."]  # fmt: skip
+                  f"Its test GAP over the seeds: {spread_of_test_gap}."]  # fmt: skip
     return "\n".join(lines + choice_table(runs)) + "\n"
 
 

@@ -18,7 +18,8 @@ def main(metrics_dir, plots_dir, submission_json, recognitions_dir, images_dir, 
     metrics = write_report(metrics_dir, plots_dir, submission_json, recognitions_dir, images_dir, params, out_dir)
     best = max(metrics, key=lambda name: metrics[name]["gap"])
     print(
-        f"report: {len(metrics)} variants, best {best} (dev GAP {metrics[best]['gap']:.3f}) -> {out_dir}/results.md, curves.png, retrieval.png"
+        f"report: {len(metrics)} variants, best {best} (dev GAP {metrics[best]['gap']:.3f}) -> {out_dir}/results.md, "
+        "curves.png, retrieval.png"
     )
 
 

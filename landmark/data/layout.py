@@ -59,6 +59,7 @@ def read_labels(path) -> pd.DataFrame:
     if bad.any():
         row = int(bad.to_numpy().argmax())
         raise UserError(
-            f"{path}:{line_of_row(path, row)}: landmark_id {labels.iloc[row]!r} is not an integer; fix or remove the row"
+            f"{path}:{line_of_row(path, row)}: landmark_id {labels.iloc[row]!r} is not an integer; "
+            "fix or remove the row"
         )
     return pd.DataFrame({"id": frame["id"].str.strip(), "landmark_id": labels.astype("int64")})
