@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 from landmark.data.layout import read_csv
@@ -89,11 +90,27 @@ def _predict(args):
         sys.exit(1)
 
 
-@exits_cleanly
-def main(argv=None):
+def _command(commands, name: str, run, summary: str, details: str = ""):
+    """A subcommand whose --help page opens with what it does (summary, also its line in `landmark --help`)."""
+    command = commands.add_parser(
+        name, help=summary, description=f"{summary[0].upper()}{summary[1:]}." + (f" {details}" if details else "")
+    )
+    command.set_defaults(run=run)
+    return command
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="landmark", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    predictor = commands.add_parser("predict", help="the landmarks of your own photos, by the submission's recognition")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('landmark')}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    params_help = "the params file to read (default params.yaml)"
+
+    predictor = _command(
+        commands, "predict", _predict, "the landmarks of your own photos, by the submission's recognition",
+        "One line per photo, in order: up to --top-k landmarks with their confidences, or `no landmark`. Run it "
+        "where `dvc repro` ran: it reads models/, indexes/, embeddings/ and reports/submission.json. A file that "
+        "is missing or not an image is one `error:` line and exit status 1; the others are still answered.",
+    )  # fmt: skip
     predictor.add_argument("images", nargs="+", help="image files (any format PIL opens, whatever their name)")
     predictor.add_argument("--top-k", type=int, default=3, help="landmarks per photo, best first (default 3)")
     predictor.add_argument("--json", action="store_true", help="one JSON object per photo")
@@ -102,49 +119,72 @@ def main(argv=None):
     predictor.add_argument("--method", help="a recognition method, e.g. knn+query_penalty (default: the submission's)")
     predictor.add_argument("--names", default="data/raw/train_label_to_category.csv",
                            help="landmark_id,category names file (GLDv2's), used where present")  # fmt: skip
-    predictor.add_argument("--submission", default="reports/submission.json", help="the submission's choice")
-    predictor.add_argument("--params", default="params.yaml")
+    predictor.add_argument(
+        "--submission",
+        default="reports/submission.json",
+        help="the submission's choice of variant and method (default reports/submission.json)",
+    )
+    predictor.add_argument("--params", default="params.yaml", help=params_help)
     predictor.add_argument("--show", metavar="OUT.png", help="draw each photo beside its nearest gallery photos")
     predictor.add_argument(
         "--gallery-images",
         default="data/shards",
         help="the gallery's stored photos, drawn by --show and matched by a method that verifies",
     )
-    predictor.set_defaults(run=_predict)
-    scorer = commands.add_parser("score", help="Kaggle GAP of a submission against a solution file")
-    scorer.add_argument("submission")
+
+    scorer = _command(
+        commands, "score", _score, "Kaggle GAP of a submission against a solution file",
+        "GAP as Kaggle scores it: one (landmark, confidence) per query, ranked by confidence over all queries; a "
+        "prediction on a non-landmark query is wrong and still takes a rank.",
+    )  # fmt: skip
+    scorer.add_argument("submission", help="the submission CSV (id,landmarks: `landmark_id confidence` or empty)")
     scorer.add_argument("solution", help="id,landmarks[,Usage]; Ignored rows are dropped, Public/Private scored apart")
     scorer.add_argument("--ignore-non-landmarks", action="store_true", help="drop predictions on non-landmark queries")
     scorer.add_argument("--json", action="store_true", help="print a JSON object (key gap, and public/private)")
-    scorer.set_defaults(run=_score)
-    validator = commands.add_parser("validate-submission", help="check a submission's format against the test ids")
-    validator.add_argument("submission")
+
+    validator = _command(
+        commands, "validate-submission", _validate, "check a submission's format against the test ids",
+        "Every test id once and no other id, each prediction `landmark_id confidence` or empty: what Kaggle "
+        "would refuse is one line naming the problem and the fix.",
+    )  # fmt: skip
+    validator.add_argument("submission", help="the submission CSV to check")
     validator.add_argument("--test", required=True, help="the competition's test.csv")
-    validator.set_defaults(run=_validate)
-    profile = commands.add_parser(
-        "profile", help="print the `-S key=value` flags that apply a profile with dvc exp run"
-    )
+
+    profile = _command(
+        commands, "profile", _profile, "print the `-S key=value` flags that apply a profile with dvc exp run",
+        "Use it as `dvc exp run $(landmark profile profiles/paper.yaml)`: the profile runs as one tracked "
+        "experiment and params.yaml keeps its defaults.",
+    )  # fmt: skip
     profile.add_argument("profile", help="a partial params file, e.g. profiles/paper.yaml")
-    profile.add_argument("--params", default="params.yaml")
-    profile.set_defaults(run=_profile)
-    seeder = commands.add_parser(
-        "seeds", help="run the pipeline once per train.seed (dvc exp run) and tabulate every row's mean and spread"
-    )
+    profile.add_argument("--params", default="params.yaml", help="the params file the profile changes")
+
+    seeder = _command(
+        commands, "seeds", _seeds,
+        "run the pipeline once per train.seed (dvc exp run) and tabulate every row's mean and spread",
+        "Each seed's figures are kept under --out/seed-N; seeds.md gives every row's mean ± sd, the submission's "
+        "test GAP over the seeds and how far validation's choice fell from the best row (regret).",
+    )  # fmt: skip
     seeder.add_argument("seeds", nargs="*", type=int, help="train.seed values; none: only rewrite the table")
     seeder.add_argument("--out", default="reports/seeds", help="where each run's figures and seeds.md go")
-    seeder.set_defaults(run=_seeds)
-    checker = commands.add_parser(
-        "check", help="check every setting of a params file and the recognition methods, and build every variant"
-    )
-    checker.add_argument("--params", default="params.yaml")
+
+    checker = _command(
+        commands, "check", _check,
+        "check every setting of a params file and the recognition methods, and build every variant",
+        "What a long run would stop on, said in one line each, before it starts.",
+    )  # fmt: skip
+    checker.add_argument("--params", default="params.yaml", help=params_help)
     checker.add_argument(
         "--no-hardware", action="store_true", help="skip what the settings ask of this machine (GPUs, a compiler)"
     )
     checker.add_argument(
         "--no-models", action="store_true", help="skip building the variants' models (no torch: a second)"
     )
-    checker.set_defaults(run=_check)
-    args = parser.parse_args(argv)
+    return parser
+
+
+@exits_cleanly
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     args.run(args)
 
 
