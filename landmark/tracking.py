@@ -3,17 +3,26 @@
 MLflow's default store is the sqlite file `mlflow.db` at the project root, as an absolute URI, with artifacts in
 `mlartifacts/` beside it; `MLFLOW_TRACKING_URI` overrides it (a team server). Queued `dvc exp run` experiments
 run in a copy under `<root>/.dvc/tmp/exps/`, and still log to the project's own store.
+
+Experiments side by side (`dvc queue start -j 2`) share that one sqlite file. Two processes that open a new store
+at once both create its tables (and fail: mlflow #4123), and two that find no experiment both create it, so the
+first use of a sqlite store takes turns through a file lock beside it (`mlflow.db.lock`). After that, a writer
+waits up to a minute for another's write to end (sqlite's busy timeout) instead of failing with "database is
+locked".
 """
 
 import os
 import subprocess
+from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock
 
 from landmark.files import write_csv
 
 EXPERIMENT = "landmark"
+SQLITE_BUSY_SECONDS = 60  # how long a write waits for another process's to end
 
 
 def project_root() -> Path:
@@ -26,7 +35,8 @@ def project_root() -> Path:
 
 
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+    default = f"sqlite:///{project_root() / 'mlflow.db'}?timeout={SQLITE_BUSY_SECONDS}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or default
 
 
 def _git_commit() -> str:
@@ -51,12 +61,13 @@ def _mlflow():
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(tracking_uri())
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        artifacts = None
-        if tracking_uri().startswith("sqlite:"):
-            artifacts = (project_root() / "mlartifacts").as_uri()
-        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    local = uri.startswith("sqlite:///")
+    with FileLock(uri.removeprefix("sqlite:///").split("?")[0] + ".lock") if local else nullcontext():
+        if mlflow.get_experiment_by_name(EXPERIMENT) is None:  # the first call also creates a new store's tables
+            artifacts = (project_root() / "mlartifacts").as_uri() if local else None
+            mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
     mlflow.set_experiment(EXPERIMENT)
     return mlflow
 

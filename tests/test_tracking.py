@@ -1,4 +1,5 @@
 import contextlib
+import multiprocessing
 import os
 import signal
 import socket
@@ -18,13 +19,14 @@ def test_queued_experiments_log_to_the_project_store(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "project/.dvc/tmp/exps/run/7f3a2c"))
     assert project_root() == tmp_path / "project"
-    assert tracking_uri() == f"sqlite:///{tmp_path / 'project' / 'mlflow.db'}"
+    assert tracking_uri() == f"sqlite:///{tmp_path / 'project' / 'mlflow.db'}?timeout=60"  # waits for the other
 
 
 def test_plain_runs_and_overrides(monkeypatch, tmp_path):
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert project_root() == tmp_path and Path(tracking_uri().removeprefix("sqlite:///")).is_absolute()
+    assert tracking_uri().endswith("mlflow.db?timeout=60")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.team.invalid:5000")
     assert tracking_uri() == "http://mlflow.team.invalid:5000"
 
@@ -69,3 +71,32 @@ def test_a_training_logs_to_the_team_server_that_MLFLOW_TRACKING_URI_names(tmp_p
         assert "model.pt" in {item.path for item in client.list_artifacts(run.info.run_id)}
     assert (tmp_path / "server/store").is_dir()  # the artifacts went through the server to its store
     assert not (project / "mlflow.db").exists() and not (project / "mlartifacts").exists()  # nothing stayed local
+
+
+def log_a_training(job) -> str:
+    """In a fresh process, as a queued experiment's stage would: one training run logged to the project's store."""
+    root, index = job
+    os.environ["DVC_ROOT"] = root
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    from landmark.tracking import TrainingLog
+
+    try:
+        log = TrainingLog(f"side{index}", {"lr": index}, Path(root) / f"plots{index}")
+        for step in range(20):
+            log.log("train", step, {"loss": 1.0 / (step + 1)})
+        log.finish({"gap": 0.5, "loss": 1.0, "accuracy": 0.1, "images": 3})
+        return "ok"
+    except Exception as error:  # what the test reports: all of them, not the first
+        return f"{type(error).__name__}: {error}"[:200]
+
+
+def test_trainings_side_by_side_create_and_share_one_new_sqlite_store(tmp_path):
+    # Without the lock, processes that open a new store at once each create its tables, and all of them fail.
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        results = pool.map(log_a_training, [(str(tmp_path), index) for index in range(3)])
+    assert results == ["ok"] * 3
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("landmark").experiment_id])
+    assert sorted(run.data.params["lr"] for run in runs) == ["0", "1", "2"]
+    assert {run.info.status for run in runs} == {"FINISHED"}
+    assert all(len(client.get_metric_history(run.info.run_id, "train_loss")) == 20 for run in runs)
