@@ -9,6 +9,10 @@ back as it was (params.yaml and dvc.lock from git, the outputs from DVC's cache)
 runs of the same code land (training from scratch on 90 steps moves more between seeds than some rows differ).
 Per seed it also says how well validation chose: the submission's test GAP against the best test GAP of any
 recognition in that run's table (the regret), and how validation GAP and test GAP rank the recognitions alike.
+
+The seeds run in the workspace, one after the other, not through DVC's queue: a queued experiment checks every
+stage's data out into its own copy of the project (treeverse/dvc#6465), at GLDv2 scale hundreds of GB of shards
+per seed, where the workspace shares them.
 """
 
 import json
