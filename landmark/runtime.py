@@ -75,10 +75,10 @@ def compiled(model, setting, device):
 
 def loader_workers(setting, device: torch.device, processes: int = 1) -> int:
     """How many loader workers `runtime.num_workers` asks for: a number, or `auto`. On a GPU, auto is this
-    process's share of the CPU cores less two (one thread queues the GPU work, one pins the batches), at most 16:
-    on one H100 with 16 cores, 14 workers fed compiled xception best and 10 to 16 were within 4%, while each
-    worker keeps 4 batches in shared memory (docs/benchmarks.md). On the CPU auto is none: the model's own
-    threads already use every core, and on 2 cores a worker did not make the train stage faster."""
+    process's share of the CPU cores less two (one thread queues the GPU work, one pins the batches), at most 16,
+    since each worker keeps 4 batches in shared memory (docs/benchmarks.md, "Training speed": the worker counts
+    measured on a GPU). On the CPU auto is none: the model's own threads already use every core (the same table:
+    a worker on 2 cores)."""
     if setting != "auto":
         return setting
     if device.type != "cuda":

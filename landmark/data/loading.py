@@ -80,8 +80,8 @@ def collate(samples):
     """(images, targets, keys): images stacked into one uint8 N × 3 × H × W tensor, or a list when some are still
     bytes. The batch is channels_last in memory, as the model takes it: each image's H × W × 3 memory is copied
     whole, where stacking them channels-first would gather every byte; and default_collate stacks straight into
-    shared memory in a worker, saving a copy into it when the batch is queued. Together: a quarter more images
-    a second from the workers at 256 px (benchmarks/loader.py)."""
+    shared memory in a worker, saving a copy into it when the batch is queued (docs/benchmarks.md, "Training
+    speed": what it is worth, by benchmarks/loader.py)."""
     images, targets, keys = zip(*samples)
     if all(isinstance(image, torch.Tensor) for image in images):
         images = default_collate([image.permute(1, 2, 0) for image in images]).permute(0, 3, 1, 2)
