@@ -21,7 +21,7 @@ from landmark.errors import exits_cleanly
 from landmark.files import write_csv, write_json
 from landmark.params import load_params
 from landmark.recognition.gallery import VALIDATION_PARTS, Gallery
-from landmark.recognition.method import check_methods
+from landmark.recognition.method import check_methods, check_reach
 from landmark.recognition.scoring import recognition_scores, shown_queries
 from landmark.recognition.search import use_gpu
 from landmark.recognition.sets import predictions, query_sets
@@ -40,6 +40,7 @@ def main(embeddings_dir, index_dir, images_dir, classes_csv, features_dir, out_d
     extraction = params.local_features
     cache = FeatureCache(features_dir, images_dir, extraction.max_side, extraction.max_features, os.cpu_count() or 1)
     sets = query_sets(embeddings_dir, gallery, settings.neighbours, settings.nonlandmark_share, cache)
+    check_reach(methods, len(sets["test"][0]))
     predicted = predictions(methods, sets)
     solution_path = Path(images_dir) / "solution.csv"
     solution = read_solution(solution_path) if solution_path.exists() else None

@@ -13,7 +13,7 @@ from sklearn.datasets import load_sample_image
 from landmark.data.layout import image_path
 from landmark.errors import UserError
 from landmark.predict import Recognizer, every_photo_verified
-from landmark.recognition.method import Method
+from landmark.recognition.method import Method, check_reach
 from landmark.recognition.steps import most_confident
 from landmark.recognition.verification import FeatureCache, FeatureSet, Photos, extract, inliers
 from landmark.report import plot_answers
@@ -172,3 +172,15 @@ def test_landmark_predict_asks_for_the_gallery_photos_a_verifying_method_matches
     params = parse_params(PARAMS)
     with pytest.raises(UserError, match=r"^--gallery-images .*gone: no such folder; --method knn\+verify matches "):
         Recognizer.load("no.pt", "no-index", "no-embeddings", "knn+verify", params, "cpu", tmp_path / "gone", "lf")
+
+
+def test_a_share_that_checks_no_test_query_is_refused_in_one_line():
+    settings = replace(SETTINGS, steps=SETTINGS.steps | {"verify": VERIFY | {"share": 0.02}})
+    methods = [Method.parse("knn", settings), Method.parse("knn+verify+query_penalty", settings)]
+    check_reach(methods, 50)  # 2% of 50: one query
+    with pytest.raises(UserError) as refused:
+        check_reach(methods, 49)
+    assert str(refused.value) == (
+        "params.yaml recognize.steps.verify: share 0.02 of the 49 test queries checks none; raise it to at least "
+        "0.0205, or take verify out of recognize.methods (knn+verify+query_penalty would equal knn+query_penalty)"
+    )

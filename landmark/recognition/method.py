@@ -115,6 +115,19 @@ class Method:
         return queries, ranking
 
 
+def check_reach(methods, test_queries: int) -> None:
+    """Refuse in one line, before any method runs, a step that would change no answer on a test set of this size
+    (a row that would quietly equal the one without it)."""
+    for method in methods:
+        for step, built in method.steps:
+            why = built.reaches_none(test_queries)
+            if why:
+                raise UserError(
+                    f"params.yaml recognize.steps.{step}: {why}, or take {step} out of recognize.methods "
+                    f"({method.name} would equal {method.name.replace('+' + step, '')})"
+                )
+
+
 def check_methods(settings, shortfalls: dict) -> list:
     """The methods of recognize.methods, parsed; refused in one line, before any work, where a step needs data
     the run will not have or the submission is to be chosen by a validation that will have no non-landmark.

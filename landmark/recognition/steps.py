@@ -16,6 +16,7 @@ needs is refused before any work (method.check_methods): a step never runs as if
 A new step: a class here and a line in STEPS; its options go in params.yaml under recognize.steps.
 """
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -44,6 +45,10 @@ class Step:
 
     def ranking(self, ranking, queries):
         return ranking
+
+    def reaches_none(self, test_queries: int) -> str | None:
+        """Why this step would change no answer on a test set of this size (None: it can change some)."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,12 @@ class SpatialVerification(Step):
         bonus = np.zeros_like(ballot.weights)
         bonus[checked, :columns] = np.where(found >= self.floor, np.minimum(found, self.cap) / self.cap, 0.0)
         return replace(ballot, weights=ballot.weights + bonus, credits=ballot.credits + bonus)
+
+    def reaches_none(self, test_queries: int) -> str | None:
+        if self.share * test_queries >= 1:
+            return None
+        least = math.ceil(10_000 / max(test_queries, 1)) / 10_000  # rounded up: it must still reach one query
+        return f"share {self.share} of the {test_queries} test queries checks none; raise it to at least {least:g}"
 
 
 def most_confident(confidences, stands_for, share: float) -> np.ndarray:
