@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 import time
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from landmark.data.layout import read_csv
@@ -90,6 +90,13 @@ def _predict(args):
         sys.exit(1)
 
 
+def installed_version() -> str:
+    try:
+        return version("landmark")
+    except PackageNotFoundError:  # run from a checkout that pip never installed
+        return "(not installed: pip install --no-deps -e .)"
+
+
 def _command(commands, name: str, run, summary: str, details: str = ""):
     """A subcommand whose --help page opens with what it does (summary, also its line in `landmark --help`)."""
     command = commands.add_parser(
@@ -101,7 +108,7 @@ def _command(commands, name: str, run, summary: str, details: str = ""):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="landmark", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version('landmark')}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     params_help = "the params file to read (default params.yaml)"
 
