@@ -1,4 +1,4 @@
-"""The GPU check of issue #5 in one run (about 5 minutes on one H100): correctness of the GPU paths, then img/s.
+"""The GPU check of issue #5 in one run (docs/benchmarks.md: how long): correctness of the GPU paths, then img/s.
 
 Prints one line per figure as soon as it is measured and rewrites --out (JSON) after each, so a run cut short
 still leaves its figures; a section that fails prints its traceback and the next one runs. Each timed figure is

@@ -3,8 +3,8 @@ vectors (benchmarks/retrieval.py's), and spatial verification on real photos, me
 extrapolated to the Kaggle test set (117,577 queries) against all of GLDv2 (4,132,914 train photos).
 
 - aqe, superglobal: each method's time over the queries less knn's, per query, times 117,577. Their work per query
-  does not grow with the gallery beyond the searches they add, which the gallery's index sets (at 4.13M the
-  default index searches 117,577 queries in about 38 s: docs/benchmarks.md).
+  does not grow with the gallery beyond the searches they add, which the gallery's index sets (docs/benchmarks.md,
+  "Retrieval at GLDv2 scale": the default index's search time at 4.13M).
 - dba: one search per gallery image plus the index refilled, timed on --gallery images and scaled to 4.13M; its
   memory is the augmented vectors (float32, one row per image) and a second index.
 - verify: SIFT per photo at --max-side and one match per pair (ratio test, MAGSAC++), on crops and warps of
