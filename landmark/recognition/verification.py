@@ -14,6 +14,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -130,9 +131,13 @@ class FeatureSet:
             np.concatenate([self.descriptors, other.descriptors]),
         )
 
+    @cached_property
+    def _rows(self) -> pd.Index:
+        return pd.Index(self.ids)  # built once: a pair's lookup would otherwise hash every id of the split again
+
     def rows_of(self, ids) -> np.ndarray:
         """Each id's row; -1 where this set does not hold it."""
-        return pd.Index(self.ids).get_indexer(pd.Index(np.asarray(ids, dtype=str)))
+        return self._rows.get_indexer(pd.Index(np.asarray(ids, dtype=str)))
 
 
 def extract_photos(job) -> list:
@@ -190,8 +195,8 @@ class FeatureCache:
 
     def features(self, split: str, image_id: str):
         """(points, descriptors) of a photo ensure() has seen, or None where OpenCV could not read it."""
-        known = self.sets.get(split, FeatureSet.of([], []))
-        row = int(known.rows_of([image_id])[0])
+        known = self.sets.get(split)
+        row = -1 if known is None else int(known.rows_of([image_id])[0])
         return None if row < 0 else known[row]
 
     def save(self) -> None:
