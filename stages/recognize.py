@@ -35,12 +35,12 @@ def main(embeddings_dir, index_dir, images_dir, classes_csv, features_dir, out_d
     params = parse_params(load_params())
     settings, out_dir = params.recognize, Path(out_dir)
     methods = check_methods(params, nonlandmark_shortfalls(params.data, params.split))
+    check_reach(methods, len(read_csv(Path(embeddings_dir) / "test.csv", ["id"])))  # before any search
     gpu = use_gpu(params.runtime.device)
     gallery = Gallery.load(embeddings_dir, index_dir, settings.nprobe, settings.refine_factor, gpu)
     extraction = params.local_features
     cache = FeatureCache(features_dir, images_dir, extraction.max_side, extraction.max_features, os.cpu_count() or 1)
     sets = query_sets(embeddings_dir, gallery, settings.neighbours, settings.nonlandmark_share, cache)
-    check_reach(methods, len(sets["test"][0]))
     predicted = predictions(methods, sets)
     solution_path = Path(images_dir) / "solution.csv"
     solution = read_solution(solution_path) if solution_path.exists() else None
