@@ -7,24 +7,22 @@ cores, with inductor's C++ backend; on a GPU, Triton's)
 
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from landmark.models import create_model  # noqa: E402
 from landmark.models.losses import CrossEntropy  # noqa: E402
-from landmark.settings import parse_params  # noqa: E402
+from landmark.settings import load_settings  # noqa: E402
 from landmark.train import training_step  # noqa: E402
 
 
 def check(name, variant, device):
     torch.manual_seed(0)
-    model = create_model(replace(variant, image_size=64, pretrained="none"), 10).to(device)
+    model = create_model(variant.model_copy(update={"image_size": 64, "pretrained": "none"}), 10).to(device)
     model = model.to(memory_format=torch.channels_last)
     images = torch.randn(4, 3, 64, 64, device=device).contiguous(memory_format=torch.channels_last)
     targets = torch.randint(0, 10, (4,), device=device)
@@ -47,7 +45,7 @@ def check(name, variant, device):
 
 def main(names):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    variants = parse_params(yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())).variants
+    variants = load_settings(Path(__file__).parents[1] / "params.yaml").variants
     names = names or list(variants)
     unknown = [name for name in names if name not in variants]
     if unknown:

@@ -8,17 +8,15 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from landmark.data.layout import read_csv  # noqa: E402
-from landmark.settings import parse_params  # noqa: E402
+from landmark.settings import load_settings  # noqa: E402
 from landmark.train import train_variant  # noqa: E402
 
 
@@ -27,15 +25,15 @@ def main(shards, processes):
         command = ["torchrun", "--standalone", f"--nproc-per-node={processes}", __file__, shards, processes]
         subprocess.run([sys.executable, "-m", "torch.distributed.run", *command[1:]], check=True)
         return
-    settings = parse_params(yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text()))
+    settings = load_settings(Path(__file__).parents[1] / "params.yaml")
     ids = read_csv(Path(shards) / "train" / "index.csv", ["id"])["id"]
     frame = pd.DataFrame({"id": ids, "landmark_id": np.arange(len(ids)) % 100})
     classes = pd.DataFrame({"landmark_id": np.arange(100), "class_index": np.arange(100), "images": len(ids) // 100})
-    variant = replace(
-        settings.variants["xception"], image_size=256, frozen_tensors=85, batch_size=256 * int(processes), steps=100
+    variant = settings.variants["xception"].model_copy(
+        update={"image_size": 256, "frozen_tensors": 85, "batch_size": 256 * int(processes), "steps": 100}
     )
-    runtime = replace(
-        settings.runtime, num_workers="auto", eval_every=10**9, log_every=50, checkpoint_every=10**9, gpus="auto"
+    runtime = settings.runtime.model_copy(
+        update={"num_workers": "auto", "eval_every": 10**9, "log_every": 50, "checkpoint_every": 10**9, "gpus": "auto"}
     )
     with tempfile.TemporaryDirectory() as folder:
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")

@@ -41,13 +41,11 @@ import tempfile
 import time
 import traceback
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from torchvision.io import decode_jpeg
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
@@ -60,7 +58,7 @@ from landmark.inference import image_dataset, model_input, predict  # noqa: E402
 from landmark.models import create_model  # noqa: E402
 from landmark.models.losses import CrossEntropy  # noqa: E402
 from landmark.runtime import compiled, loader_workers, make_loader  # noqa: E402
-from landmark.settings import parse_params  # noqa: E402
+from landmark.settings import load_settings  # noqa: E402
 from landmark.train import train_variant, training_step  # noqa: E402
 
 RESULTS = {}
@@ -122,9 +120,9 @@ def sync(device):
 
 
 def benchmark_variant(params, name, size, smoke):
-    variant = replace(params.variants[name], image_size=size, pretrained="none")
+    variant = params.variants[name].model_copy(update={"image_size": size, "pretrained": "none"})
     if variant.backbone == "legacy_xception":
-        variant = replace(variant, frozen_tensors=0 if smoke else 85)  # the paper's frozen block
+        variant = variant.model_copy(update={"frozen_tensors": 0 if smoke else 85})  # the paper's frozen block
     return variant
 
 
@@ -212,7 +210,7 @@ SECTIONS = ("decode", "host_syncs", "compute", "end_to_end", "inference", "train
 
 def main(out, images, workers, sections, smoke):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    params = parse_params(yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text()))
+    params = load_settings(Path(__file__).parents[1] / "params.yaml")
     images = 64 if smoke else images
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     if workers is None:  # the smoke run goes through loader workers too, which the CPU's auto (none) would skip
@@ -327,12 +325,12 @@ def measure(out, params, device, root, images, workers, sections, smoke):
             # 1000 classes, as in the sections above, so torch.compile finds this graph in its cache
             classes = pd.DataFrame({"landmark_id": np.arange(1000), "class_index": np.arange(1000), "images": 1})
             dev = frame.iloc[: max(len(frame) // 16, batch)]
-            variant = replace(
-                benchmark_variant(params, "xception", size, smoke), batch_size=batch, steps=8 if smoke else 200
+            variant = benchmark_variant(params, "xception", size, smoke).model_copy(
+                update={"batch_size": batch, "steps": 8 if smoke else 200}
             )
             log_every = 2 if smoke else 50
-            runtime = replace(
-                params.runtime, num_workers=workers, eval_every=10**9, log_every=log_every, checkpoint_every=10**9
+            runtime = params.runtime.model_copy(
+                update={"num_workers": workers, "eval_every": 10**9, "log_every": log_every, "checkpoint_every": 10**9}
             )
             os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
             metrics = train_variant(

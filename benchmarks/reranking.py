@@ -24,7 +24,6 @@ import cv2
 import faiss
 import numpy as np
 import pandas as pd
-import yaml
 from sklearn.datasets import load_sample_image
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
@@ -33,7 +32,7 @@ from landmark.recognition.gallery import Gallery, Queries  # noqa: E402
 from landmark.recognition.method import Method  # noqa: E402
 from landmark.recognition.search import Whitening  # noqa: E402
 from landmark.recognition.verification import extract, inliers  # noqa: E402
-from landmark.settings import parse_params  # noqa: E402
+from landmark.settings import load_settings  # noqa: E402
 
 TEST_QUERIES, GLDV2_IMAGES = 117_577, 4_132_914
 
@@ -149,8 +148,7 @@ def main():
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--skip-retrieval", action="store_true")
     args = parser.parse_args()
-    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-    settings = parse_params(params).recognize
+    settings = load_settings(Path(__file__).parents[1] / "params.yaml").recognize
     if not args.skip_retrieval:
         retrieval_steps(args, settings)
     verification(args, settings)

@@ -60,13 +60,13 @@ def _check(args):
 def _predict(args):
     from landmark import predict  # imports torch, faiss and timm, which the other commands do without
     from landmark.runtime import pick_device
-    from landmark.settings import parse_params
+    from landmark.settings import load_settings
 
-    params = parse_params(load_params(args.params))
+    settings = load_settings(args.params)
     variant, method = (
         predict.chosen_recognition(args.submission) if args.model is None or args.method is None else (None, None)
     )
-    if args.model is None and variant in params.embed.ensembles:
+    if args.model is None and variant in settings.embed.ensembles:
         raise UserError(
             f"{args.submission}: the submission's recognition is the ensemble {variant}, and landmark predict reads "
             "one model; pass --model models/<variant>/model.pt"
@@ -74,10 +74,10 @@ def _predict(args):
     model = Path(args.model) if args.model else Path("models") / variant / "model.pt"
     name = model.parent.name
     recognizer = predict.Recognizer.load(
-        model, Path("indexes") / name, Path("embeddings") / name, args.method or method, params,
-        pick_device(params.runtime.device), args.gallery_images, Path("local_features") / name,
+        model, Path("indexes") / name, Path("embeddings") / name, args.method or method, settings,
+        pick_device(settings.runtime.device), args.gallery_images, Path("local_features") / name,
     )  # fmt: skip
-    paths, problems = predict.usable(args.images, params.filter.max_image_pixels)
+    paths, problems = predict.usable(args.images, settings.filter.max_image_pixels)
     answers, voters = recognizer.answers(recognizer.found(paths), args.top_k) if paths else ([], None)
     names = predict.landmark_names(args.names)
     print("\n".join(predict.answer_lines(args.images, problems, answers, names, args.json)))

@@ -16,7 +16,7 @@ from landmark.errors import UserError
 from landmark.files import atomic_path
 from landmark.models import create_model
 from landmark.runtime import loader_workers, make_loader
-from landmark.settings import Runtime, Variant, as_params, parse
+from landmark.settings import Runtime, Variant, parse
 
 
 class LabelEncoding:
@@ -137,7 +137,7 @@ def save_model(path, model, variant: Variant, decode: str, labels: LabelEncoding
     """The weights with what inference needs to use them as trained (TrainedModel.load reads it back)."""
     checkpoint = {
         "state_dict": model.state_dict(),
-        "variant": as_params(variant),
+        "variant": variant.model_dump(),
         "decode": decode,
         "landmark_ids": labels.landmark_ids.tolist(),
         "class_images": labels.images.tolist(),

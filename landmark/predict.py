@@ -113,7 +113,9 @@ class Recognizer:
 def every_photo_verified(method: Method) -> Method:
     """The method with its verify step checking every photo: its share is of the test set's queries, and a
     user's few photos are each worth the seconds."""
-    steps = tuple((name, replace(step, share=1.0) if name == "verify" else step) for name, step in method.steps)
+    steps = tuple(
+        (name, step.model_copy(update={"share": 1.0}) if name == "verify" else step) for name, step in method.steps
+    )
     return replace(method, steps=steps)
 
 

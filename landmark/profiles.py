@@ -2,8 +2,6 @@
 a named setup (the paper's, real photos') is one tracked experiment and params.yaml keeps the embedded defaults.
 A key whose value is null (`~` in YAML) is taken out (Hydra's `-S ~key`), e.g. a variant the profile leaves out."""
 
-import dataclasses
-
 from landmark.errors import UserError
 from landmark.params import load_params
 from landmark.settings import Variant
@@ -29,7 +27,7 @@ def _has_key(params: dict, dotted: str) -> bool:
 def _variant_setting(dotted: str) -> bool:
     """Whether the key is variants.NAME.SETTING: of a variant of params.yaml that does not write SETTING itself
     (it inherits it from variant_defaults), or of a variant the profile adds (a row of its own)."""
-    parts, settings = dotted.split("."), {item.name for item in dataclasses.fields(Variant)}
+    parts, settings = dotted.split("."), set(Variant.model_fields)
     return len(parts) >= 3 and parts[0] == "variants" and parts[2] in settings
 
 

@@ -3,7 +3,6 @@ the training curves (Figure 4) and what retrieval found for a fixed set of queri
 
 import io
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -61,7 +60,9 @@ def pretraining_note(metrics: dict, variants: dict) -> str:
         if variant.pretrained == "none" or name not in metrics:
             continue
         for twin, scratch in variants.items():
-            weighted = replace(scratch, pretrained=variant.pretrained, frozen_tensors=variant.frozen_tensors)
+            weighted = scratch.model_copy(
+                update={"pretrained": variant.pretrained, "frozen_tensors": variant.frozen_tensors}
+            )
             if scratch.pretrained == "none" and twin in metrics and weighted == variant:
                 sentences.append(
                     f"Pretraining ({variant.pretrained}, the first {variant.frozen_tensors} tensors frozen) took "

@@ -1,9 +1,10 @@
 """params.yaml, parsed and checked once into typed settings, before any work starts.
 
-Each section of params.yaml is one frozen dataclass, registered under its name with `@params_section`; a field's
-`setting(check)` says how its value is checked, and a wrong, missing or unknown key is one line naming it. Stages
-take these objects and never cast a raw value at the point of use. Nothing here imports torch or the training
-code: the download stage checks every value in milliseconds before a download of hours.
+`Settings` is the whole file: one field per section, each a frozen pydantic model (`Section`) whose fields say
+their type and, with a `PlainValidator`, how their value is checked. A wrong, missing or unknown key is one line
+naming it (`parse`). Every stage reads its settings the one way, `load_settings()`, and never casts a raw value at
+the point of use. Nothing here imports torch or the training code: the download stage checks every value in
+milliseconds before a download of hours.
 
 Two kinds of setting (the README's "Parameters"):
 - what is trained or computed: every section but `runtime`. Each is a DVC param of the stages whose outputs it
@@ -16,103 +17,118 @@ Variants inherit: a variant's params are `variant_defaults` with the variant's o
 replacing the default's whole value.
 """
 
-import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainValidator, ValidationError, model_validator
 
 from landmark.errors import UserError
-
-SECTIONS = {}  # section name -> its dataclass, filled by @params_section
-
-
-def params_section(name: str):
-    """Register a dataclass as the typed form of params.yaml's section `name`."""
-
-    def register(cls):
-        SECTIONS[name] = cls
-        return cls
-
-    return register
+from landmark.params import load_params
 
 
-def setting(check):
-    """A dataclass field whose value from params.yaml goes through check(value, key) first. No field has a
-    default: every setting is written in params.yaml, the one place that holds them."""
-    return field(metadata={"check": check})
+class SettingError(ValueError):
+    """What is wrong with a setting: the text after `params.yaml KEY: `. `key` continues the path pydantic was
+    validating, for a check of a whole mapping that blames one of its keys."""
+
+    def __init__(self, message: str, key: tuple = ()):
+        super().__init__(message)
+        self.key = key
 
 
-def parse(cls, mapping, where: str):
-    """An instance of the settings dataclass cls from a params mapping; `where` is its params key."""
-    if not isinstance(mapping, dict):
-        raise UserError(f"params.yaml {where}: expected a mapping of settings, got {mapping!r}")
-    fields = {item.name: item for item in dataclasses.fields(cls)}
-    unknown = [key for key in mapping if key not in fields]
-    if unknown:
-        raise UserError(f"params.yaml {where}.{unknown[0]}: unknown setting; expected one of {', '.join(fields)}")
-    values = {}
-    for name, item in fields.items():
-        if name not in mapping:
-            raise UserError(f"params.yaml {where}.{name}: missing")
-        values[name] = item.metadata["check"](mapping[name], f"{where}.{name}")
-    return cls(**values)
+def parse(cls, mapping, where: str = ""):
+    """An instance of the settings model cls from a params mapping; `where` is its params key. The first wrong
+    value is one line: `params.yaml KEY: what is wrong`."""
+    try:
+        return cls.model_validate(mapping)
+    except ValidationError as error:
+        first = error.errors()[0]
+        cause, loc = first.get("ctx", {}).get("error"), first["loc"]
+        if loc and loc[-1] == "[key]":  # a name that YAML read as a number or a boolean
+            loc, cause = loc[:-1], SettingError(f"the name {first['input']!r} must be text; quote it")
+        path = (where, *loc, *getattr(cause, "key", ()))
+        key = ".".join(str(part) for part in path if part != "")
+        raise UserError(f"params.yaml {key}: {cause if isinstance(cause, SettingError) else first['msg']}") from None
 
 
-def as_params(settings) -> dict:
-    """A settings object as the plain mapping params.yaml would hold (for MLflow, fingerprints, saved models)."""
-    return dataclasses.asdict(settings)
+class Section(BaseModel):
+    """A mapping of params.yaml (a section, or one inside it: a variant, a step's options). No setting has a
+    default: every one is written in params.yaml, the one place that holds them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def every_setting_written(cls, mapping):
+        if isinstance(mapping, cls):
+            return mapping
+        if not isinstance(mapping, dict):
+            raise SettingError(f"expected a mapping of settings, got {mapping!r}")
+        unknown = [key for key in mapping if key not in cls.model_fields]
+        if unknown:
+            raise SettingError(f"unknown setting; expected one of {', '.join(cls.model_fields)}", (unknown[0],))
+        missing = [key for key in cls.model_fields if key not in mapping]
+        if missing:
+            raise SettingError("missing", (missing[0],))
+        return mapping
 
 
-# Checks: each takes (value, key) and returns the value, or raises a UserError naming the key.
+# Checks: each takes a value and returns it, or raises a SettingError saying what is wrong with it.
 
 
 def whole(minimum: int):
-    def check(value, key):
+    def check(value):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise UserError(f"params.yaml {key}: {value!r} must be a whole number >= {minimum}")
+            raise SettingError(f"{value!r} must be a whole number >= {minimum}")
         return value
 
     return check
 
 
-def positive(value, key) -> float:
+def positive(value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise UserError(f"params.yaml {key}: {value!r} must be a positive number")
+        raise SettingError(f"{value!r} must be a positive number")
     return float(value)
 
 
-def fraction(value, key) -> float:
+def non_negative(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise SettingError(f"{value!r} must be a number >= 0")
+    return float(value)
+
+
+def fraction(value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise UserError(f"params.yaml {key}: {value!r} must be a number from 0 to 1")
+        raise SettingError(f"{value!r} must be a number from 0 to 1")
     return float(value)
 
 
-def none_or_number(value, key) -> float | None:
+def none_or_number(value) -> float | None:
     if value == "none":
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UserError(f"params.yaml {key}: {value!r} must be none or a number")
+        raise SettingError(f"{value!r} must be none or a number")
     return float(value)
 
 
-def text(value, key) -> str:
+def text(value) -> str:
     if not isinstance(value, str) or not value:
-        raise UserError(f"params.yaml {key}: {value!r} must be a non-empty string")
+        raise SettingError(f"{value!r} must be a non-empty string")
     return value
 
 
-def url_or_empty(value, key) -> str:
+def url_or_empty(value) -> str:
     if value is None or value == "":
         return ""
-    return text(value, key)
+    return text(value)
 
 
 def one_of(*choices):
     """One of the choices, of its very type (so 1 is not true)."""
     names = [str(choice).lower() if isinstance(choice, bool) else choice for choice in choices]
 
-    def check(value, key):
+    def check(value):
         if not any(value == choice and type(value) is type(choice) for choice in choices):
-            raise UserError(f"params.yaml {key}: {value!r} is not {', '.join(names[:-1])} or {names[-1]}")
+            raise SettingError(f"{value!r} is not {', '.join(names[:-1])} or {names[-1]}")
         return value
 
     return check
@@ -121,13 +137,13 @@ def one_of(*choices):
 def one_of_or(word: str, check, what: str):
     """The word itself, or a value that passes check."""
 
-    def check_word(value, key):
+    def check_word(value):
         if value == word:
             return value
         try:
-            return check(value, key)
-        except UserError:
-            raise UserError(f"params.yaml {key}: {value!r} is not {what}") from None
+            return check(value)
+        except SettingError:
+            raise SettingError(f"{value!r} is not {what}") from None
 
     return check_word
 
@@ -136,246 +152,226 @@ def auto_or(check, what: str):
     return one_of_or("auto", check, f"auto or {what}")
 
 
-def device(value, key) -> str:
+def device(value) -> str:
     if value not in ("auto", "cpu", "cuda") and not (isinstance(value, str) and value.startswith("cuda:")):
-        raise UserError(f"params.yaml {key}: {value!r} is not auto, cpu or cuda")
+        raise SettingError(f"{value!r} is not auto, cpu or cuda")
     return value
 
 
-def host_and_port(value, key) -> str:
+def host_and_port(value) -> str:
     host, _, port = str(value).rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UserError(f"params.yaml {key}: {value!r} must be host:port, e.g. node0.example.com:29500")
+        raise SettingError(f"{value!r} must be host:port, e.g. node0.example.com:29500")
     return value
 
 
-def part(value, key):
+def part(value):
     """A model part: a name (`avg`), or a mapping with its name and options (`{name: cbp, dim: 8192}`)."""
     if isinstance(value, str) and value:
         return value
     if isinstance(value, dict) and isinstance(value.get("name"), str):
         return dict(value)
-    raise UserError(f"params.yaml {key}: {value!r} must be a part name or a mapping with a name and options")
+    raise SettingError(f"{value!r} must be a part name or a mapping with a name and options")
 
 
-def nested(cls):
-    return lambda value, key: parse(cls, value, key)
-
-
-# The sections.
-
-
-@dataclass(frozen=True)
-class Synthetic:
-    """The embedded offline GLD-like dataset (landmark/data/synthetic.py)."""
-
-    seed: int = setting(whole(0))
-    num_classes: int = setting(whole(2))
-    max_images_per_class: int = setting(whole(1))
-    min_images_per_class: int = setting(whole(1))
-    tail_exponent: float = setting(positive)
-    num_test_images: int = setting(whole(1))
-    test_landmark_fraction: float = setting(fraction)
-    ignored_fraction: float = setting(fraction)
-    num_nonlandmark_images: int = setting(whole(0))  # the non-landmark pool, apart from the test set
-    image_size: int = setting(whole(8))
-    jpeg_quality: int = setting(whole(1))
-
-
-@dataclass(frozen=True)
-class Kaggle:
-    competition: str = setting(one_of("landmark-recognition-2019", "landmark-recognition-2020"))
-    shard_base_url: str = setting(text)
-    train_shards: int = setting(whole(1))
-    test_shards: int = setting(whole(1))
-    solution_url: str = setting(url_or_empty)  # empty: no solution file, the submission is not scored
-
-
-@dataclass(frozen=True)
-class Local:
-    path: str = setting(text)
-
-
-@params_section("data")
-@dataclass(frozen=True)
-class Data:
-    source: str = setting(one_of("synthetic", "kaggle", "local"))
-    synthetic: Synthetic = setting(nested(Synthetic))
-    kaggle: Kaggle = setting(nested(Kaggle))
-    local: Local = setting(nested(Local))
-    # A folder of photos that show no landmark (searched recursively), for non-landmark suppression and for
-    # validation; empty: none (kaggle, local), or the synthetic set's own pool.
-    nonlandmarks: str = setting(url_or_empty)
-
-
-@params_section("filter")
-@dataclass(frozen=True)
-class Filter:
-    min_samples_per_class: int = setting(whole(1))
-    max_bad_fraction: float = setting(fraction)
-    max_image_pixels: int = setting(whole(1))
-
-
-@params_section("split")
-@dataclass(frozen=True)
-class Split:
-    dev_fraction: float = setting(fraction)  # of each class the filter kept
-    tail_dev_fraction: float = setting(fraction)  # of the classes below the filter (2 images or more): one each
-    holdout_fraction: float = setting(fraction)  # of the non-landmark pool, held out for validation
-    seed: int = setting(whole(0))
-
-
-@params_section("pack")
-@dataclass(frozen=True)
-class Pack:
-    shard_size_mb: float = setting(positive)
-    seed: int = setting(whole(0))
-    max_image_pixels: int = setting(whole(1))
-
-
-@params_section("train")
-@dataclass(frozen=True)
-class Train:
-    """What every variant's training shares and its result depends on."""
-
-    seed: int = setting(whole(0))
-    precision: str = setting(one_of("auto", "bf16", "fp32"))  # auto: bf16 autocast on a GPU, fp32 on the CPU
-    decode: str = setting(one_of("worker", "device"))  # PIL in the loader workers, or nvJPEG on a GPU
-
-
-@params_section("runtime")
-@dataclass(frozen=True)
-class Runtime:
-    """How fast this machine runs the pipeline; no stage depends on these (module docstring)."""
-
-    device: str = setting(device)
-    gpus: int | str = setting(auto_or(whole(1), "a whole number >= 1"))
-    num_workers: int | str = setting(auto_or(whole(0), "a whole number >= 0"))
-    compile: bool | str = setting(one_of("auto", True, False))
-    nodes: int = setting(whole(1))  # machines training together under torchrun
-    node_rank: int = setting(whole(0))  # this machine's place among them; node 0 writes the outputs
-    rendezvous: str = setting(host_and_port)  # node 0's host:port, where the nodes meet
-    log_every: int = setting(whole(1))
-    eval_every: int = setting(whole(1))
-    checkpoint_every: int = setting(whole(1))
-    inference_batch_size: int = setting(whole(1))
-
-    def __post_init__(self):
-        if self.node_rank >= self.nodes:
-            raise UserError(
-                f"params.yaml runtime.node_rank: {self.node_rank} must be below runtime.nodes ({self.nodes})"
-            )
-
-
-def scale_range(value, key) -> tuple:
-    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(positive(v, key) for v in value)):
-        raise UserError(f"params.yaml {key}: {value!r} must be [smallest, largest], two positive numbers")
+def scale_range(value) -> tuple:
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(positive(v) for v in value)):
+        raise SettingError(f"{value!r} must be [smallest, largest], two positive numbers")
     if value[0] > value[1]:
-        raise UserError(f"params.yaml {key}: {value!r} must be [smallest, largest]; swap them")
+        raise SettingError(f"{value!r} must be [smallest, largest]; swap them")
     return (float(value[0]), float(value[1]))
 
 
-@dataclass(frozen=True)
-class Augmentation:
-    """The paper's augmentation, drawn per image on the device (landmark.data.loading.augmentation_matrices)."""
-
-    translate: float = setting(fraction)  # a random shift of up to this share of the side
-    scale: tuple = setting(scale_range)  # a random zoom in this range
-    flip: float = setting(fraction)  # the probability of a horizontal flip
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One row of the results table: backbone → attention → pooling → neck → head, its loss, and how it is
-    trained."""
-
-    backbone: str = setting(text)
-    min_class_images: int | str = setting(one_of_or("filter", whole(1), "filter or a whole number >= 1"))
-    pooling: str | dict = setting(part)
-    attention: str | dict = setting(part)
-    neck: str | dict = setting(part)
-    head: str | dict = setting(part)
-    loss: str | dict = setting(part)
-    pretrained: str = setting(text)  # none | hub | a package of INSTALLED_WEIGHTS | a path to a local weights file
-    frozen_tensors: int = setting(whole(0))
-    image_size: int = setting(whole(1))
-    batch_size: int = setting(whole(1))
-    lr: float = setting(positive)
-    steps: int = setting(whole(1))
-    augmentation: Augmentation = setting(nested(Augmentation))
-
-
-@params_section("evaluate")
-@dataclass(frozen=True)
-class Evaluate:
-    paper_batch_size: int = setting(whole(1))  # the paper's GAP was averaged over mini-batches of 64
-
-
-@params_section("saliency")
-@dataclass(frozen=True)
-class Saliency:
-    images: int = setting(whole(1))
-    seed: int = setting(whole(0))
-
-
-def scales(value, key) -> tuple:
+def scales(value) -> tuple:
     positives = [item for item in value if type(item) in (int, float) and item > 0] if isinstance(value, list) else []
     if not value or len(positives) < len(value):
-        raise UserError(f"params.yaml {key}: {value!r} must be a list of positive numbers, e.g. [0.7071, 1, 1.4142]")
+        raise SettingError(f"{value!r} must be a list of positive numbers, e.g. [0.7071, 1, 1.4142]")
     if len(set(value)) < len(value):
-        raise UserError(f"params.yaml {key}: {value!r} names a scale twice")
+        raise SettingError(f"{value!r} names a scale twice")
     return tuple(float(item) for item in value)
 
 
-def names(value, key) -> tuple:
+def names(value) -> tuple:
     if not (isinstance(value, list) and value and all(isinstance(item, str) and item for item in value)):
-        raise UserError(f"params.yaml {key}: {value!r} must be a list of names")
+        raise SettingError(f"{value!r} must be a list of names")
     if len(set(value)) < len(value):
-        raise UserError(f"params.yaml {key}: {value!r} names one twice")
+        raise SettingError(f"{value!r} names one twice")
     return tuple(value)
 
 
-def mapping_of_mappings(value, key) -> dict:
+def positives(value) -> tuple:
+    if not isinstance(value, list) or not value:
+        raise SettingError(f"{value!r} must be a list of positive numbers")
+    return tuple(positive(item) for item in value)
+
+
+def mapping_of_mappings(value) -> dict:
     """name -> its options (a mapping; empty or none: no options)."""
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(
         options is None or isinstance(options, dict) for options in value.values()
     ):
-        raise UserError(f"params.yaml {key}: {value!r} must map each name to a mapping of its options")
+        raise SettingError(f"{value!r} must map each name to a mapping of its options")
     return {name: dict(options or {}) for name, options in value.items()}
 
 
-def positives(value, key) -> tuple:
-    if not isinstance(value, list) or not value:
-        raise UserError(f"params.yaml {key}: {value!r} must be a list of positive numbers")
-    return tuple(positive(item, key) for item in value)
+# The types the checks make: a field's annotation is what it holds, and how its raw value is checked.
+Fraction = Annotated[float, PlainValidator(fraction)]
+Positive = Annotated[float, PlainValidator(positive)]
+NonNegative = Annotated[float, PlainValidator(non_negative)]
+Text = Annotated[str, PlainValidator(text)]
+UrlOrEmpty = Annotated[str, PlainValidator(url_or_empty)]
+Part = Annotated[str | dict, PlainValidator(part)]
+Names = Annotated[tuple[str, ...], PlainValidator(names)]
 
 
-@dataclass(frozen=True)
-class Ensemble:
-    variants: tuple = setting(names)  # of embed.variants: their whitened embeddings, concatenated
-    weights: tuple = setting(positives)  # one per variant, in their order
+# The sections.
 
 
-def ensembles(value, key) -> dict:
-    """name -> Ensemble, each weight one of its variants'."""
-    built = {
-        name: parse(Ensemble, options, f"{key}.{name}") for name, options in mapping_of_mappings(value, key).items()
-    }
-    for name, ensemble in built.items():
-        if len(ensemble.weights) != len(ensemble.variants):
-            raise UserError(f"params.yaml {key}.{name}.weights: give one positive weight per variant, in their order")
-    return built
+class Synthetic(Section):
+    """The embedded offline GLD-like dataset (landmark/data/synthetic.py)."""
+
+    seed: Annotated[int, PlainValidator(whole(0))]
+    num_classes: Annotated[int, PlainValidator(whole(2))]
+    max_images_per_class: Annotated[int, PlainValidator(whole(1))]
+    min_images_per_class: Annotated[int, PlainValidator(whole(1))]
+    tail_exponent: Positive
+    num_test_images: Annotated[int, PlainValidator(whole(1))]
+    test_landmark_fraction: Fraction
+    ignored_fraction: Fraction
+    num_nonlandmark_images: Annotated[int, PlainValidator(whole(0))]  # the non-landmark pool, apart from the test set
+    image_size: Annotated[int, PlainValidator(whole(8))]
+    jpeg_quality: Annotated[int, PlainValidator(whole(1))]
 
 
-@params_section("embed")
-@dataclass(frozen=True)
-class Embed:
-    variants: tuple = setting(names)  # the variants recognition compares: embed, index, recognize for each
-    scales: tuple = setting(scales)  # each image is looked at resized by each; the descriptor is their mean
-    flip: bool = setting(one_of(True, False))  # and each look mirrored too
-    ensembles: dict = setting(ensembles)  # name -> variants and weights: recognised like a variant (stages.ensemble)
+class Kaggle(Section):
+    competition: Annotated[str, PlainValidator(one_of("landmark-recognition-2019", "landmark-recognition-2020"))]
+    shard_base_url: Text
+    train_shards: Annotated[int, PlainValidator(whole(1))]
+    test_shards: Annotated[int, PlainValidator(whole(1))]
+    solution_url: UrlOrEmpty  # empty: no solution file, the submission is not scored
+
+
+class Local(Section):
+    path: Text
+
+
+class Data(Section):
+    source: Annotated[str, PlainValidator(one_of("synthetic", "kaggle", "local"))]
+    synthetic: Synthetic
+    kaggle: Kaggle
+    local: Local
+    # A folder of photos that show no landmark (searched recursively), for non-landmark suppression and for
+    # validation; empty: none (kaggle, local), or the synthetic set's own pool.
+    nonlandmarks: UrlOrEmpty
+
+
+class Filter(Section):
+    min_samples_per_class: Annotated[int, PlainValidator(whole(1))]
+    max_bad_fraction: Fraction
+    max_image_pixels: Annotated[int, PlainValidator(whole(1))]
+
+
+class Split(Section):
+    dev_fraction: Fraction  # of each class the filter kept
+    tail_dev_fraction: Fraction  # of the classes below the filter (2 images or more): one each
+    holdout_fraction: Fraction  # of the non-landmark pool, held out for validation
+    seed: Annotated[int, PlainValidator(whole(0))]
+
+
+class Pack(Section):
+    shard_size_mb: Positive
+    seed: Annotated[int, PlainValidator(whole(0))]
+    max_image_pixels: Annotated[int, PlainValidator(whole(1))]
+
+
+class Train(Section):
+    """What every variant's training shares and its result depends on."""
+
+    seed: Annotated[int, PlainValidator(whole(0))]
+    precision: Annotated[str, PlainValidator(one_of("auto", "bf16", "fp32"))]  # auto: bf16 on a GPU, fp32 on CPU
+    decode: Annotated[str, PlainValidator(one_of("worker", "device"))]  # PIL in the loader workers, or nvJPEG on a GPU
+
+
+class Runtime(Section):
+    """How fast this machine runs the pipeline; no stage depends on these (module docstring)."""
+
+    device: Annotated[str, PlainValidator(device)]
+    gpus: Annotated[int | str, PlainValidator(auto_or(whole(1), "a whole number >= 1"))]
+    num_workers: Annotated[int | str, PlainValidator(auto_or(whole(0), "a whole number >= 0"))]
+    compile: Annotated[bool | str, PlainValidator(one_of("auto", True, False))]
+    nodes: Annotated[int, PlainValidator(whole(1))]  # machines training together under torchrun
+    node_rank: Annotated[int, PlainValidator(whole(0))]  # this machine's place among them; node 0 writes the outputs
+    rendezvous: Annotated[str, PlainValidator(host_and_port)]  # node 0's host:port, where the nodes meet
+    log_every: Annotated[int, PlainValidator(whole(1))]
+    eval_every: Annotated[int, PlainValidator(whole(1))]
+    checkpoint_every: Annotated[int, PlainValidator(whole(1))]
+    inference_batch_size: Annotated[int, PlainValidator(whole(1))]
+
+    @model_validator(mode="after")
+    def node_among_nodes(self):
+        if self.node_rank >= self.nodes:
+            raise SettingError(f"{self.node_rank} must be below runtime.nodes ({self.nodes})", ("node_rank",))
+        return self
+
+
+class Augmentation(Section):
+    """The paper's augmentation, drawn per image on the device (landmark.data.loading.augmentation_matrices)."""
+
+    translate: Fraction  # a random shift of up to this share of the side
+    scale: Annotated[tuple[float, float], PlainValidator(scale_range)]  # a random zoom in this range
+    flip: Fraction  # the probability of a horizontal flip
+
+
+class Variant(Section):
+    """One row of the results table: backbone → attention → pooling → neck → head, its loss, and how it is
+    trained."""
+
+    backbone: Text
+    min_class_images: Annotated[
+        int | str, PlainValidator(one_of_or("filter", whole(1), "filter or a whole number >= 1"))
+    ]
+    pooling: Part
+    attention: Part
+    neck: Part
+    head: Part
+    loss: Part
+    pretrained: Text  # none | hub | a package of INSTALLED_WEIGHTS | a path to a local weights file
+    frozen_tensors: Annotated[int, PlainValidator(whole(0))]
+    image_size: Annotated[int, PlainValidator(whole(1))]
+    batch_size: Annotated[int, PlainValidator(whole(1))]
+    lr: Positive
+    steps: Annotated[int, PlainValidator(whole(1))]
+    augmentation: Augmentation
+
+
+class Evaluate(Section):
+    paper_batch_size: Annotated[int, PlainValidator(whole(1))]  # the paper's GAP was averaged over mini-batches of 64
+
+
+class Saliency(Section):
+    images: Annotated[int, PlainValidator(whole(1))]
+    seed: Annotated[int, PlainValidator(whole(0))]
+
+
+class Ensemble(Section):
+    variants: Names  # of embed.variants: their whitened embeddings, concatenated
+    weights: Annotated[tuple[float, ...], PlainValidator(positives)]  # one per variant, in their order
+
+    @model_validator(mode="after")
+    def a_weight_per_variant(self):
+        if len(self.weights) != len(self.variants):
+            raise SettingError("give one positive weight per variant, in their order", ("weights",))
+        return self
+
+
+class Embed(Section):
+    variants: Names  # the variants recognition compares: embed, index, recognize for each
+    scales: Annotated[tuple[float, ...], PlainValidator(scales)]  # each image is looked at resized by each; the mean
+    flip: Annotated[bool, PlainValidator(one_of(True, False))]  # and each look mirrored too
+    # name -> variants and weights: recognised like a variant (stages.ensemble)
+    ensembles: Annotated[dict[str, Ensemble], BeforeValidator(mapping_of_mappings)]
 
     @property
     def recognitions(self) -> tuple:
@@ -383,115 +379,127 @@ class Embed:
         return self.variants + tuple(self.ensembles)
 
 
-@params_section("local_features")
-@dataclass(frozen=True)
-class LocalFeatures:
+class LocalFeatures(Section):
     """SIFT features of the stored photos, for the verify step (landmark.recognition.verification)."""
 
-    max_side: int = setting(whole(16))  # pixels: a larger photo is shrunk to this long side first
-    max_features: int = setting(whole(4))  # the strongest keypoints kept per photo
+    max_side: Annotated[int, PlainValidator(whole(16))]  # pixels: a larger photo is shrunk to this long side first
+    max_features: Annotated[int, PlainValidator(whole(4))]  # the strongest keypoints kept per photo
 
 
-@params_section("index")
-@dataclass(frozen=True)
-class Index:
-    whitening: str = setting(one_of("none", "pca"))  # PCA whitening learned on the gallery (recognition/search.py)
-    whitening_dims: int = setting(whole(1))  # the axes it keeps
-    exact_below: int = setting(whole(1))  # fewer gallery images: exact search (faiss IndexFlatIP)
-    factory: str = setting(text)  # the approximate index from there on, as a faiss index_factory string
+class Index(Section):
+    whitening: Annotated[str, PlainValidator(one_of("none", "pca"))]  # PCA whitening learned on the gallery
+    whitening_dims: Annotated[int, PlainValidator(whole(1))]  # the axes it keeps
+    exact_below: Annotated[int, PlainValidator(whole(1))]  # fewer gallery images: exact search (faiss IndexFlatIP)
+    factory: Text  # the approximate index from there on, as a faiss index_factory string
 
 
-@params_section("recognize")
-@dataclass(frozen=True)
-class Recognize:
-    neighbours: int = setting(whole(1))  # k nearest gallery images that vote
-    nprobe: int = setting(whole(1))  # inverted lists an approximate index visits per query
-    refine_factor: int = setting(whole(1))  # a refining index re-ranks this many candidates per neighbour
-    blend_weight: float = setting(positive)  # the classifier's vote in a blend, times its probability
-    steps: dict = setting(mapping_of_mappings)  # each step's options (landmark.recognition.steps checks them)
-    methods: tuple = setting(names)  # each a row of the results: a base and its steps (landmark.recognition.method)
-    nonlandmark_share: float = setting(fraction)  # of the test set: the validation GAP weighs its non-landmarks to it
+class Recognize(Section):
+    neighbours: Annotated[int, PlainValidator(whole(1))]  # k nearest gallery images that vote
+    nprobe: Annotated[int, PlainValidator(whole(1))]  # inverted lists an approximate index visits per query
+    refine_factor: Annotated[int, PlainValidator(whole(1))]  # a refining index re-ranks this many per neighbour
+    blend_weight: Positive  # the classifier's vote in a blend, times its probability
+    # each step's options, checked by its class (landmark.recognition.steps) when a method names it
+    steps: Annotated[dict[str, dict], PlainValidator(mapping_of_mappings)]
+    methods: Names  # each a row of the results: a base and its steps (landmark.recognition.method)
+    nonlandmark_share: Fraction  # of the test set: the validation GAP weighs its non-landmarks to it
 
 
-@params_section("submission")
-@dataclass(frozen=True)
-class Submission:
-    variant: str = setting(text)  # best (by validation GAP) or one of embed.variants
-    method: str = setting(text)  # best (by validation GAP) or one of recognize.methods
-    min_confidence: float | None = setting(none_or_number)  # below it, the prediction is left empty
+class Submission(Section):
+    variant: Text  # best (by validation GAP) or one of embed.variants
+    method: Text  # best (by validation GAP) or one of recognize.methods
+    min_confidence: Annotated[float | None, PlainValidator(none_or_number)]  # below it, the prediction is left empty
 
 
-def variant_settings(params: dict, name: str) -> Variant:
-    """variants.NAME on top of variant_defaults, checked."""
-    if name not in variant_names(params):
-        raise UserError(f"params.yaml variants: no variant {name!r}; choose one of {', '.join(params['variants'])}")
-    defaults, own = params.get("variant_defaults") or {}, params["variants"][name] or {}
-    for key, mapping in (("variant_defaults", defaults), (f"variants.{name}", own)):
-        if not isinstance(mapping, dict):
-            raise UserError(f"params.yaml {key}: expected a mapping of variant params")
-    return parse(Variant, defaults | own, f"variants.{name}")
+class Settings(BaseModel):
+    """Every section of params.yaml, typed, and every variant with variant_defaults applied. A new section is a
+    new field here."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-def section(params: dict, name: str):
-    """params.yaml's section `name`, typed (a registered section)."""
-    if name not in params:
-        raise UserError(f"params.yaml {name}: missing section")
-    return parse(SECTIONS[name], params[name], name)
+    data: Data
+    filter: Filter
+    split: Split
+    pack: Pack
+    train: Train
+    runtime: Runtime
+    evaluate: Evaluate
+    saliency: Saliency
+    embed: Embed
+    local_features: LocalFeatures
+    index: Index
+    recognize: Recognize
+    submission: Submission
+    variants: dict[str, Variant]
 
+    @model_validator(mode="before")
+    @classmethod
+    def sections_and_variants(cls, params):
+        """Every section there and none unknown; each variant's mapping made from variant_defaults and its own."""
+        if isinstance(params, cls):
+            return params
+        unknown = [key for key in params if key not in cls.model_fields and key != "variant_defaults"]
+        if unknown:
+            raise SettingError(f"unknown section; expected {', '.join(cls.model_fields)}", (unknown[0],))
+        missing = [key for key in cls.model_fields if key not in params and key != "variants"]
+        if missing:
+            raise SettingError("missing section", (missing[0],))
+        variants = params.get("variants")
+        if not isinstance(variants, dict) or not variants:
+            raise SettingError("expected a mapping of variant names to their params", ("variants",))
+        defaults = params.get("variant_defaults") or {}
+        for key, mapping in (
+            ("variant_defaults", defaults),
+            *((f"variants.{name}", variants[name] or {}) for name in variants),
+        ):
+            if not isinstance(mapping, dict):
+                raise SettingError("expected a mapping of variant params", (key,))
+        merged = {name: defaults | (own or {}) for name, own in variants.items()}
+        return {key: value for key, value in params.items() if key != "variant_defaults"} | {"variants": merged}
 
-def variant_names(params: dict) -> list:
-    variants = params.get("variants")
-    if not isinstance(variants, dict) or not variants:
-        raise UserError("params.yaml variants: expected a mapping of variant names to their params")
-    return list(variants)
+    @model_validator(mode="after")
+    def names_that_exist(self):
+        """Every name one section gives of another's: embedded variants, ensembles' parts, the submission's."""
+        embedded = self.embed.variants
+        unknown = [name for name in embedded if name not in self.variants]
+        if unknown:
+            raise SettingError(
+                f"{unknown[0]!r} is not in variants; choose from {', '.join(self.variants)}", ("embed", "variants")
+            )
+        for name, ensemble in self.embed.ensembles.items():
+            if name in embedded:
+                raise SettingError("a variant's name; name the ensemble otherwise", ("embed", "ensembles", name))
+            for variant in ensemble.variants:
+                if variant not in embedded:
+                    raise SettingError(
+                        f"{variant!r} is not in embed.variants; add it there, "
+                        f"or take {name} out (-S '~embed.ensembles.{name}')",
+                        ("embed", "ensembles", name, "variants"),
+                    )
+        for key, where, choices in (
+            ("variant", "embed.variants", self.embed.recognitions),  # an ensemble is a variant there
+            ("method", "recognize.methods", self.recognize.methods),
+        ):
+            chosen = getattr(self.submission, key)
+            if chosen != "best" and chosen not in choices:
+                raise SettingError(
+                    f"{chosen!r} is not in {where}; use best or one of {', '.join(choices)}", ("submission", key)
+                )
+        return self
 
-
-@dataclass(frozen=True)
-class Settings:
-    """Every section of params.yaml, typed, and every variant with its defaults applied."""
-
-    sections: dict
-    variants: dict
-
-    def __getattr__(self, name):
-        try:
-            return self.sections[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    def variant(self, name: str) -> Variant:
+        if name not in self.variants:
+            raise UserError(f"params.yaml variants: no variant {name!r}; choose one of {', '.join(self.variants)}")
+        return self.variants[name]
 
 
 def parse_params(params: dict) -> Settings:
     """Check every value of params.yaml (not the machine: see landmark.checks); raises a UserError naming the key."""
-    unknown = [key for key in params if key not in SECTIONS and key not in ("variants", "variant_defaults")]
-    if unknown:
-        raise UserError(f"params.yaml {unknown[0]}: unknown section; expected {', '.join(SECTIONS)}, variants")
-    sections = {name: section(params, name) for name in SECTIONS}
-    variants = {name: variant_settings(params, name) for name in variant_names(params)}
-    embedded = sections["embed"].variants
-    unknown = [name for name in embedded if name not in variants]
-    if unknown:
-        raise UserError(
-            f"params.yaml embed.variants: {unknown[0]!r} is not in variants; choose from {', '.join(variants)}"
-        )
-    for name, ensemble in sections["embed"].ensembles.items():
-        if name in embedded:
-            raise UserError(f"params.yaml embed.ensembles.{name}: a variant's name; name the ensemble otherwise")
-        for variant in ensemble.variants:
-            if variant not in embedded:
-                raise UserError(
-                    f"params.yaml embed.ensembles.{name}.variants: {variant!r} is not in embed.variants; add it there, "
-                    f"or take {name} out (-S '~embed.ensembles.{name}')"
-                )
-    for key, where, choices in (
-        ("variant", "embed.variants", sections["embed"].recognitions),  # an ensemble is a variant there
-        ("method", "recognize.methods", sections["recognize"].methods),
-    ):
-        chosen = getattr(sections["submission"], key)
-        if chosen != "best" and chosen not in choices:
-            raise UserError(
-                f"params.yaml submission.{key}: {chosen!r} is not in {where}; use best or one of {', '.join(choices)}"
-            )
-    return Settings(sections, variants)
+    return parse(Settings, params)
+
+
+def load_settings(path="params.yaml") -> Settings:
+    """params.yaml, read and checked: how every stage reads its settings."""
+    return parse_params(load_params(path))
 
 
 def nonlandmark_shortfalls(data: Data, split: Split) -> dict:

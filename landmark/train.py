@@ -26,7 +26,7 @@ from landmark.inference import LabelEncoding, image_dataset, model_input, predic
 from landmark.metrics import batch_gap, dev_metrics
 from landmark.models import check_builds, create_loss, create_model
 from landmark.runtime import autocast_dtype, compiled, loader_workers, make_loader, pick_device
-from landmark.settings import Runtime, Train, Variant, as_params
+from landmark.settings import Runtime, Train, Variant
 from landmark.tracking import TrainingLog
 
 
@@ -53,7 +53,7 @@ class Checkpoint:
 
     def __init__(self, path, variant: Variant, training: Train, train_split, dev_split):
         self.path = path
-        digest = hashlib.sha256(json.dumps([as_params(variant), as_params(training)], sort_keys=True).encode())
+        digest = hashlib.sha256(json.dumps([variant.model_dump(), training.model_dump()], sort_keys=True).encode())
         for frame in (train_split, dev_split):
             digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
         self.fingerprint = digest.hexdigest()
@@ -250,7 +250,7 @@ def train_variant(
             print(f"train {name}: resuming from step {start} ({checkpoint_path})")
         log = None
         if ranks.leader:
-            params = {"variant": as_params(variant), "train": as_params(training), "runtime": as_params(runtime)}
+            params = {"variant": variant.model_dump(), "train": training.model_dump(), "runtime": runtime.model_dump()}
             params |= {"classes": len(labels), "processes": ranks.world}
             log = TrainingLog(
                 name, params, plots_dir, resumed["mlflow_run_id"] if resumed else None, resumed and resumed["rows"]

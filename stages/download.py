@@ -13,8 +13,7 @@ from pathlib import Path
 
 from landmark.data import kaggle, local, synthetic
 from landmark.errors import UserError, exits_cleanly
-from landmark.params import load_params
-from landmark.settings import as_params, parse_params
+from landmark.settings import load_settings
 
 
 def check_what_later_stages_run(build_models: bool) -> None:
@@ -40,7 +39,7 @@ def check_what_later_stages_run(build_models: bool) -> None:
 def main(out_dir):
     # Every value of params.yaml, not just data's: a mistake in the train params should show before the data
     # is prepared, not after.
-    settings = parse_params(load_params()).data
+    settings = load_settings().data
     source = settings.source
     check_what_later_stages_run(build_models=source == "kaggle")  # before a download of hours
     out_dir = Path(out_dir)
@@ -50,9 +49,9 @@ def main(out_dir):
         shutil.rmtree(staging, ignore_errors=True)
     try:
         if source == "synthetic":
-            summary = synthetic.generate(staging, **as_params(settings.synthetic))
+            summary = synthetic.generate(staging, **settings.synthetic.model_dump())
         elif source == "kaggle":
-            summary = kaggle.download(staging, cache_dir=Path("data/downloads"), **as_params(settings.kaggle))
+            summary = kaggle.download(staging, cache_dir=Path("data/downloads"), **settings.kaggle.model_dump())
         else:
             summary = local.link_tree(settings.local.path, staging)
         if settings.nonlandmarks:

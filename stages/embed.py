@@ -34,9 +34,8 @@ from landmark.distributed import Ranks, relaunch_under_torchrun, training_proces
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import atomic_path, write_csv, write_json
 from landmark.inference import TrainedModel
-from landmark.params import load_params
 from landmark.runtime import pick_device
-from landmark.settings import parse_params
+from landmark.settings import load_settings
 
 
 def image_sets(images_dir, gallery_csv, split_dir) -> dict:
@@ -98,7 +97,7 @@ def put_together(parts_dir, out_dir, name: str, world: int) -> None:
 
 @exits_cleanly
 def main(model_pt, images_dir, gallery_csv, split_dir, out_dir):
-    settings = parse_params(load_params())
+    settings = load_settings()
     device = pick_device(settings.runtime.device)
     processes = training_processes(settings.runtime.gpus, device)
     if processes > 1 and "WORLD_SIZE" not in os.environ:

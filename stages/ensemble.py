@@ -15,9 +15,8 @@ import numpy as np
 
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import atomic_path, write_csv
-from landmark.params import load_params
 from landmark.recognition.search import Whitening, normalized, read_embeddings
-from landmark.settings import parse_params
+from landmark.settings import load_settings
 
 SETS = ("gallery", "dev", "pool", "holdout", "test")  # what the embed stage writes for each variant
 
@@ -30,7 +29,7 @@ def combined(parts, weights) -> np.ndarray:
 
 @exits_cleanly
 def main(name, embeddings_root, indexes_root, out_dir):
-    ensemble = parse_params(load_params()).embed.ensembles.get(name)
+    ensemble = load_settings().embed.ensembles.get(name)
     if ensemble is None:
         raise UserError(f"params.yaml embed.ensembles: no ensemble {name!r}")
     out_dir, first = Path(out_dir), Path(embeddings_root) / ensemble.variants[0]

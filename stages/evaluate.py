@@ -12,8 +12,7 @@ import pandas as pd
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_json
 from landmark.metrics import dev_metrics
-from landmark.params import load_params
-from landmark.settings import section
+from landmark.settings import load_settings
 
 
 def read_dev_predictions(path) -> pd.DataFrame:
@@ -30,7 +29,7 @@ def read_dev_predictions(path) -> pd.DataFrame:
 
 @exits_cleanly
 def main(dev_predictions_csv, metrics_json):
-    settings = section(load_params(), "evaluate")
+    settings = load_settings().evaluate
     dev = read_dev_predictions(dev_predictions_csv)
     metrics = dev_metrics(*(dev[column].to_numpy() for column in dev.columns), settings.paper_batch_size)
     write_json(metrics_json, metrics)

@@ -19,14 +19,13 @@ from landmark.data.layout import image_path, read_csv, read_labels
 from landmark.data.prepare import drop_duplicate_ids, filter_classes
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_csv
-from landmark.params import load_params
-from landmark.settings import section
+from landmark.settings import load_settings
 from landmark.tracking import log_data_check
 
 
 @exits_cleanly
 def main(raw_dir, out_dir):
-    settings = section(load_params(), "filter")
+    settings = load_settings().filter
     minimum = settings.min_samples_per_class
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     train, duplicates = drop_duplicate_ids(read_labels(raw_dir / "train.csv"), raw_dir / "train.csv")

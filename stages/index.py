@@ -14,26 +14,25 @@ import time
 from pathlib import Path
 
 from landmark.errors import exits_cleanly
-from landmark.params import load_params
 from landmark.recognition.search import Whitening, build_index, read_embeddings, use_gpu, write_index
-from landmark.settings import parse_params
+from landmark.settings import load_settings
 
 
 @exits_cleanly
 def main(embeddings_dir, out_dir, whitening=None):
-    params = parse_params(load_params())
-    settings, gpu = params.index, use_gpu(params.runtime.device)
+    settings = load_settings()
+    indexing, gpu = settings.index, use_gpu(settings.runtime.device)
     _, gallery = read_embeddings(embeddings_dir, "gallery")
-    kind = whitening or settings.whitening
-    whitening = Whitening.fit(gallery, settings.whitening_dims) if kind == "pca" else Whitening()
+    kind = whitening or indexing.whitening
+    whitening = Whitening.fit(gallery, indexing.whitening_dims) if kind == "pca" else Whitening()
     whitening.save(Path(out_dir) / "whitening.npz")
     built = []
     for name in ("gallery", "dev", "pool"):
         started = time.perf_counter()
         vectors = whitening(read_embeddings(embeddings_dir, name)[1])
-        index = build_index(vectors, settings.exact_below, settings.factory, gpu=gpu)
+        index = build_index(vectors, indexing.exact_below, indexing.factory, gpu=gpu)
         write_index(index, Path(out_dir) / f"{name}.faiss")
-        kind = "exact" if len(vectors) < settings.exact_below else settings.factory
+        kind = "exact" if len(vectors) < indexing.exact_below else indexing.factory
         built.append(f"{name} {index.ntotal} × {vectors.shape[1]} ({kind}, {time.perf_counter() - started:.1f} s)")
     print(f"index: {'; '.join(built)}{' on the GPU' if gpu else ''} -> {out_dir}")
 

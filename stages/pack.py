@@ -16,13 +16,12 @@ from landmark.data.layout import image_path, read_csv, read_labels
 from landmark.data.shards import pack
 from landmark.errors import exits_cleanly
 from landmark.files import atomic_path, write_csv
-from landmark.params import load_params
-from landmark.settings import section
+from landmark.settings import load_settings
 
 
 @exits_cleanly
 def main(raw_dir, gallery_csv, nonlandmark_csv, out_dir):
-    settings = section(load_params(), "pack")
+    settings = load_settings().pack
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     shard_bytes, seed = int(settings.shard_size_mb * 2**20), settings.seed
     train = pack(raw_dir, "train", read_labels(gallery_csv), out_dir, shard_bytes, seed)

@@ -19,34 +19,33 @@ import numpy as np
 from landmark.data.layout import read_csv
 from landmark.errors import exits_cleanly
 from landmark.files import write_csv, write_json
-from landmark.params import load_params
 from landmark.recognition.gallery import VALIDATION_PARTS, Gallery
 from landmark.recognition.method import check_methods, check_reach
 from landmark.recognition.scoring import recognition_scores, shown_queries
 from landmark.recognition.search import use_gpu
 from landmark.recognition.sets import predictions, query_sets
 from landmark.recognition.verification import FeatureCache
-from landmark.settings import nonlandmark_shortfalls, parse_params
+from landmark.settings import load_settings, nonlandmark_shortfalls
 from landmark.submission import read_solution
 
 
 @exits_cleanly
 def main(embeddings_dir, index_dir, images_dir, classes_csv, features_dir, out_dir):
-    params = parse_params(load_params())
-    settings, out_dir = params.recognize, Path(out_dir)
-    methods = check_methods(params, nonlandmark_shortfalls(params.data, params.split))
+    settings, out_dir = load_settings(), Path(out_dir)
+    methods = check_methods(settings, nonlandmark_shortfalls(settings.data, settings.split))
     check_reach(methods, len(read_csv(Path(embeddings_dir) / "test.csv", ["id"])))  # before any search
-    gpu = use_gpu(params.runtime.device)
-    gallery = Gallery.load(embeddings_dir, index_dir, settings.nprobe, settings.refine_factor, gpu)
-    extraction = params.local_features
+    gpu = use_gpu(settings.runtime.device)
+    recognize = settings.recognize
+    gallery = Gallery.load(embeddings_dir, index_dir, recognize.nprobe, recognize.refine_factor, gpu)
+    extraction = settings.local_features
     cache = FeatureCache(features_dir, images_dir, extraction.max_side, extraction.max_features, os.cpu_count() or 1)
-    sets = query_sets(embeddings_dir, gallery, settings.neighbours, settings.nonlandmark_share, cache)
+    sets = query_sets(embeddings_dir, gallery, recognize.neighbours, recognize.nonlandmark_share, cache)
     predicted = predictions(methods, sets)
     solution_path = Path(images_dir) / "solution.csv"
     solution = read_solution(solution_path) if solution_path.exists() else None
     kept = read_csv(classes_csv, ["landmark_id"])["landmark_id"].to_numpy(np.int64)
     validation = sets["validation"][0]
-    scores = recognition_scores(predicted, validation, solution, kept, settings.methods, settings.nonlandmark_share)
+    scores = recognition_scores(predicted, validation, solution, kept, recognize.methods, recognize.nonlandmark_share)
     figures = {
         "images": len(gallery),
         "validation_images": gallery.size(VALIDATION_PARTS),  # what validation searches: no dev image
@@ -58,7 +57,7 @@ def main(embeddings_dir, index_dir, images_dir, classes_csv, features_dir, out_d
     write_json(out_dir / "metrics.json", {"methods": scores, "gallery": figures})
     write_csv(out_dir / "predictions.csv", predicted)
     write_csv(out_dir / "neighbours.csv", shown_queries(sets, gallery, solution))
-    best = max(settings.methods, key=lambda method: scores[method]["validation_gap"])
+    best = max(recognize.methods, key=lambda method: scores[method]["validation_gap"])
     tested = f", test GAP {scores[best]['test_gap']:.4f}" if solution is not None else ""
     print(
         f"recognize: {len(methods)} methods over {len(validation)} validation and {len(sets['test'][0])} test "

@@ -7,15 +7,14 @@ Usage: python -m stages.report METRICS_DIR PLOTS_DIR SUBMISSION_JSON RECOGNITION
 import sys
 
 from landmark.errors import exits_cleanly
-from landmark.params import load_params
 from landmark.report import write_report
-from landmark.settings import parse_params
+from landmark.settings import load_settings
 
 
 @exits_cleanly
 def main(metrics_dir, plots_dir, submission_json, recognitions_dir, images_dir, out_dir):
-    params = parse_params(load_params())
-    metrics = write_report(metrics_dir, plots_dir, submission_json, recognitions_dir, images_dir, params, out_dir)
+    settings = load_settings()
+    metrics = write_report(metrics_dir, plots_dir, submission_json, recognitions_dir, images_dir, settings, out_dir)
     best = max(metrics, key=lambda name: metrics[name]["gap"])
     print(
         f"report: {len(metrics)} variants, best {best} (dev GAP {metrics[best]['gap']:.3f}) -> {out_dir}/results.md, "

@@ -16,19 +16,18 @@ from landmark.data.loading import collate
 from landmark.data.shards import image_reader
 from landmark.errors import exits_cleanly
 from landmark.inference import TrainedModel, model_input
-from landmark.params import load_params
 from landmark.saliency import plot_saliency_grid, saliency_maps
-from landmark.settings import section, variant_names
+from landmark.settings import load_settings
 
 
 @exits_cleanly
 def main(models_dir, images_dir, dev_csv, out_png):
-    params = load_params()
-    settings = section(params, "saliency")
+    settings = load_settings()
+    saliency = settings.saliency
     dev = read_labels(dev_csv).sort_values("id")
-    chosen = dev.sample(n=min(settings.images, len(dev)), random_state=settings.seed)["id"].tolist()
+    chosen = dev.sample(n=min(saliency.images, len(dev)), random_state=saliency.seed)["id"].tolist()
     maps = {}
-    for name in variant_names(params):
+    for name in settings.variants:
         trained = TrainedModel.load(Path(models_dir) / name / "model.pt", torch.device("cpu"))
         dataset = trained.dataset(images_dir, "train", chosen)
         images, _, keys = collate([dataset[index] for index in range(len(chosen))])

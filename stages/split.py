@@ -14,26 +14,23 @@ from landmark.data.layout import read_csv, read_labels
 from landmark.data.prepare import split_dev, split_pool
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_csv, write_json
-from landmark.params import load_params
-from landmark.settings import nonlandmark_shortfalls, parse_params
+from landmark.settings import load_settings, nonlandmark_shortfalls
 
 
 @exits_cleanly
 def main(gallery_csv, classes_csv, nonlandmark_csv, out_dir, sizes_json):
-    params = parse_params(load_params())
-    settings = params.split
+    settings = load_settings()
+    split = settings.split
     kept = read_csv(classes_csv, ["landmark_id"])["landmark_id"].astype("int64").to_numpy()
-    train, dev = split_dev(
-        read_labels(gallery_csv), kept, settings.dev_fraction, settings.tail_dev_fraction, settings.seed
-    )
-    pool, holdout = split_pool(read_csv(nonlandmark_csv, ["id"])[["id"]], settings.holdout_fraction, settings.seed)
-    promised = {"pool", "holdout"} - set(nonlandmark_shortfalls(params.data, settings))
+    train, dev = split_dev(read_labels(gallery_csv), kept, split.dev_fraction, split.tail_dev_fraction, split.seed)
+    pool, holdout = split_pool(read_csv(nonlandmark_csv, ["id"])[["id"]], split.holdout_fraction, split.seed)
+    promised = {"pool", "holdout"} - set(nonlandmark_shortfalls(settings.data, split))
     empty = [name for name, part in (("pool", pool), ("holdout", holdout)) if name in promised and not len(part)]
     if empty and not len(pool) + len(holdout):
         raise UserError("data.nonlandmarks: the non-landmark pool holds no usable photo; add photos to it")
     if empty:
         raise UserError(
-            f"split.holdout_fraction: {settings.holdout_fraction} of {len(pool) + len(holdout)} usable non-landmark "
+            f"split.holdout_fraction: {split.holdout_fraction} of {len(pool) + len(holdout)} usable non-landmark "
             f"photos leaves the {'searched pool' if 'pool' in empty else 'held-out part'} empty; add photos to the "
             "pool (data.nonlandmarks)"
         )

@@ -17,9 +17,8 @@ import numpy as np
 from landmark.data.layout import read_csv
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_json
-from landmark.params import load_params
 from landmark.recognition.method import check_methods
-from landmark.settings import nonlandmark_shortfalls, parse_params
+from landmark.settings import load_settings, nonlandmark_shortfalls
 from landmark.submission import read_solution, score, write_validated_submission
 
 
@@ -39,11 +38,12 @@ def choose(recognitions_dir, variants, methods, variant: str, method: str):
 
 @exits_cleanly
 def main(recognitions_dir, images_dir, submission_csv, score_json):
-    params = parse_params(load_params())
-    settings = params.submission
-    check_methods(params, nonlandmark_shortfalls(params.data, params.split))  # chosen with non-landmarks, or named
+    settings = load_settings()
+    asked = settings.submission
+    # the variant and method chosen with non-landmarks, or named
+    check_methods(settings, nonlandmark_shortfalls(settings.data, settings.split))
     variant, method, validation_gap = choose(
-        recognitions_dir, params.embed.recognitions, params.recognize.methods, settings.variant, settings.method
+        recognitions_dir, settings.embed.recognitions, settings.recognize.methods, asked.variant, asked.method
     )
     predictions = read_csv(Path(recognitions_dir) / variant / "predictions.csv", ["query_set", "method", "id"])
     predictions = predictions[(predictions["query_set"] == "test") & (predictions["method"] == method)]
@@ -53,8 +53,8 @@ def main(recognitions_dir, images_dir, submission_csv, score_json):
     labels = found["landmark_id"].fillna("-1").astype(np.int64).to_numpy()
     confidences = found["confidence"].fillna("0").astype(float).to_numpy()
     keep = labels >= 0
-    if settings.min_confidence is not None:
-        keep &= confidences >= settings.min_confidence
+    if asked.min_confidence is not None:
+        keep &= confidences >= asked.min_confidence
     submission = write_validated_submission(
         submission_csv,
         test_ids,

@@ -23,9 +23,8 @@ from landmark.data.layout import read_labels
 from landmark.data.prepare import filter_classes
 from landmark.distributed import relaunch_under_torchrun, split_batch, training_processes
 from landmark.errors import exits_cleanly
-from landmark.params import load_params
 from landmark.runtime import pick_device
-from landmark.settings import section, variant_settings
+from landmark.settings import load_settings
 from landmark.train import train_variant
 
 
@@ -44,9 +43,8 @@ def training_data(min_class_images, split_dir, classes_csv, gallery_csv):
 
 @exits_cleanly
 def main(variant_name, images_dir, split_dir, classes_csv, gallery_csv, model_path, plots_dir, checkpoint_path):
-    params = load_params()
-    variant = variant_settings(params, variant_name)
-    runtime = section(params, "runtime")
+    settings = load_settings()
+    variant, runtime = settings.variant(variant_name), settings.runtime
     processes = training_processes(runtime.gpus, pick_device(runtime.device))  # on this node
     split_batch(variant.batch_size, processes * runtime.nodes)
     if processes * runtime.nodes > 1 and "WORLD_SIZE" not in os.environ:
@@ -55,7 +53,7 @@ def main(variant_name, images_dir, split_dir, classes_csv, gallery_csv, model_pa
     metrics = train_variant(
         variant_name,
         variant,
-        section(params, "train"),
+        settings.train,
         runtime,
         images_dir,
         train,

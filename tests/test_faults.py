@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
 from landmark.data.images import BadImage, open_rgb
@@ -17,6 +16,7 @@ from landmark.data.layout import image_path, read_labels
 from landmark.data.prepare import drop_duplicate_ids
 from landmark.errors import UserError
 from landmark.train import train_variant
+from tests.params_file import params_with
 from tests.test_resume import RUNTIME, TRAIN, VARIANT, typed
 
 ROOT = Path(__file__).parents[1]
@@ -71,10 +71,8 @@ def salted(tmp_path, tiny_dataset):
 
 
 def run_filter(project, max_bad_fraction):
-    params = {
-        "filter": {"min_samples_per_class": 4, "max_bad_fraction": max_bad_fraction, "max_image_pixels": 89478485}
-    }
-    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    filtering = {"min_samples_per_class": 4, "max_bad_fraction": max_bad_fraction, "max_image_pixels": 89478485}
+    (project / "params.yaml").write_text(params_with(filter=filtering))
     environment = os.environ | {"PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
     return subprocess.run(
         [sys.executable, "-m", "stages.filter", "data/raw", "data/filtered"],

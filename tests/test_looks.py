@@ -12,8 +12,11 @@ from landmark.errors import UserError
 from landmark.inference import embed, model_input
 from landmark.models import create_model
 from landmark.runtime import make_loader
-from landmark.settings import scales
+from landmark.settings import Embed, parse
 from tests.test_models import variant
+from tests.test_settings import PARAMS
+
+EMBED = PARAMS["embed"]
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +76,6 @@ def test_a_flipped_multi_scale_embedding_is_the_normalised_mean_and_the_same_for
 
 def test_scales_are_checked_in_one_line():
     with pytest.raises(UserError, match=r"params.yaml embed.scales: \[1, 1\] names a scale twice"):
-        scales([1, 1], "embed.scales")
+        parse(Embed, EMBED | {"scales": [1, 1]}, "embed")
     with pytest.raises(UserError, match=r"params.yaml embed.scales: \[0\] must be a list of positive numbers"):
-        scales([0], "embed.scales")
+        parse(Embed, EMBED | {"scales": [0]}, "embed")

@@ -10,6 +10,7 @@ from landmark.data.layout import read_labels
 from landmark.data.prepare import filter_classes, split_dev, split_pool
 from landmark.errors import UserError
 from stages.train import training_data
+from tests.params_file import params_with
 
 
 def frame(counts):
@@ -67,9 +68,8 @@ def test_read_labels_names_the_bad_line(tmp_path):
 
 
 def test_filter_stage_error_is_one_line(tmp_path):
-    (tmp_path / "params.yaml").write_text(
-        "filter:\n  min_samples_per_class: 2\n  max_bad_fraction: 0.1\n  max_image_pixels: 1000\n"
-    )
+    filtering = {"min_samples_per_class": 2, "max_bad_fraction": 0.1, "max_image_pixels": 1000}
+    (tmp_path / "params.yaml").write_text(params_with(filter=filtering))
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw/train.csv").write_text("id,landmark_id\na,1.5\n")
     result = subprocess.run(

@@ -2,14 +2,16 @@
 without its data, on hand-built vectors whose answers are known."""
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
+from typing import Annotated
 
 import faiss
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from pydantic import PlainValidator
 
 from landmark.errors import UserError
 from landmark.predict import landmark_names
@@ -19,14 +21,18 @@ from landmark.recognition.method import Ballot, Method, check_methods, count
 from landmark.recognition.scoring import recognition_scores
 from landmark.recognition.search import Whitening, build_index, read_index, search, write_index
 from landmark.recognition.steps import Step
-from landmark.settings import nonlandmark_shortfalls, parse_params, setting, whole
+from landmark.settings import nonlandmark_shortfalls, parse_params, whole
 
 PARAMS = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-SETTINGS = replace(
-    parse_params(PARAMS).recognize,
-    steps={"query_penalty": {"pool_neighbours": 1}, "train_correction": {"pool_neighbours": 1},
-           "frequency_ban": {"max_label_predictions": 10}},
-)  # fmt: skip
+SETTINGS = parse_params(PARAMS).recognize.model_copy(
+    update={
+        "steps": {
+            "query_penalty": {"pool_neighbours": 1},
+            "train_correction": {"pool_neighbours": 1},
+            "frequency_ban": {"max_label_predictions": 10},
+        }
+    }
+)
 
 
 def unit(*rows):
@@ -123,11 +129,11 @@ def test_frequency_ban_moves_a_label_predicted_too_often_below_the_rest_keeping_
     queries = unit([1, 0.1, 0], [1, 0.2, 0], [1, 0.3, 0], [0.1, 1, 0], [1, 0.05, 0])
     found = queries_of(make_gallery(train, [7, 3], unit([0, 0, 1])), queries, k=1)
     labels, plain = rank("knn", found)
-    ban = replace(SETTINGS, steps={"frequency_ban": {"max_label_predictions": 3}})
+    ban = SETTINGS.model_copy(update={"steps": {"frequency_ban": {"max_label_predictions": 3}}})
     banned = rank("knn+frequency_ban", found, settings=ban)[1]
     assert labels.tolist() == [7, 7, 7, 3, 7] and banned[3] == plain[3] and (banned[[0, 1, 2, 4]] < plain[3]).all()
     assert np.argsort(-banned[[0, 1, 2, 4]]).tolist() == np.argsort(-plain[[0, 1, 2, 4]]).tolist()
-    loose = replace(SETTINGS, steps={"frequency_ban": {"max_label_predictions": 4}})
+    loose = SETTINGS.model_copy(update={"steps": {"frequency_ban": {"max_label_predictions": 4}}})
     assert rank("knn+frequency_ban", found, settings=loose)[1].tolist() == plain.tolist()
     found.stands_for = np.full(5, 0.5)  # queries that stand for half a test query each: 2 of the test set's
     assert rank("knn+frequency_ban", found, settings=ban)[1].tolist() == plain.tolist()
@@ -143,12 +149,11 @@ def test_blend_lets_the_classifier_vote_with_its_probability():
     assert rank("softmax", found)[0].tolist() == [2] and rank("softmax", found)[1] == pytest.approx([0.9])
 
 
-@dataclass(frozen=True)
 class Amplify(Step):
     """A toy step: every vote for `landmark` weighs `factor` times as much."""
 
-    landmark: int = setting(whole(0))
-    factor: int = setting(whole(1))
+    landmark: Annotated[int, PlainValidator(whole(0))]
+    factor: Annotated[int, PlainValidator(whole(1))]
 
     def ballot(self, ballot, queries):
         boost = np.where(ballot.labels == self.landmark, self.factor, 1)
@@ -160,12 +165,12 @@ def test_a_registered_step_changes_the_votes_as_it_says(monkeypatch):
     train = unit([1, 0, 0], [0.9, 0.2, 0], [0.7, 0.7, 0])
     query = unit([1, 0.1, 0])
     found = queries_of(make_gallery(train, [1, 1, 2], unit([0, 0, 1])), query, k=3)
-    settings = replace(SETTINGS, steps={"amplify": {"landmark": 2, "factor": 3}})
+    settings = SETTINGS.model_copy(update={"steps": {"amplify": {"landmark": 2, "factor": 3}}})
     plain, amplified = rank("knn", found, top_k=2), rank("knn+amplify", found, top_k=2, settings=settings)
     assert plain.labels.tolist() == [[1, 2]] and amplified.labels.tolist() == [[2, 1]]  # 3 × 0.78 beats 0.99 + 0.94
     assert amplified.confidences[0] == pytest.approx([3 * plain.confidences[0, 1], plain.confidences[0, 0]])
     with pytest.raises(UserError, match=r"^params.yaml recognize.steps.amplify.factor: 0 must be a whole number"):
-        Method.parse("knn+amplify", replace(SETTINGS, steps={"amplify": {"landmark": 2, "factor": 0}}))
+        Method.parse("knn+amplify", SETTINGS.model_copy(update={"steps": {"amplify": {"landmark": 2, "factor": 0}}}))
 
 
 def clustered(classes, per_class, dimension, noise, seed):
@@ -230,9 +235,9 @@ def test_method_names_are_parsed_once_into_a_base_and_ordered_steps():
                        r"has none of; start it with knn or blend$"):  # fmt: skip
         Method.parse("softmax+query_penalty", SETTINGS)
     with pytest.raises(UserError, match=r"^params.yaml recognize.steps.query_penalty.pool_neighbours: missing$"):
-        Method.parse("knn+query_penalty", replace(SETTINGS, steps={}))
+        Method.parse("knn+query_penalty", SETTINGS.model_copy(update={"steps": {}}))
     with pytest.raises(UserError, match=r"^params.yaml recognize.steps.re_rank: no such step; choose from"):
-        Method.parse("knn", replace(SETTINGS, steps={"re_rank": {}}))
+        Method.parse("knn", SETTINGS.model_copy(update={"steps": {"re_rank": {}}}))
 
 
 def parsed(edit):

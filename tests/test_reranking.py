@@ -1,8 +1,6 @@
 """Query expansion, database-side augmentation and SuperGlobal's re-ranking, on hand-built vectors whose answers are
 known."""
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
@@ -13,7 +11,7 @@ from tests.test_recognition import SETTINGS, make_gallery, queries_of, unit
 
 
 def with_steps(**steps):
-    return replace(SETTINGS, steps=SETTINGS.steps | steps)
+    return SETTINGS.model_copy(update={"steps": SETTINGS.steps | steps})
 
 
 def expanded(name, queries, **steps):
@@ -43,7 +41,7 @@ def test_a_larger_alpha_trusts_the_nearest_neighbour_more():
     query = unit([1, 0.8, 0])  # nearer the first, not by much
     step = Method.parse("knn+aqe", with_steps(aqe={"neighbours": 2, "alpha": 0})).steps[0][1]
     flat = step.queries(queries_of(gallery, query, 2))
-    sharp = replace(step, alpha=8.0).queries(queries_of(gallery, query, 2))
+    sharp = step.model_copy(update={"alpha": 8.0}).queries(queries_of(gallery, query, 2))
     assert flat.similarities[0, 0] - flat.similarities[0, 1] < sharp.similarities[0, 0] - sharp.similarities[0, 1]
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from landmark.data.layout import read_labels
 from landmark.data.prepare import filter_classes, split_dev
@@ -19,6 +18,7 @@ from landmark.files import write_csv
 from landmark.models import check_builds
 from landmark.settings import Runtime, Train, Variant, parse
 from landmark.train import train_variant
+from tests.params_file import PARAMS, params_with
 
 ROOT = Path(__file__).parents[1]
 VARIANT = {
@@ -41,7 +41,9 @@ def typed(variant=VARIANT, runtime=RUNTIME, train=TRAIN) -> tuple:
 
 
 def project_params(variant=VARIANT, runtime=RUNTIME) -> str:
-    return yaml.safe_dump({"train": TRAIN, "runtime": runtime, "variant_defaults": {}, "variants": {"tiny": variant}})
+    """The project's params.yaml with one variant, tiny, trained as these say."""
+    embed = PARAMS["embed"] | {"variants": ["tiny"], "ensembles": {}}
+    return params_with(train=TRAIN, runtime=runtime, embed=embed, variant_defaults={}, variants={"tiny": variant})
 
 
 def make_project(folder: Path, dataset: Path) -> Path:

@@ -1,16 +1,16 @@
 """params.yaml parsed once into typed settings: inheritance from variant_defaults, one line per wrong key, and a new
-section checked by registering it, not by editing a list."""
+section checked once it is a field of Settings."""
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 import yaml
+from pydantic import PlainValidator, ValidationError
 
-from landmark import settings as settings_module
 from landmark.errors import UserError
-from landmark.settings import Augmentation, Runtime, params_section, parse, parse_params, setting, whole
+from landmark.settings import Augmentation, Runtime, Section, Settings, parse, parse_params, whole
 
 PARAMS = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
 
@@ -33,7 +33,9 @@ def test_a_variant_takes_the_defaults_and_replaces_only_what_it_gives():
     own = parsed(lambda params: params["variants"]["xception"].update(lr=0.05, augmentation={"translate": 0.0,
                  "scale": [1.0, 1.0], "flip": 0.0}))  # fmt: skip
     assert own.variants["xception"].lr == 0.05 and own.variants["resnet50"].lr == defaults["lr"]
-    assert own.variants["xception"].augmentation == Augmentation(0.0, (1.0, 1.0), 0.0)  # replaced whole
+    assert own.variants["xception"].augmentation == Augmentation(
+        translate=0.0, scale=(1.0, 1.0), flip=0.0
+    )  # replaced whole
 
 
 @pytest.mark.parametrize(
@@ -49,6 +51,8 @@ def test_a_variant_takes_the_defaults_and_replaces_only_what_it_gives():
         (lambda p: p["variants"].update(xception=[1]), r"^params.yaml variants.xception: expected a mapping"),
         (lambda p: p.update(variants={}), r"^params.yaml variants: expected a mapping of variant names"),
         (lambda p: p["data"].pop("kaggle"), r"^params.yaml data.kaggle: missing$"),
+        (lambda p: p["data"].update(local=3), r"^params.yaml data.local: expected a mapping of settings, got 3$"),
+        (lambda p: p["variants"].update({2: {}}), r"^params.yaml variants.2: the name 2 must be text; quote it$"),
     ],
 )
 def test_a_wrong_value_is_one_line_naming_its_key(edit, message):
@@ -56,23 +60,26 @@ def test_a_wrong_value_is_one_line_naming_its_key(edit, message):
         parsed(edit)
 
 
-def test_a_new_section_is_checked_once_registered(monkeypatch):
-    monkeypatch.setattr(settings_module, "SECTIONS", dict(settings_module.SECTIONS))
+def test_a_new_section_is_checked_once_it_is_a_field_of_settings():
+    class Retrieval(Section):
+        top_k: Annotated[int, PlainValidator(whole(1))]
 
-    @params_section("retrieval")
-    @dataclass(frozen=True)
-    class Retrieval:
-        top_k: int = setting(whole(1))
+    class WithRetrieval(Settings):
+        retrieval: Retrieval
 
-    assert parsed(lambda params: params.update(retrieval={"top_k": 5})).retrieval == Retrieval(top_k=5)
+    assert parse(WithRetrieval, PARAMS | {"retrieval": {"top_k": 5}}).retrieval == Retrieval(top_k=5)
     with pytest.raises(UserError, match=r"^params.yaml retrieval.top_k: 0 must be a whole number >= 1$"):
-        parsed(lambda params: params.update(retrieval={"top_k": 0}))
+        parse(WithRetrieval, PARAMS | {"retrieval": {"top_k": 0}})
     with pytest.raises(UserError, match=r"^params.yaml retrieval: missing section$"):
-        parse_params(PARAMS)
+        parse(WithRetrieval, PARAMS)
+    with pytest.raises(
+        UserError, match=r"^params.yaml retrieval: unknown section; expected data, filter, .*, variants$"
+    ):
+        parse_params(PARAMS | {"retrieval": {"top_k": 5}})
 
 
 def test_settings_are_typed_and_frozen():
     runtime = parse(Runtime, PARAMS["runtime"], "runtime")
     assert isinstance(runtime.inference_batch_size, int)
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValidationError, match="frozen"):
         runtime.device = "cuda"

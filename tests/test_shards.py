@@ -9,13 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from landmark.data.layout import image_path, read_labels
 from landmark.data.prepare import filter_classes, split_dev
 from landmark.data.shards import ShardReader, image_reader, pack, packed_ids
 from landmark.errors import UserError
 from landmark.train import train_variant
+from tests.params_file import params_with
 from tests.test_resume import RUNTIME, VARIANT, typed
 
 ROOT = Path(__file__).parents[1]
@@ -80,9 +80,8 @@ def test_pack_stage_packs_usable_test_images_and_keeps_every_test_id(tmp_path, t
     test = pd.read_csv(raw / "test.csv", dtype=str)
     broken = test["id"].iloc[0]
     image_path(raw, "test", broken).write_bytes(b"not a jpeg")
-    (tmp_path / "params.yaml").write_text(
-        yaml.safe_dump({"pack": {"shard_size_mb": 0.002, "seed": 0, "max_image_pixels": 89478485}})
-    )
+    packing = {"shard_size_mb": 0.002, "seed": 0, "max_image_pixels": 89478485}
+    (tmp_path / "params.yaml").write_text(params_with(pack=packing))
     result = subprocess.run(
         [sys.executable, "-m", "stages.pack", "raw", "raw/train.csv", "raw/nonlandmark.csv", "shards"],
         cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,

@@ -117,7 +117,7 @@ def verified_queries(tmp_path, photos, gallery_ids, labels, similarities_order):
 
 
 def rank_with(name, queries, **verify):
-    settings = replace(SETTINGS, steps=SETTINGS.steps | {"verify": VERIFY | verify})
+    settings = SETTINGS.model_copy(update={"steps": SETTINGS.steps | {"verify": VERIFY | verify}})
     ranking = Method.parse(name, settings).rank(queries)
     return ranking.labels[0, 0], ranking.confidences[0, 0]
 
@@ -149,7 +149,7 @@ def test_landmark_predict_verifies_every_photo_from_its_file_and_draws_the_inlie
     mine.write_bytes(photos["warped"])
     gallery = make_gallery(unit([1, 0.1, 0], [1, -0.3, 0]), [1, 2], unit([0, 0, 1]))
     gallery.ids = np.array(["flower0", "china0"], dtype=object)  # the stored photos the gallery's rows are
-    settings = replace(SETTINGS, steps=SETTINGS.steps | {"verify": VERIFY | {"share": 0.02}})
+    settings = SETTINGS.model_copy(update={"steps": SETTINGS.steps | {"verify": VERIFY | {"share": 0.02}}})
     method = every_photo_verified(Method.parse("knn+verify", settings))  # 2% of one photo would check none
     cache = FeatureCache(tmp_path / "cache", images, 512, 1000)
     recognizer = Recognizer(None, gallery, method, 2, {"scales": [1], "flip": False}, cache)
@@ -175,7 +175,7 @@ def test_landmark_predict_asks_for_the_gallery_photos_a_verifying_method_matches
 
 
 def test_a_share_that_checks_no_test_query_is_refused_in_one_line():
-    settings = replace(SETTINGS, steps=SETTINGS.steps | {"verify": VERIFY | {"share": 0.02}})
+    settings = SETTINGS.model_copy(update={"steps": SETTINGS.steps | {"verify": VERIFY | {"share": 0.02}}})
     methods = [Method.parse("knn", settings), Method.parse("knn+verify+query_penalty", settings)]
     check_reach(methods, 50)  # 2% of 50: one query
     with pytest.raises(UserError) as refused:

@@ -4,7 +4,7 @@ A step changes what the queries found before the vote (`queries`: their nearest 
 by query expansion, database-side augmentation or re-ranking), the ballot before the count (`ballot`: each vote's
 label, its weight in choosing the label and its credit towards the label's confidence) or the ranking after it
 (`ranking`), or several; what it does not define it leaves as it is. Every step's `queries` runs before any
-`ballot`, in the method's order. A step's options are the fields of its dataclass, read from params.yaml's
+`ballot`, in the method's order. A step's options are the fields of its settings model, read from params.yaml's
 `recognize.steps.<name>` and checked as every setting is (landmark.settings), so a wrong one is one line naming it.
 
 `needs` names what a step works on beyond the query itself: `neighbours` (gallery votes: the knn and blend bases
@@ -17,25 +17,20 @@ A new step: a class here and a line in STEPS; its options go in params.yaml unde
 """
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Annotated, ClassVar
 
 import numpy as np
+from pydantic import PlainValidator
 
-from landmark.errors import UserError
 from landmark.recognition.ballot import count
 from landmark.recognition.search import normalized
-from landmark.settings import fraction, positive, setting, whole
+from landmark.settings import Fraction, NonNegative, Positive, Section, whole
 
 
-def non_negative(value, key) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise UserError(f"params.yaml {key}: {value!r} must be a number >= 0")
-    return float(value)
-
-
-class Step:
-    needs = frozenset()
-    refuses_non_landmarks = False
+class Step(Section):
+    needs: ClassVar[frozenset] = frozenset()
+    refuses_non_landmarks: ClassVar[bool] = False
 
     def queries(self, queries):
         return queries
@@ -51,40 +46,37 @@ class Step:
         return None
 
 
-@dataclass(frozen=True)
 class QueryPenalty(Step):
     """Each gallery vote loses the query's mean similarity to its nearest pool photos (Henkel & Singer, GLR 2020,
     1st place): a query that looks like clutter is less sure of any landmark."""
 
     needs = frozenset({"neighbours", "pool"})
     refuses_non_landmarks = True
-    pool_neighbours: int = setting(whole(1))
+    pool_neighbours: Annotated[int, PlainValidator(whole(1))]
 
     def ballot(self, ballot, queries):
         return ballot.lowered(queries.pool_similarity(self.pool_neighbours)[:, None])
 
 
-@dataclass(frozen=True)
 class TrainCorrection(Step):
     """Each gallery vote loses its train image's own mean similarity to the pool: a train image that looks like
     clutter vouches less."""
 
     needs = frozenset({"neighbours", "pool"})
     refuses_non_landmarks = True
-    pool_neighbours: int = setting(whole(1))
+    pool_neighbours: Annotated[int, PlainValidator(whole(1))]
 
     def ballot(self, ballot, queries):
         return ballot.lowered(queries.gallery.correction(ballot.positions, self.pool_neighbours))
 
 
-@dataclass(frozen=True)
 class FrequencyBan(Step):
     """Every query whose landmark is the first answer of more than max_label_predictions test queries falls below
     every other, their order kept (smlyaka, GLR 2019, 3rd place): a landmark that many queries name is a "hub" that
     non-landmarks collect. Another set's queries count as the test queries each stands for (validation's
     non-landmarks for many: they are the test set's share of it)."""
 
-    max_label_predictions: int = setting(whole(1))
+    max_label_predictions: Annotated[int, PlainValidator(whole(1))]
 
     def ranking(self, ranking, queries):
         first = ranking.labels[:, 0]
@@ -98,15 +90,14 @@ class FrequencyBan(Step):
         return ranking.with_confidences(np.where(banned, ranking.confidences - (span + 1.0), ranking.confidences))
 
 
-@dataclass(frozen=True)
 class QueryExpansion(Step):
     """αQE (Radenović et al. 2018; cirtorch): each query searches again as the L2-normalised sum of itself and its
     `neighbours` nearest gallery images, each weighted by its similarity to the power alpha. alpha 0 is Chum et
     al.'s average query expansion; a larger alpha trusts the nearest most."""
 
     needs = frozenset({"neighbours"})
-    neighbours: int = setting(whole(1))
-    alpha: float = setting(non_negative)
+    neighbours: Annotated[int, PlainValidator(whole(1))]
+    alpha: NonNegative
 
     def queries(self, queries):
         similarities, positions = queries.gallery.search(queries.vectors, self.neighbours, queries.parts)
@@ -115,22 +106,20 @@ class QueryExpansion(Step):
         return queries.searched_again(normalized(queries.vectors + found))
 
 
-@dataclass(frozen=True)
 class DatabaseAugmentation(Step):
     """αDBA (landmark.recognition.gallery.Gallery.augmented): every gallery image as the weighted sum of its
     `neighbours` nearest, itself first, so that an image shares what its landmark's other photos show; the queries
     search that gallery."""
 
     needs = frozenset({"neighbours"})
-    neighbours: int = setting(whole(1))
-    alpha: float = setting(non_negative)
+    neighbours: Annotated[int, PlainValidator(whole(1))]
+    alpha: NonNegative
 
     def queries(self, queries):
         gallery = queries.gallery.augmented(queries.parts, self.neighbours, self.alpha)
         return queries.searched_again(queries.vectors, gallery)
 
 
-@dataclass(frozen=True)
 class SuperGlobal(Step):
     """SuperGlobal's re-ranking (Shao et al., ICCV 2023) with global descriptors alone. Among a query's `shortlist`
     nearest, each candidate is refined into the weighted mean of itself (weight 1) and its `refine_neighbours`
@@ -139,9 +128,9 @@ class SuperGlobal(Step):
     expanded query's similarity to it, and the best of the new order vote."""
 
     needs = frozenset({"neighbours"})
-    shortlist: int = setting(whole(1))
-    refine_neighbours: int = setting(whole(1))
-    beta: float = setting(non_negative)
+    shortlist: Annotated[int, PlainValidator(whole(1))]
+    refine_neighbours: Annotated[int, PlainValidator(whole(1))]
+    beta: NonNegative
 
     def queries(self, queries):
         voters = queries.similarities.shape[1]
@@ -173,7 +162,6 @@ class SuperGlobal(Step):
         return (first + np.einsum("qd,qmd->qm", expanded, refined)) / 2
 
 
-@dataclass(frozen=True)
 class SpatialVerification(Step):
     """Geometric verification of the most confident answers (the GLDv2 paper; smlyaka's and bestfitting's GLR
     entries): the `share` most confident queries (of the test queries they stand for) are matched against their
@@ -181,12 +169,12 @@ class SpatialVerification(Step):
     `floor` adds min(inliers, cap) / cap to its vote and to its credit."""
 
     needs = frozenset({"neighbours", "photos"})
-    share: float = setting(fraction)
-    neighbours: int = setting(whole(1))
-    floor: int = setting(whole(4))  # a homography needs four matches
-    cap: int = setting(whole(1))
-    ratio: float = setting(fraction)  # Lowe's ratio test of the SIFT matches
-    max_error: float = setting(positive)  # pixels from the homography an inlier may lie
+    share: Fraction
+    neighbours: Annotated[int, PlainValidator(whole(1))]
+    floor: Annotated[int, PlainValidator(whole(4))]  # a homography needs four matches
+    cap: Annotated[int, PlainValidator(whole(1))]
+    ratio: Fraction  # Lowe's ratio test of the SIFT matches
+    max_error: Positive  # pixels from the homography an inlier may lie
 
     def ballot(self, ballot, queries):
         checked = most_confident(count(ballot).confidences[:, 0], queries.stands_for, self.share)
