@@ -217,6 +217,8 @@ def mapping_of_mappings(value) -> dict:
 
 
 # The types the checks make: a field's annotation is what it holds, and how its raw value is checked.
+OneOrMore = Annotated[int, PlainValidator(whole(1))]
+ZeroOrMore = Annotated[int, PlainValidator(whole(0))]
 Fraction = Annotated[float, PlainValidator(fraction)]
 Positive = Annotated[float, PlainValidator(positive)]
 NonNegative = Annotated[float, PlainValidator(non_negative)]
@@ -232,24 +234,24 @@ Names = Annotated[tuple[str, ...], PlainValidator(names)]
 class Synthetic(Section):
     """The embedded offline GLD-like dataset (landmark/data/synthetic.py)."""
 
-    seed: Annotated[int, PlainValidator(whole(0))]
+    seed: ZeroOrMore
     num_classes: Annotated[int, PlainValidator(whole(2))]
-    max_images_per_class: Annotated[int, PlainValidator(whole(1))]
-    min_images_per_class: Annotated[int, PlainValidator(whole(1))]
+    max_images_per_class: OneOrMore
+    min_images_per_class: OneOrMore
     tail_exponent: Positive
-    num_test_images: Annotated[int, PlainValidator(whole(1))]
+    num_test_images: OneOrMore
     test_landmark_fraction: Fraction
     ignored_fraction: Fraction
-    num_nonlandmark_images: Annotated[int, PlainValidator(whole(0))]  # the non-landmark pool, apart from the test set
+    num_nonlandmark_images: ZeroOrMore  # the non-landmark pool, apart from the test set
     image_size: Annotated[int, PlainValidator(whole(8))]
-    jpeg_quality: Annotated[int, PlainValidator(whole(1))]
+    jpeg_quality: OneOrMore
 
 
 class Kaggle(Section):
     competition: Annotated[str, PlainValidator(one_of("landmark-recognition-2019", "landmark-recognition-2020"))]
     shard_base_url: Text
-    train_shards: Annotated[int, PlainValidator(whole(1))]
-    test_shards: Annotated[int, PlainValidator(whole(1))]
+    train_shards: OneOrMore
+    test_shards: OneOrMore
     solution_url: UrlOrEmpty  # empty: no solution file, the submission is not scored
 
 
@@ -268,28 +270,28 @@ class Data(Section):
 
 
 class Filter(Section):
-    min_samples_per_class: Annotated[int, PlainValidator(whole(1))]
+    min_samples_per_class: OneOrMore
     max_bad_fraction: Fraction
-    max_image_pixels: Annotated[int, PlainValidator(whole(1))]
+    max_image_pixels: OneOrMore
 
 
 class Split(Section):
     dev_fraction: Fraction  # of each class the filter kept
     tail_dev_fraction: Fraction  # of the classes below the filter (2 images or more): one each
     holdout_fraction: Fraction  # of the non-landmark pool, held out for validation
-    seed: Annotated[int, PlainValidator(whole(0))]
+    seed: ZeroOrMore
 
 
 class Pack(Section):
     shard_size_mb: Positive
-    seed: Annotated[int, PlainValidator(whole(0))]
-    max_image_pixels: Annotated[int, PlainValidator(whole(1))]
+    seed: ZeroOrMore
+    max_image_pixels: OneOrMore
 
 
 class Train(Section):
     """What every variant's training shares and its result depends on."""
 
-    seed: Annotated[int, PlainValidator(whole(0))]
+    seed: ZeroOrMore
     precision: Annotated[str, PlainValidator(one_of("auto", "bf16", "fp32"))]  # auto: bf16 on a GPU, fp32 on CPU
     decode: Annotated[str, PlainValidator(one_of("worker", "device"))]  # PIL in the loader workers, or nvJPEG on a GPU
 
@@ -301,13 +303,13 @@ class Runtime(Section):
     gpus: Annotated[int | str, PlainValidator(auto_or(whole(1), "a whole number >= 1"))]
     num_workers: Annotated[int | str, PlainValidator(auto_or(whole(0), "a whole number >= 0"))]
     compile: Annotated[bool | str, PlainValidator(one_of("auto", True, False))]
-    nodes: Annotated[int, PlainValidator(whole(1))]  # machines training together under torchrun
-    node_rank: Annotated[int, PlainValidator(whole(0))]  # this machine's place among them; node 0 writes the outputs
+    nodes: OneOrMore  # machines training together under torchrun
+    node_rank: ZeroOrMore  # this machine's place among them; node 0 writes the outputs
     rendezvous: Annotated[str, PlainValidator(host_and_port)]  # node 0's host:port, where the nodes meet
-    log_every: Annotated[int, PlainValidator(whole(1))]
-    eval_every: Annotated[int, PlainValidator(whole(1))]
-    checkpoint_every: Annotated[int, PlainValidator(whole(1))]
-    inference_batch_size: Annotated[int, PlainValidator(whole(1))]
+    log_every: OneOrMore
+    eval_every: OneOrMore
+    checkpoint_every: OneOrMore
+    inference_batch_size: OneOrMore
 
     @model_validator(mode="after")
     def node_among_nodes(self):
@@ -338,21 +340,21 @@ class Variant(Section):
     head: Part
     loss: Part
     pretrained: Text  # none | hub | a package of INSTALLED_WEIGHTS | a path to a local weights file
-    frozen_tensors: Annotated[int, PlainValidator(whole(0))]
-    image_size: Annotated[int, PlainValidator(whole(1))]
-    batch_size: Annotated[int, PlainValidator(whole(1))]
+    frozen_tensors: ZeroOrMore
+    image_size: OneOrMore
+    batch_size: OneOrMore
     lr: Positive
-    steps: Annotated[int, PlainValidator(whole(1))]
+    steps: OneOrMore
     augmentation: Augmentation
 
 
 class Evaluate(Section):
-    paper_batch_size: Annotated[int, PlainValidator(whole(1))]  # the paper's GAP was averaged over mini-batches of 64
+    paper_batch_size: OneOrMore  # the paper's GAP was averaged over mini-batches of 64
 
 
 class Saliency(Section):
-    images: Annotated[int, PlainValidator(whole(1))]
-    seed: Annotated[int, PlainValidator(whole(0))]
+    images: OneOrMore
+    seed: ZeroOrMore
 
 
 class Ensemble(Section):
@@ -388,15 +390,15 @@ class LocalFeatures(Section):
 
 class Index(Section):
     whitening: Annotated[str, PlainValidator(one_of("none", "pca"))]  # PCA whitening learned on the gallery
-    whitening_dims: Annotated[int, PlainValidator(whole(1))]  # the axes it keeps
-    exact_below: Annotated[int, PlainValidator(whole(1))]  # fewer gallery images: exact search (faiss IndexFlatIP)
+    whitening_dims: OneOrMore  # the axes it keeps
+    exact_below: OneOrMore  # fewer gallery images: exact search (faiss IndexFlatIP)
     factory: Text  # the approximate index from there on, as a faiss index_factory string
 
 
 class Recognize(Section):
-    neighbours: Annotated[int, PlainValidator(whole(1))]  # k nearest gallery images that vote
-    nprobe: Annotated[int, PlainValidator(whole(1))]  # inverted lists an approximate index visits per query
-    refine_factor: Annotated[int, PlainValidator(whole(1))]  # a refining index re-ranks this many per neighbour
+    neighbours: OneOrMore  # k nearest gallery images that vote
+    nprobe: OneOrMore  # inverted lists an approximate index visits per query
+    refine_factor: OneOrMore  # a refining index re-ranks this many per neighbour
     blend_weight: Positive  # the classifier's vote in a blend, times its probability
     # each step's options, checked by its class (landmark.recognition.steps) when a method names it
     steps: Annotated[dict[str, dict], PlainValidator(mapping_of_mappings)]

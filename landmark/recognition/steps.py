@@ -25,7 +25,7 @@ from pydantic import PlainValidator
 
 from landmark.recognition.ballot import count
 from landmark.recognition.search import normalized
-from landmark.settings import Fraction, NonNegative, Positive, Section, whole
+from landmark.settings import Fraction, NonNegative, OneOrMore, Positive, Section, whole
 
 
 class Step(Section):
@@ -52,7 +52,7 @@ class QueryPenalty(Step):
 
     needs = frozenset({"neighbours", "pool"})
     refuses_non_landmarks = True
-    pool_neighbours: Annotated[int, PlainValidator(whole(1))]
+    pool_neighbours: OneOrMore
 
     def ballot(self, ballot, queries):
         return ballot.lowered(queries.pool_similarity(self.pool_neighbours)[:, None])
@@ -64,7 +64,7 @@ class TrainCorrection(Step):
 
     needs = frozenset({"neighbours", "pool"})
     refuses_non_landmarks = True
-    pool_neighbours: Annotated[int, PlainValidator(whole(1))]
+    pool_neighbours: OneOrMore
 
     def ballot(self, ballot, queries):
         return ballot.lowered(queries.gallery.correction(ballot.positions, self.pool_neighbours))
@@ -76,7 +76,7 @@ class FrequencyBan(Step):
     non-landmarks collect. Another set's queries count as the test queries each stands for (validation's
     non-landmarks for many: they are the test set's share of it)."""
 
-    max_label_predictions: Annotated[int, PlainValidator(whole(1))]
+    max_label_predictions: OneOrMore
 
     def ranking(self, ranking, queries):
         first = ranking.labels[:, 0]
@@ -96,7 +96,7 @@ class QueryExpansion(Step):
     al.'s average query expansion; a larger alpha trusts the nearest most."""
 
     needs = frozenset({"neighbours"})
-    neighbours: Annotated[int, PlainValidator(whole(1))]
+    neighbours: OneOrMore
     alpha: NonNegative
 
     def queries(self, queries):
@@ -112,7 +112,7 @@ class DatabaseAugmentation(Step):
     search that gallery."""
 
     needs = frozenset({"neighbours"})
-    neighbours: Annotated[int, PlainValidator(whole(1))]
+    neighbours: OneOrMore
     alpha: NonNegative
 
     def queries(self, queries):
@@ -128,8 +128,8 @@ class SuperGlobal(Step):
     expanded query's similarity to it, and the best of the new order vote."""
 
     needs = frozenset({"neighbours"})
-    shortlist: Annotated[int, PlainValidator(whole(1))]
-    refine_neighbours: Annotated[int, PlainValidator(whole(1))]
+    shortlist: OneOrMore
+    refine_neighbours: OneOrMore
     beta: NonNegative
 
     def queries(self, queries):
@@ -170,9 +170,9 @@ class SpatialVerification(Step):
 
     needs = frozenset({"neighbours", "photos"})
     share: Fraction
-    neighbours: Annotated[int, PlainValidator(whole(1))]
+    neighbours: OneOrMore
     floor: Annotated[int, PlainValidator(whole(4))]  # a homography needs four matches
-    cap: Annotated[int, PlainValidator(whole(1))]
+    cap: OneOrMore
     ratio: Fraction  # Lowe's ratio test of the SIFT matches
     max_error: Positive  # pixels from the homography an inlier may lie
 
