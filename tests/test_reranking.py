@@ -70,6 +70,20 @@ def test_database_augmentation_averages_each_image_with_its_nearest_and_never_wi
     assert gallery.augmented(VALIDATION_PARTS, 2, 1.0) is gallery.augmented(VALIDATION_PARTS, 2, 1.0)  # built once
 
 
+def test_database_augmentation_keeps_each_images_neighbours_and_sums_again_exactly_what_its_index_holds():
+    rng = np.random.default_rng(1)
+    train, dev = unit(*rng.normal(size=(12, 6))), unit(*rng.normal(size=(3, 6)))
+    gallery = make_gallery(train, np.arange(12) % 3, unit(*rng.normal(size=(4, 6))), dev=dev, dev_labels=[0, 1, 2])
+    for parts in (VALIDATION_PARTS, ("gallery", "dev")):
+        augmented = gallery.augmented(parts, neighbours=3, alpha=3.0)
+        held = np.concatenate([index.reconstruct_n(0, index.ntotal) for index in augmented.indexes])
+        np.testing.assert_array_equal(augmented.vectors_at(np.arange(15)), held)
+        np.testing.assert_array_equal(augmented.vectors_at([[14, -1], [0, 3]])[0, 1], np.zeros(6))
+        assert [array.shape for array in augmented.sources] == [(15, 3), (15, 3)]  # not a copy of the vectors
+        assert not np.allclose(augmented.vectors_at(np.arange(12)), train)
+    np.testing.assert_array_equal(gallery.augmented(VALIDATION_PARTS, 3, 3.0).vectors_at([12, 13, 14]), dev)
+
+
 def test_superglobal_lifts_a_match_its_neighbours_confirm_over_a_lone_look_alike():
     # the query's nearest is a lone look-alike; the next three are one landmark, near one another
     train = unit([1, 0.55, 0, 0], [1, 0, 0.6, 0.1], [1, 0, 0.7, 0], [1, 0, 0.65, -0.1], [0, 0, 0, 1])

@@ -15,11 +15,11 @@ import numpy as np
 
 from landmark.recognition.search import (
     Whitening,
+    emptied,
     mean_similarity,
     normalized,
     read_embeddings,
     read_index,
-    refilled,
     search,
 )
 
@@ -33,7 +33,9 @@ class Gallery:
     def __init__(self, whitening: Whitening, parts: dict, pool_index):
         """parts: name -> (faiss index, rows, embeddings), in PARTS order."""
         self.whitening, self.pool_index = whitening, pool_index
-        self.searched = None  # the vectors the indexes hold where they are not the whitened embeddings (augmented)
+        # Augmented: the gallery it was made from, and per image its neighbours there and their weights (-1: an
+        # image left as it was), from which its vector is summed again where a step asks for it
+        self.base, self.sources = None, None
         self._augmented = {}  # (parts, neighbours, alpha) -> that database-side augmentation of this gallery
         self.names = list(parts)
         self.indexes = [index for index, _, _ in parts.values()]
@@ -85,9 +87,15 @@ class Gallery:
     def vectors_at(self, positions) -> np.ndarray:
         """The vectors the indexes hold at positions (any shape; -1: a zero vector), whitened."""
         positions = np.asarray(positions)
-        reached, inverse = np.unique(np.maximum(positions, 0), return_inverse=True)
-        found = self.searched[reached] if self.searched is not None else self.whitening(self.embeddings_at(reached))
-        vectors = found[inverse.reshape(positions.shape)]
+        if self.sources is None:
+            reached, inverse = np.unique(np.maximum(positions, 0), return_inverse=True)
+            vectors = self.whitening(self.embeddings_at(reached))[inverse.reshape(positions.shape)]
+        else:
+            reached = np.maximum(positions, 0)
+            vectors = self.base.vectors_at(reached)
+            near, weights = self.sources
+            summed = near[reached, 0] >= 0  # the images the augmentation made anew
+            vectors[summed] = augmented_vectors(self.base, near[reached[summed]], weights[reached[summed]])
         vectors[positions < 0] = 0
         return vectors
 
@@ -96,18 +104,24 @@ class Gallery:
         the L2-normalised sum of its `neighbours` nearest in those parts (itself first), each weighted by its
         similarity to the power alpha (Radenović et al.'s αDBA; smlyaka's GLR 2019 entry). Its neighbours come
         from the parts searched only, so a validation query never reaches a dev image through another's vector.
-        Built once per (parts, neighbours, alpha), in indexes of the same kind as these."""
+        Built once per (parts, neighbours, alpha), in indexes of the same kind as these, a chunk of vectors at a
+        time: it keeps each image's neighbours and weights (n × neighbours), not its vector (n × d)."""
         key = (tuple(parts), neighbours, alpha)
         if key not in self._augmented:
-            searched = self.vectors_at(np.arange(len(self)))
-            named = [self.names.index(name) for name in parts]
-            positions = np.concatenate([np.arange(self.offsets[part], self.offsets[part + 1]) for part in named])
-            for start in range(0, len(positions), 1 << 16):
-                chunk = positions[start : start + (1 << 16)]
-                similarities, near = self.search(self.vectors_at(chunk), neighbours, parts)
-                weights = np.where(near >= 0, np.maximum(similarities, 0), 0) ** alpha
-                searched[chunk] = normalized(np.einsum("qk,qkd->qd", weights, self.vectors_at(near)))
-            augmented = replace_parts(self, searched, named)
+            near = np.full((len(self), neighbours), -1, dtype=np.int64)
+            weights = np.zeros((len(self), neighbours), dtype=np.float32)
+            augmented = object.__new__(Gallery)
+            augmented.__dict__.update(self.__dict__)
+            augmented.indexes = list(self.indexes)
+            for name in parts:
+                part = self.names.index(name)
+                augmented.indexes[part] = emptied(self.indexes[part])
+                for start in range(self.offsets[part], self.offsets[part + 1], 1 << 16):
+                    chunk = np.arange(start, min(start + (1 << 16), self.offsets[part + 1]))
+                    similarities, near[chunk] = self.search(self.vectors_at(chunk), neighbours, parts)
+                    weights[chunk] = np.where(near[chunk] >= 0, np.maximum(similarities, 0), 0) ** alpha
+                    augmented.indexes[part].add(augmented_vectors(self, near[chunk], weights[chunk]))
+            augmented.base, augmented.sources, augmented._augmented = self, (near, weights), {}
             self._augmented[key] = augmented
         return self._augmented[key]
 
@@ -127,16 +141,10 @@ class Gallery:
         return np.where(positions >= 0, known[np.maximum(positions, 0)], 0.0)
 
 
-def replace_parts(gallery: Gallery, searched: np.ndarray, named) -> Gallery:
-    """A copy of gallery whose indexes of the named parts hold these vectors instead (its others as they are)."""
-    copy = object.__new__(Gallery)
-    copy.__dict__.update(gallery.__dict__)
-    copy.indexes = [
-        refilled(index, searched[gallery.offsets[part] : gallery.offsets[part + 1]]) if part in named else index
-        for part, index in enumerate(gallery.indexes)
-    ]
-    copy.searched, copy._augmented = searched, {}
-    return copy
+def augmented_vectors(gallery: Gallery, near, weights) -> np.ndarray:
+    """αDBA's vector of each image: the L2-normalised sum of its neighbours' vectors (near, -1: none) in gallery,
+    each times its weight."""
+    return normalized(np.einsum("qk,qkd->qd", weights, gallery.vectors_at(near)))
 
 
 @dataclass

@@ -157,17 +157,15 @@ def normalized(vectors) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
 
-def refilled(index, vectors: np.ndarray):
-    """An index of the same kind as index (its training, codebooks and search breadth kept) holding vectors
-    instead: for vectors that moved a little (augmented), as every image still sits near where it was trained."""
+def emptied(index):
+    """An empty index of the same kind as index (its training, codebooks and search breadth kept), to refill with
+    vectors that moved a little (augmented), as every image still sits near where it was trained."""
     faiss = faiss_module()
     try:
         copy = faiss.clone_index(index)
     except RuntimeError:  # a GPU index clones through the CPU
         copy = faiss.index_gpu_to_cpu(index)
     copy.reset()
-    for start in range(0, len(vectors), 1 << 20):
-        copy.add(np.ascontiguousarray(vectors[start : start + (1 << 20)], dtype=np.float32))
     return copy
 
 
