@@ -51,11 +51,11 @@ class Recognizer:
         self.features = features  # the gallery photos' FeatureCache where the method verifies; None where not
 
     @classmethod
-    def load(cls, model_path, index_dir, embeddings_dir, method: str, params, device, images_dir, features_dir):
-        """params: params.yaml, parsed; images_dir: the gallery's stored photos (the pack stage's shards) and
+    def load(cls, model_path, index_dir, embeddings_dir, method: str, settings, device, images_dir, features_dir):
+        """settings: params.yaml, parsed; images_dir: the gallery's stored photos (the pack stage's shards) and
         features_dir: their local features as the recognize stage kept them, both read only by a method that
         verifies."""
-        parsed = every_photo_verified(Method.parse(method, params.recognize, "--method"))
+        parsed = Method.parse(method, settings.recognize, "--method").for_photos()
         features = None
         if any("photos" in step.needs for _, step in parsed.steps):
             if not Path(images_dir).is_dir():
@@ -63,14 +63,14 @@ class Recognizer:
                     f"--gallery-images {images_dir}: no such folder; --method {method} matches your photos with the "
                     "gallery's stored photos: run `dvc repro` (or `dvc pull`) first, or choose a method without verify"
                 )
-            extraction = params.local_features
+            extraction = settings.local_features
             features = FeatureCache(
                 features_dir, images_dir, extraction.max_side, extraction.max_features, os.cpu_count() or 1
             )
         trained = TrainedModel.load(model_path, device)
-        settings = params.recognize
-        gallery = Gallery.load(embeddings_dir, index_dir, settings.nprobe, settings.refine_factor)
-        return cls(trained, gallery, parsed, settings.neighbours, read_looks(embeddings_dir), features)
+        recognize = settings.recognize
+        gallery = Gallery.load(embeddings_dir, index_dir, recognize.nprobe, recognize.refine_factor)
+        return cls(trained, gallery, parsed, recognize.neighbours, read_looks(embeddings_dir), features)
 
     def embeddings(self, paths, batch_size: int):
         """(embeddings, classifier landmarks, classifier probabilities) of the image files, decoded as the model's
@@ -108,15 +108,6 @@ class Recognizer:
             refused = self.method.refuses_non_landmarks and confidences[0] <= 0
             answers.append([] if refused else [(int(a), float(b)) for a, b in zip(labels, confidences) if a >= 0])
         return answers, voters
-
-
-def every_photo_verified(method: Method) -> Method:
-    """The method with its verify step checking every photo: its share is of the test set's queries, and a
-    user's few photos are each worth the seconds."""
-    steps = tuple(
-        (name, step.model_copy(update={"share": 1.0}) if name == "verify" else step) for name, step in method.steps
-    )
-    return replace(method, steps=steps)
 
 
 def usable(paths, max_pixels: int):

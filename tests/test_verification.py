@@ -12,7 +12,7 @@ from sklearn.datasets import load_sample_image
 
 from landmark.data.layout import image_path
 from landmark.errors import UserError
-from landmark.predict import Recognizer, every_photo_verified
+from landmark.predict import Recognizer
 from landmark.recognition.method import Method, check_reach
 from landmark.recognition.steps import most_confident
 from landmark.recognition.verification import FeatureCache, FeatureSet, Photos, extract, inliers
@@ -150,7 +150,7 @@ def test_landmark_predict_verifies_every_photo_from_its_file_and_draws_the_inlie
     gallery = make_gallery(unit([1, 0.1, 0], [1, -0.3, 0]), [1, 2], unit([0, 0, 1]))
     gallery.ids = np.array(["flower0", "china0"], dtype=object)  # the stored photos the gallery's rows are
     settings = SETTINGS.model_copy(update={"steps": SETTINGS.steps | {"verify": VERIFY | {"share": 0.02}}})
-    method = every_photo_verified(Method.parse("knn+verify", settings))  # 2% of one photo would check none
+    method = Method.parse("knn+verify", settings).for_photos()  # 2% of one photo would check none
     cache = FeatureCache(tmp_path / "cache", images, 512, 1000)
     recognizer = Recognizer(None, gallery, method, 2, {"scales": [1], "flip": False}, cache)
     queries = recognizer.with_photos(queries_of(gallery, unit([1, 0.05, 0]), 2), [mine])

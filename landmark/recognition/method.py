@@ -11,7 +11,7 @@ predict` both go through `Method.rank`.
 The ballot and its count: landmark.recognition.ballot.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -88,6 +88,10 @@ class Method:
                     f"start it with {' or '.join(key for key, has in BASE_PROVIDES.items() if has >= lacking)}"
                 )
         return cls(name, base, steps, settings.blend_weight)
+
+    def for_photos(self) -> "Method":
+        """This method as it runs on a user's few photos (landmark predict): each step's for_photos()."""
+        return replace(self, steps=tuple((name, step.for_photos()) for name, step in self.steps))
 
     @property
     def refuses_non_landmarks(self) -> bool:

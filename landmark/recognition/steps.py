@@ -45,6 +45,11 @@ class Step(Section):
         """Why this step would change no answer on a test set of this size (None: it can change some)."""
         return None
 
+    def for_photos(self) -> "Step":
+        """This step as it runs on a user's few photos (landmark predict): itself, where no option of it is a share
+        of the test set."""
+        return self
+
 
 class QueryPenalty(Step):
     """Each gallery vote loses the query's mean similarity to its nearest pool photos (Henkel & Singer, GLR 2020,
@@ -191,6 +196,11 @@ class SpatialVerification(Step):
             return None
         least = math.ceil(10_000 / max(test_queries, 1)) / 10_000  # rounded up: it must still reach one query
         return f"share {self.share} of the {test_queries} test queries checks none; raise it to at least {least:g}"
+
+    def for_photos(self) -> "SpatialVerification":
+        """Checking every photo: the share is of the test set's queries, and a user's few photos are each worth the
+        seconds."""
+        return self.model_copy(update={"share": 1.0})
 
 
 def most_confident(confidences, stands_for, share: float) -> np.ndarray:
