@@ -92,9 +92,9 @@ class Gallery:
             vectors = self.whitening(self.embeddings_at(reached))[inverse.reshape(positions.shape)]
         else:
             reached = np.maximum(positions, 0)
-            vectors = self.base.vectors_at(reached)
             near, weights = self.sources
-            summed = near[reached, 0] >= 0  # the images the augmentation made anew
+            summed = near[reached, 0] >= 0  # the images the augmentation made anew: summed, not read from the base
+            vectors = self.base.vectors_at(np.where(summed, -1, reached))
             vectors[summed] = augmented_vectors(self.base, near[reached[summed]], weights[reached[summed]])
         vectors[positions < 0] = 0
         return vectors
