@@ -102,6 +102,13 @@ def fraction(value) -> float:
     return float(value)
 
 
+def share(value) -> float:
+    """A fraction that keeps something: above 0, at most 1."""
+    if fraction(value) == 0:
+        raise SettingError(f"{value!r} must be above 0 and at most 1")
+    return float(value)
+
+
 def none_or_number(value) -> float | None:
     if value == "none":
         return None
@@ -259,11 +266,44 @@ class Local(Section):
     path: Text
 
 
+class GLDv2(Section):
+    """What the rehearsal copies of GLDv2 (2019), at 1×: its size, the paper's filter, its test set and shards."""
+
+    classes: OneOrMore
+    images: OneOrMore
+    largest_class: OneOrMore
+    smallest_class: OneOrMore
+    filter_threshold: OneOrMore  # the paper's filter: classes of this many images or more,
+    filter_classes: OneOrMore  # how many of them there are
+    filter_images: OneOrMore  # and their images
+    test_images: OneOrMore
+    test_landmark_fraction: Fraction
+    ignored_fraction: Fraction  # of the test set, scored in neither leaderboard
+    train_shards: OneOrMore
+    test_shards: OneOrMore
+
+
+class Rehearsal(Section):
+    """GLDv2 in miniature, served from a local mirror (landmark/data/rehearsal.py)."""
+
+    fraction: Annotated[float, PlainValidator(share)]  # of GLDv2: its classes, test photos and pool
+    seed: ZeroOrMore
+    nonlandmark_images: ZeroOrMore  # the non-landmark pool at 1×, scaled like the rest
+    image_size: Annotated[int, PlainValidator(whole(8))]
+    jpeg_quality: OneOrMore
+    gldv2: GLDv2
+
+    def scaled(self, count: int) -> int:
+        """count at 1×, at this rehearsal's fraction."""
+        return int(round(count * self.fraction))
+
+
 class Data(Section):
-    source: Annotated[str, PlainValidator(one_of("synthetic", "kaggle", "local"))]
+    source: Annotated[str, PlainValidator(one_of("synthetic", "kaggle", "local", "rehearsal"))]
     synthetic: Synthetic
     kaggle: Kaggle
     local: Local
+    rehearsal: Rehearsal
     # A folder of photos that show no landmark (searched recursively), for non-landmark suppression and for
     # validation; empty: none (kaggle, local), or the synthetic set's own pool.
     nonlandmarks: UrlOrEmpty
@@ -512,14 +552,15 @@ def nonlandmark_shortfalls(data: Data, split: Split) -> dict:
     folder_fix = "point data.nonlandmarks at a folder of photos without landmarks"
     if data.source == "synthetic" and not data.nonlandmarks:
         total = data.synthetic.num_nonlandmark_images  # known: the generator draws exactly this many
+    elif data.source == "rehearsal" and not data.nonlandmarks:
+        total = data.rehearsal.scaled(data.rehearsal.nonlandmark_images)
     elif data.nonlandmarks or (data.source == "local" and (Path(data.local.path) / "nonlandmark.csv").is_file()):
         total = None  # a folder of photos: at least one, until the split stage counts them
     else:
         total = 0
     if total == 0:
-        why = "no non-landmark pool" + (
-            " (data.synthetic.num_nonlandmark_images is 0)" if data.source == "synthetic" else " is given"
-        )
+        own_pool = {"synthetic": "num_nonlandmark_images", "rehearsal": "nonlandmark_images"}.get(data.source)
+        why = "no non-landmark pool" + (f" (data.{data.source}.{own_pool} is 0)" if own_pool else " is given")
         return dict.fromkeys(("pool", "holdout"), ("data.nonlandmarks", why, folder_fix))
     held_out = total and int(round(total * split.holdout_fraction))  # None: counted later
     shortfalls = {}

@@ -1,9 +1,10 @@
 """Stage download: lay out the data in the Kaggle layout under OUT_DIR, from data.source in params.yaml.
 
 synthetic: the embedded offline dataset; kaggle: the competition through the Kaggle API (and GLDv2 shards for
-2019); local: an existing folder. The folder appears only when complete (built beside it, then renamed). An
-interrupted kaggle download resumes on the next run: downloads are cached in data/downloads, and what was already
-unpacked into the folder being built is not unpacked again.
+2019); local: an existing folder; rehearsal: GLDv2 in miniature, served on this machine and fetched by kaggle's
+code. The folder appears only when complete (built beside it, then renamed). An interrupted kaggle download resumes
+on the next run: downloads are cached in data/downloads, and what was already unpacked into the folder being built
+is not unpacked again.
 """
 
 import shutil
@@ -11,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from landmark.data import kaggle, local, synthetic
+from landmark.data import kaggle, local, rehearsal, synthetic
 from landmark.errors import UserError, exits_cleanly
 from landmark.settings import load_settings
 
@@ -41,7 +42,7 @@ def main(out_dir):
     # is prepared, not after.
     settings = load_settings().data
     source = settings.source
-    check_what_later_stages_run(build_models=source == "kaggle")  # before a download of hours
+    check_what_later_stages_run(build_models=source in ("kaggle", "rehearsal"))  # before a download of hours
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".partial")
     resumable = source == "kaggle"  # kaggle.download keeps what an interrupted run of its own had unpacked
@@ -52,6 +53,8 @@ def main(out_dir):
             summary = synthetic.generate(staging, **settings.synthetic.model_dump())
         elif source == "kaggle":
             summary = kaggle.download(staging, cache_dir=Path("data/downloads"), **settings.kaggle.model_dump())
+        elif source == "rehearsal":
+            summary = rehearsal.download(staging, settings.rehearsal, Path("data/downloads/rehearsal"))
         else:
             summary = local.link_tree(settings.local.path, staging)
         if settings.nonlandmarks:

@@ -122,4 +122,4 @@ def test_without_a_pool_the_suppression_steps_stop_the_first_stage_in_one_line(t
 def test_unknown_source_names_the_key(tmp_path):
     result = run_download(tmp_path, {"source": "s3"})
     assert result.returncode == 1
-    assert result.stderr == "error: params.yaml data.source: 's3' is not synthetic, kaggle or local\n"
+    assert result.stderr == "error: params.yaml data.source: 's3' is not synthetic, kaggle, local or rehearsal\n"

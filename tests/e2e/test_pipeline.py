@@ -1,14 +1,11 @@
 """`dvc repro` of the whole pipeline on a tiny config, in a temporary git repository, with a real MLflow store."""
 
 import json
-import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,10 +20,7 @@ from landmark.recognition.search import read_embeddings
 from landmark.settings import parse_params
 from landmark.submission import validate_submission
 from tests.conftest import TINY_SYNTHETIC
-
-ROOT = Path(__file__).parents[2]
-PROJECT_FILES = ["dvc.yaml", ".dvcignore", ".gitignore", "data/.gitignore", "stages", "landmark"]
-
+from tests.e2e.project import DVC, ROOT, new_project, run, stages_run
 
 # parts: tested one by one; lite0_pretrained loads the ImageNet weights the package installs
 E2E_VARIANTS = ["resnet50", "xception", "xception_cbp_selfattn", "recipe_resnet50", "lite0_pretrained"]
@@ -52,16 +46,6 @@ def tiny_params():
 
 
 SECRET = "KGAT_sentinel_5f1e0c2a9b"
-
-
-def run(command, repo, env):
-    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout + result.stderr
-
-
-def stages_run(output):
-    return set(re.findall(r"Running stage '([^']+)'", output))
 
 
 def changed_stages(repo, env, edit) -> set:
@@ -209,29 +193,8 @@ def queued_experiments_run_side_by_side(repo, env, dvc):
 @pytest.mark.e2e
 def test_dvc_repro_end_to_end(tmp_path):
     repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, repo / name)
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["KAGGLE_API_TOKEN"] = SECRET  # must never reach a log, a param, an artifact or an output
-    dvc = [sys.executable, "-m", "dvc"]
-    for command in (
-        ["git", "init", "-q"],
-        ["git", "config", "user.name", "landmark test"],
-        ["git", "config", "user.email", "test@landmark.invalid"],
-        dvc + ["init", "-q"],
-        dvc + ["config", "core.analytics", "false"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-qm", "tiny pipeline"],
-    ):
-        run(command, repo, env)
+    env = new_project(repo, tiny_params(), {"KAGGLE_API_TOKEN": SECRET})  # must never reach a log or an output
+    dvc = DVC
 
     first = run(dvc + ["repro"], repo, env)
     per_variant = {f"{stage}@{name}" for stage in ("train", "evaluate") for name in E2E_VARIANTS}
