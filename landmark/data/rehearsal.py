@@ -210,6 +210,7 @@ def build_mirror(folder, settings, competition: str) -> dict:
     _write_competition_files(planned, partial, competition)
     manifest = {
         "settings": wanted,
+        "competition": competition,
         "classes": len(class_sizes(settings)),
         "train_images": len(planned["train"]),
         "test_images": len(planned["test"]),
@@ -281,25 +282,31 @@ class MirrorApi:
             kaggle.fetch(f"{self.base_url}/competitions/{competition}.zip", archive)
 
 
+def prepare_mirror(settings, cache_dir) -> tuple:
+    """The mirror of these settings in cache_dir/<hash of them>/mirror, built there unless it is there already.
+    Returns (that folder's parent, the manifest)."""
+    digest = hashlib.sha1(json.dumps(settings.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
+    folder = Path(cache_dir) / digest
+    # the competition whose images are GLDv2's tar shards
+    return folder, build_mirror(folder / "mirror", settings, "landmark-recognition-2019")
+
+
 def download(dest, settings, cache_dir) -> dict:
     """The rehearsal's data in dest, in the Kaggle layout: its mirror built (once) in cache_dir, served, fetched by
     the kaggle source's download code, and its pool added as a folder of photos is. Returns what arrived."""
-    competition = "landmark-recognition-2019"  # the competition whose images are GLDv2's shards
-    digest = hashlib.sha1(json.dumps(settings.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
-    cache_dir = Path(cache_dir) / digest
-    manifest = build_mirror(cache_dir / "mirror", settings, competition)
-    with serve(cache_dir / "mirror") as url:
+    folder, manifest = prepare_mirror(settings, cache_dir)
+    with serve(folder / "mirror") as url:
         summary = kaggle.download(
             dest,
-            competition=competition,
+            competition=manifest["competition"],
             shard_base_url=url,
             train_shards=manifest["train_shards"],
             test_shards=manifest["test_shards"],
             solution_url=f"{url}/ground_truth/recognition_solution_v2.1.csv",
-            cache_dir=cache_dir / "downloads",
+            cache_dir=folder / "downloads",
             api=MirrorApi(url),
         )
-    summary["nonlandmark_images"] = local.add_nonlandmarks(cache_dir / "mirror" / "nonlandmarks", dest)
+    summary["nonlandmark_images"] = local.add_nonlandmarks(folder / "mirror" / "nonlandmarks", dest)
     summary["classes"] = manifest["classes"]
     summary["test_landmarks"] = manifest["test_landmarks"]
     summary["mirror_seconds"] = manifest["seconds"]

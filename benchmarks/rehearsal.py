@@ -1,0 +1,178 @@
+"""The rehearsal of GLDv2 at several fractions: every stage's cost measured, its growth fitted, carried to 1×.
+
+Usage: python benchmarks/rehearsal.py [--fractions F …] [--work DIR] [--set KEY=VALUE …] [--report-only]
+
+For each fraction it clones this checkout's HEAD into DIR/f<fraction>, applies profiles/rehearsal.yaml and the
+fraction to params.yaml (as `dvc exp run -S` would), builds the rehearsal's mirror (not timed: at 1× there is no
+mirror to build), then runs each stage of `dvc repro --dry` in order, as DVC would: its command, then `dvc commit`
+of its outputs. For each stage it records the command's wall seconds and the peak resident memory of its whole
+process tree (sampled every 0.1 s: the stage and every process it starts), the files and bytes of its outputs
+(from dvc.lock), and the seconds `dvc commit` spends hashing them into the cache. Per fraction it writes
+DIR/f<fraction>.json; at the end it prints one table per figure, and the fit of each stage's cost against the
+rehearsal's train images n: the exponent k of cost ∝ n^k (least squares on log-log) and the cost carried to
+GLDv2's 4,132,914 (a + b·n fitted, or the power law from the largest run where k > 1.1, which is a defect).
+Run alone: a stage timed beside other work takes longer. Needs the project's environment active.
+"""
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import yaml
+
+from landmark.data import rehearsal
+from landmark.profiles import set_param_flags
+from landmark.settings import load_settings
+
+ROOT = Path(__file__).parents[1]
+
+
+def tree_rss(process: psutil.Process) -> int:
+    """Resident bytes of a process and every process below it, now."""
+    total = 0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            total += member.memory_info().rss
+        except psutil.Error:  # ended between the listing and the reading
+            pass
+    return total
+
+
+def measured(command: str, cwd: Path) -> dict:
+    """Run a shell command; its wall seconds and the peak resident memory of its process tree."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, shell=True, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    peak, watched = [0], psutil.Process(process.pid)
+
+    def watch():
+        while process.poll() is None:
+            try:
+                peak[0] = max(peak[0], tree_rss(watched))
+            except psutil.Error:
+                return
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    output = process.communicate()[0]
+    watcher.join()
+    if process.returncode:
+        sys.exit(f"{command} failed in {cwd}:\n{output[-3000:]}")
+    return {"seconds": time.perf_counter() - started, "peak_rss": peak[0], "output": output}
+
+
+def planned_stages(repo: Path) -> list:
+    """(name, command) of every stage `dvc repro` would run, in its order."""
+    dry = subprocess.run(["dvc", "repro", "--dry"], cwd=repo, capture_output=True, text=True, check=True).stdout
+    return re.findall(r"Running stage '([^']+)':\n> (.+)", dry)
+
+
+def outputs_of(repo: Path, stage: str) -> dict:
+    """Files and bytes of a stage's outputs, as dvc.lock records them."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"][stage]
+    outs = lock.get("outs", [])
+    return {
+        "files": sum(out.get("nfiles", 1) for out in outs),
+        "bytes": sum(out.get("size", 0) for out in outs),
+    }
+
+
+def prepare(fraction: float, work: Path, overrides: list) -> Path:
+    """A clone of HEAD at work/f<fraction> with the rehearsal profile and this fraction in params.yaml, and the
+    rehearsal's mirror built."""
+    from dvc.utils.hydra import apply_overrides
+
+    repo = work / f"f{fraction:g}"
+    shutil.rmtree(repo, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    flags = set_param_flags(ROOT / "profiles/rehearsal.yaml", ROOT / "params.yaml")[1::2]
+    apply_overrides(repo / "params.yaml", flags + [f"data.rehearsal.fraction={fraction}", *overrides])
+    settings = load_settings(repo / "params.yaml").data.rehearsal
+    started = time.perf_counter()
+    _, manifest = rehearsal.prepare_mirror(settings, repo / "data/downloads/rehearsal")
+    print(f"f={fraction:g}: mirror of {manifest['train_images']} train images in {time.perf_counter() - started:.0f} s")
+    return repo
+
+
+def rehearse(fraction: float, work: Path, overrides: list) -> dict:
+    repo = prepare(fraction, work, overrides)
+    stages, started = {}, time.perf_counter()
+    for name, command in planned_stages(repo):
+        figures = measured(command, repo)
+        hashed = measured(f"dvc commit -f -q {name}", repo)
+        stages[name] = {
+            "seconds": round(figures["seconds"], 2),
+            "peak_rss": figures["peak_rss"],
+            "dvc_seconds": round(hashed["seconds"], 2),
+        } | outputs_of(repo, name)
+        last = figures["output"].strip().splitlines()[-1:] or [""]
+        print(f"  {name}: {figures['seconds']:.1f} s, {figures['peak_rss'] / 2**30:.2f} GiB; {last[0][:150]}")
+    with open(repo / "data/raw/train.csv") as rows:
+        train = sum(1 for _ in rows) - 1
+    result = {"fraction": fraction, "train_images": train, "seconds": time.perf_counter() - started, "stages": stages}
+    result["submission"] = json.loads((repo / "reports/submission.json").read_text())
+    (work / f"f{fraction:g}.json").write_text(json.dumps(result, indent=1))
+    print(f"f={fraction:g}: {train} train images, the pipeline in {result['seconds'] / 60:.1f} min")
+    return result
+
+
+def growth(sizes, values, full: float) -> tuple:
+    """(k of value ∝ size^k, value carried to `full`): a + b·size fitted where k ≤ 1.1, else the power law from
+    the largest run."""
+    sizes, values = np.asarray(sizes, float), np.maximum(np.asarray(values, float), 1e-9)
+    k = np.polyfit(np.log(sizes), np.log(values), 1)[0]
+    if k > 1.1:
+        return k, values[-1] * (full / sizes[-1]) ** k
+    slope, intercept = np.polyfit(sizes, values, 1)
+    return k, max(intercept + max(slope, 0) * full, values[-1])
+
+
+def report(results: list, full: int) -> None:
+    results = sorted(results, key=lambda result: result["train_images"])
+    sizes = [result["train_images"] for result in results]
+    names = list(results[-1]["stages"])
+    figures = (
+        ("seconds", "wall s", 1),
+        ("peak_rss", "peak GiB", 2**30),
+        ("files", "output files", 1),
+        ("bytes", "output GiB", 2**30),
+        ("dvc_seconds", "dvc commit s", 1),
+    )
+    for key, title, unit in figures:
+        print(f"\n{title} | " + " | ".join(f"n={size}" for size in sizes) + " | k | at 1×")
+        for name in names:
+            values = [result["stages"].get(name, {}).get(key, 0) / unit for result in results]
+            k, carried = growth(sizes, values, full)
+            flag = " (k > 1.1)" if k > 1.1 else ""
+            print(f"{name} | " + " | ".join(f"{value:.2f}" for value in values) + f" | {k:.2f}{flag} | {carried:.1f}")
+    print("\ntotal min | " + " | ".join(f"{result['seconds'] / 60:.1f}" for result in results))
+    print("test GAP | " + " | ".join(f"{result['submission'].get('gap', float('nan')):.4f}" for result in results))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.0025, 0.005, 0.0125, 0.025])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/rehearsal"))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="another -S override")
+    parser.add_argument("--report-only", action="store_true", help="only print the tables of the runs in --work")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        for fraction in args.fractions:
+            rehearse(fraction, args.work, args.overrides)
+    results = [json.loads(path.read_text()) for path in args.work.glob("f*.json")]
+    report(results, load_settings(ROOT / "params.yaml").data.rehearsal.gldv2.images)
+
+
+if __name__ == "__main__":
+    main()
