@@ -4,7 +4,7 @@ Usage: python benchmarks/rehearsal.py [--fractions F …] [--work DIR] [--set KE
 
 For each fraction it clones this checkout's HEAD into DIR/f<fraction>, applies profiles/rehearsal.yaml and the
 fraction to params.yaml (as `dvc exp run -S` would), builds the rehearsal's mirror (not timed: at 1× there is no
-mirror to build), then runs each stage of `dvc repro --dry` in order, as DVC would: its command, then `dvc commit`
+mirror to build), then runs each stage, after those it needs, as `dvc repro` would: its command, then `dvc commit`
 of its outputs. For each stage it records the command's wall seconds and the peak resident memory of its whole
 process tree (sampled every 0.1 s: the stage and every process it starts), the files and bytes of its outputs
 (from dvc.lock), and the seconds `dvc commit` spends hashing them into the cache. Per fraction it writes
@@ -72,9 +72,13 @@ def measured(command: str, cwd: Path) -> dict:
 
 
 def planned_stages(repo: Path) -> list:
-    """(name, command) of every stage `dvc repro` would run, in its order."""
-    dry = subprocess.run(["dvc", "repro", "--dry"], cwd=repo, capture_output=True, text=True, check=True).stdout
-    return re.findall(r"Running stage '([^']+)':\n> (.+)", dry)
+    """(name, command) of every stage of the pipeline, each after the stages it depends on."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as project:
+        order = reversed(list(nx.topological_sort(project.index.graph)))  # edges point at what a stage needs
+        return [(stage.addressing, stage.cmd) for stage in order]
 
 
 def outputs_of(repo: Path, stage: str) -> dict:
