@@ -16,7 +16,6 @@ Run alone: a stage timed beside other work takes longer. Needs the project's env
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -78,7 +77,7 @@ def planned_stages(repo: Path) -> list:
 
     with Repo(str(repo)) as project:
         order = reversed(list(nx.topological_sort(project.index.graph)))  # edges point at what a stage needs
-        return [(stage.addressing, stage.cmd) for stage in order]
+        return [(stage.name, stage.cmd) for stage in order]
 
 
 def outputs_of(repo: Path, stage: str) -> dict:
