@@ -133,6 +133,8 @@ def growth(sizes, values, full: float) -> tuple:
     """(k of value ∝ size^k, value carried to `full`): a + b·size fitted where k ≤ 1.1, else the power law from
     the largest run."""
     sizes, values = np.asarray(sizes, float), np.maximum(np.asarray(values, float), 1e-9)
+    if len(set(sizes)) < 2:
+        return float("nan"), float("nan")
     k = np.polyfit(np.log(sizes), np.log(values), 1)[0]
     if k > 1.1:
         return k, values[-1] * (full / sizes[-1]) ** k
