@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -41,3 +42,12 @@ def write_json(path, data) -> None:
 def write_csv(path, frame, float_format=None) -> None:
     with atomic_path(path) as temporary:
         frame.to_csv(temporary, index=False, float_format=float_format)
+
+
+def link_or_copy(source, target) -> None:
+    """A hard link to source at target (no second copy of the bytes), or a copy across file systems."""
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

@@ -40,7 +40,8 @@ def check_what_later_stages_run(build_models: bool) -> None:
 def main(out_dir):
     # Every value of params.yaml, not just data's: a mistake in the train params should show before the data
     # is prepared, not after.
-    settings = load_settings().data
+    everything = load_settings()
+    settings = everything.data
     source = settings.source
     check_what_later_stages_run(build_models=source in ("kaggle", "rehearsal"))  # before a download of hours
     out_dir = Path(out_dir)
@@ -48,17 +49,20 @@ def main(out_dir):
     resumable = source == "kaggle"  # kaggle.download keeps what an interrupted run of its own had unpacked
     if not resumable:
         shutil.rmtree(staging, ignore_errors=True)
+    pools = [settings.nonlandmarks] if settings.nonlandmarks else []
     try:
         if source == "synthetic":
             summary = synthetic.generate(staging, **settings.synthetic.model_dump())
         elif source == "kaggle":
             summary = kaggle.download(staging, cache_dir=Path("data/downloads"), **settings.kaggle.model_dump())
         elif source == "rehearsal":
-            summary = rehearsal.download(staging, settings.rehearsal, Path("data/downloads/rehearsal"))
+            summary, pool = rehearsal.download(staging, settings.rehearsal, Path("data/downloads/rehearsal"))
+            pools.insert(0, pool)
         else:
             summary = local.link_tree(settings.local.path, staging)
-        if settings.nonlandmarks:
-            summary["added_nonlandmarks"] = local.add_nonlandmarks(settings.nonlandmarks, staging)
+        if pools:
+            shard_bytes = int(everything.pack.shard_size_mb * 2**20)
+            summary["added_nonlandmarks"] = local.add_nonlandmarks(pools, staging, shard_bytes)
     except BaseException:
         if not resumable:
             shutil.rmtree(staging, ignore_errors=True)

@@ -12,11 +12,13 @@ Usage: python -m stages.filter RAW_DIR OUT_DIR
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from landmark.data.images import scan
-from landmark.data.layout import image_path, read_csv, read_labels
+from landmark.data.layout import read_csv, read_labels
 from landmark.data.prepare import drop_duplicate_ids, filter_classes
+from landmark.data.shards import image_reader
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import write_csv
 from landmark.settings import load_settings
@@ -31,17 +33,21 @@ def main(raw_dir, out_dir):
     train, duplicates = drop_duplicate_ids(read_labels(raw_dir / "train.csv"), raw_dir / "train.csv")
     pool_csv = raw_dir / "nonlandmark.csv"
     pool = read_csv(pool_csv, ["id"])[["id"]].drop_duplicates() if pool_csv.exists() else pd.DataFrame({"id": []})
-    jobs = [("train", image_id) for image_id in train["id"]] + [("nonlandmark", image_id) for image_id in pool["id"]]
-    paths = [image_path(raw_dir, split, image_id) for split, image_id in jobs]
-    checked = scan([image_id for _, image_id in jobs], paths, settings.max_image_pixels)
-    checked.insert(1, "split", [split for split, _ in jobs])
+    checked = pd.concat(
+        [
+            scan(frame["id"], image_reader(raw_dir, split, frame["id"], missing_ok=True), settings.max_image_pixels)
+            for split, frame in (("train", train), ("nonlandmark", pool))
+        ],
+        ignore_index=True,
+    )
+    checked.insert(1, "split", np.repeat(["train", "nonlandmark"], [len(train), len(pool)]))
     bad = checked.loc[checked["reason"].notna(), ["id", "split", "reason"]]
     bad_list = out_dir / "bad_images.csv"
     write_csv(bad_list, bad)
-    log_data_check({"checked_images": len(jobs), "bad_images": len(bad), "duplicate_rows": duplicates}, bad_list)
-    if jobs and len(bad) / len(jobs) > settings.max_bad_fraction:
+    log_data_check({"checked_images": len(checked), "bad_images": len(bad), "duplicate_rows": duplicates}, bad_list)
+    if len(checked) and len(bad) / len(checked) > settings.max_bad_fraction:
         raise UserError(
-            f"{len(bad)} of {len(jobs)} images are unusable, over filter.max_bad_fraction "
+            f"{len(bad)} of {len(checked)} images are unusable, over filter.max_bad_fraction "
             f"({settings.max_bad_fraction}); the list with reasons is in {bad_list}"
         )
     usable_pool = pool[~pool["id"].isin(bad.loc[bad["split"] == "nonlandmark", "id"])]

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from landmark.data.images import scan
-from landmark.data.layout import image_path, read_csv, read_labels
-from landmark.data.shards import pack
+from landmark.data.layout import read_csv, read_labels
+from landmark.data.shards import image_reader, pack
 from landmark.errors import exits_cleanly
 from landmark.files import atomic_path, write_csv
 from landmark.settings import load_settings
@@ -28,8 +28,8 @@ def main(raw_dir, gallery_csv, nonlandmark_csv, out_dir):
     pool = pack(raw_dir, "nonlandmark", read_csv(nonlandmark_csv, ["id"])[["id"]], out_dir, shard_bytes, seed)
 
     test = read_csv(raw_dir / "test.csv", ["id"])[["id"]]
-    paths = [image_path(raw_dir, "test", image_id) for image_id in test["id"]]
-    usable = scan(test["id"], paths, settings.max_image_pixels)["reason"].isna().to_numpy()
+    readable = image_reader(raw_dir, "test", test["id"], missing_ok=True)  # a test image may not have arrived
+    usable = scan(test["id"], readable, settings.max_image_pixels)["reason"].isna().to_numpy()
     packed_test = pack(raw_dir, "test", test[usable], out_dir, shard_bytes, seed)
     write_csv(out_dir / "test.csv", test)
     if (raw_dir / "solution.csv").exists():

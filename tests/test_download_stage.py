@@ -9,6 +9,7 @@ from PIL import Image
 
 from landmark.data.layout import image_path
 from landmark.data.local import link_tree
+from landmark.data.shards import image_reader
 
 ROOT = Path(__file__).parents[1]
 UNREACHABLE_KAGGLE = {
@@ -66,6 +67,27 @@ def test_a_folder_of_non_landmark_photos_joins_the_pool(tmp_path, tiny_dataset):
         missing.stderr == f"error: data.nonlandmarks: {tmp_path / 'nowhere'} is not a folder; "
         "point it at a folder of non-landmark photos\n"
     )
+
+
+def test_a_pool_added_where_the_data_has_none_is_packed_into_shards(tmp_path, tiny_dataset):
+    """The kaggle and rehearsal sources bring no pool: a folder of photos added there is packed, not linked photo by
+    photo, so DVC hashes a few shards however many photos it holds."""
+    mine = tmp_path / "mine"
+    shutil.copytree(tiny_dataset, mine, ignore=shutil.ignore_patterns("nonlandmark*"))
+    photos = tmp_path / "street"
+    photos.mkdir()
+    for number in range(3):
+        Image.new("RGB", (9, 7), (10 * number, 20, 30)).save(photos / f"{number}.jpg")
+    result = run_download(tmp_path, {"source": "local", "local": {"path": str(mine)}, "nonlandmarks": str(photos)})
+    assert result.returncode == 0, result.stderr
+    pool = pd.read_csv(tmp_path / "data/raw/nonlandmark.csv", dtype=str)
+    assert sorted(pool["source"]) == ["0.jpg", "1.jpg", "2.jpg"]
+    assert sorted(path.name for path in (tmp_path / "data/raw/nonlandmark").iterdir()) == [
+        "index.csv",
+        "shard-000000.tar",
+    ]
+    reader = image_reader(tmp_path / "data/raw", "nonlandmark", pool["id"])
+    assert [reader.read(row) for row in range(3)] == [(photos / name).read_bytes() for name in pool["source"]]
 
 
 def test_local_folder_missing_parts_is_one_line(tmp_path):

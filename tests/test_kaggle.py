@@ -25,8 +25,12 @@ from landmark.data.kaggle import (
     extract_zip,
     fetch,
     fetch_shards,
+    index_tar,
 )
+from landmark.data.shards import ShardReader
 from landmark.errors import UserError
+
+SHARD_NAMES = ["shard-000000.tar", "shard-000001.tar"]
 
 
 class MirrorHandler(http.server.BaseHTTPRequestHandler):
@@ -108,23 +112,32 @@ def test_fetch_gives_up_with_one_line(tmp_path, mirror):
         fetch(f"{mirror.url}/nothing.tar", tmp_path / "nothing.tar")
 
 
-def test_shards_are_verified_extracted_and_not_fetched_twice(tmp_path, mirror):
-    publish_shard(mirror, "train", 0, {"0/1/2/0123456789abcdef.jpg": b"jpeg-0"})
+def read_images(folder, ids) -> list:
+    """The bytes of the images of ids in a split laid out as shards with an index."""
+    reader = ShardReader(folder, ids)
+    return [reader.read(position) for position in range(len(ids))]
+
+
+def test_shards_are_verified_laid_out_unpacked_and_not_fetched_twice(tmp_path, mirror):
+    publish_shard(mirror, "train", 0, {"0/1/2/0123456789abcdef.jpg": b"jpeg-0", "0/1/2": b""})
     publish_shard(mirror, "train", 1, {"f/e/d/fedcba9876543210.jpg": b"jpeg-1"})
-    fetch_shards(mirror.url, "train", 2, tmp_path / "cache", tmp_path / "out", tmp_path / "out.marks")
-    assert (tmp_path / "out/0/1/2/0123456789abcdef.jpg").read_bytes() == b"jpeg-0"
-    assert (tmp_path / "out/f/e/d/fedcba9876543210.jpg").read_bytes() == b"jpeg-1"
-    assert (tmp_path / "cache/train/images_001.tar.verified").exists()
+    index = fetch_shards(mirror.url, "train", 2, tmp_path / "cache", tmp_path / "out")
+    assert index["id"].tolist() == ["0123456789abcdef", "fedcba9876543210"] and index["shard"].tolist() == [0, 1]
+    assert read_images(tmp_path / "out", ["fedcba9876543210", "0123456789abcdef"]) == [b"jpeg-1", b"jpeg-0"]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["index.csv", *SHARD_NAMES]
+    cached = tmp_path / "cache/train/images_001.tar"
+    assert (tmp_path / "out/shard-000001.tar").stat().st_ino == cached.stat().st_ino  # a link, not a copy
+    assert cached.with_name("images_001.tar.verified").exists()
     served = len(mirror.requests)
-    fetch_shards(mirror.url, "train", 2, tmp_path / "cache", tmp_path / "again", tmp_path / "again.marks")
-    assert len(mirror.requests) == served and (tmp_path / "again/0/1/2/0123456789abcdef.jpg").exists()
+    fetch_shards(mirror.url, "train", 2, tmp_path / "cache", tmp_path / "again")
+    assert len(mirror.requests) == served and read_images(tmp_path / "again", ["0123456789abcdef"]) == [b"jpeg-0"]
 
 
 def test_corrupt_shard_is_refused(tmp_path, mirror):
     publish_shard(mirror, "train", 0, {"0/1/2/0123456789abcdef.jpg": b"jpeg"}, corrupt=True)
     with pytest.raises(UserError, match="images_000.tar: md5 mismatch twice"):
-        fetch_shards(mirror.url, "train", 1, tmp_path / "cache", tmp_path / "out", tmp_path / "marks")
-    assert not (tmp_path / "out").exists()
+        fetch_shards(mirror.url, "train", 1, tmp_path / "cache", tmp_path / "out")
+    assert not list((tmp_path / "out").iterdir())
     assert not (tmp_path / "cache/train/images_000.tar").exists()
     assert [path for path, _ in mirror.requests].count("/train/images_000.tar") == 2
 
@@ -224,7 +237,7 @@ def test_download_2019_lays_out_the_kaggle_layout(tmp_path, mirror):
     assert summary == {"train_rows": 3, "train_images": 2, "test_images": 1}
     train = pd.read_csv(tmp_path / "raw/train.csv", dtype=str)
     assert train.to_dict("list") == {"id": ["0123456789abcdef", "456789abcdef0123"], "landmark_id": ["7", "8"]}
-    assert (tmp_path / "raw/test/a/b/c/abcdef0123456789.jpg").read_bytes() == b"c"
+    assert read_images(tmp_path / "raw/test", ["abcdef0123456789"]) == [b"c"]
     assert (tmp_path / "raw/solution.csv").exists()
 
 
@@ -253,8 +266,8 @@ def test_kill_9_during_download_keeps_verified_shards_and_resumes(tmp_path, mirr
     downloader = subprocess.Popen(
         [
             sys.executable, "-c", "import sys; from landmark.data.kaggle import fetch_shards; "
-            "fetch_shards(sys.argv[1], 'train', 2, sys.argv[2], sys.argv[3], sys.argv[4])", mirror.url,
-            str(cache), str(tmp_path / "out"), str(tmp_path / "marks"),
+            "fetch_shards(sys.argv[1], 'train', 2, sys.argv[2], sys.argv[3])", mirror.url,
+            str(cache), str(tmp_path / "out"),
         ],
         env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1])},
         stderr=subprocess.DEVNULL,
@@ -268,11 +281,11 @@ def test_kill_9_during_download_keeps_verified_shards_and_resumes(tmp_path, mirr
     assert (cache / "train/images_000.tar.verified").exists() and partial.stat().st_size >= 50_000
     mirror.slow.clear()
     served = len(mirror.requests)
-    fetch_shards(mirror.url, "train", 2, cache, tmp_path / "out", tmp_path / "marks")
+    fetch_shards(mirror.url, "train", 2, cache, tmp_path / "out")
     again = mirror.requests[served:]
     assert [path for path, _ in again] == ["/md5sum/train/md5.images_001.txt", "/train/images_001.tar"]
     assert again[1][1].startswith("bytes=") and int(again[1][1][6:-1]) >= 50_000
-    assert (tmp_path / "out/f/e/d/fedcba9876543210.jpg").stat().st_size == 400_000
+    assert len(read_images(tmp_path / "out", ["fedcba9876543210"])[0]) == 400_000
 
 
 def test_an_interrupted_download_unpacks_only_what_it_had_not_unpacked(tmp_path, mirror, monkeypatch):
@@ -285,19 +298,20 @@ def test_an_interrupted_download_unpacks_only_what_it_had_not_unpacked(tmp_path,
             "test.csv": "id\nabcdef0123456789\n",
         }
     )
-    unpacked = []
+    unpacked, indexed = [], []
 
-    def unpack(real):
-        def recorded(archive, dest):
-            unpacked.append(Path(archive).name)
-            real(archive, dest)
-            if unpacked == ["landmark-recognition-2019.zip", "images_000.tar", "images_001.tar"]:
-                raise KeyboardInterrupt  # after unpacking, before marking: the worst moment for a kill
+    def unpack(archive, dest):
+        unpacked.append(Path(archive).name)
+        extract_zip(archive, dest)
 
-        return recorded
+    def index(path):
+        indexed.append(Path(path).name)
+        if indexed == ["shard-000000.tar", "shard-000001.tar"]:
+            raise KeyboardInterrupt  # laid in place, not yet indexed
+        return index_tar(path)
 
-    monkeypatch.setattr(kaggle, "extract_tar", unpack(extract_tar))
-    monkeypatch.setattr(kaggle, "extract_zip", unpack(extract_zip))
+    monkeypatch.setattr(kaggle, "extract_zip", unpack)
+    monkeypatch.setattr(kaggle, "index_tar", index)
     arguments = dict(
         competition="landmark-recognition-2019", shard_base_url=mirror.url, train_shards=2, test_shards=1,
         solution_url="", cache_dir=tmp_path / "downloads", api=api,
@@ -305,16 +319,18 @@ def test_an_interrupted_download_unpacks_only_what_it_had_not_unpacked(tmp_path,
     with pytest.raises(KeyboardInterrupt):
         download(tmp_path / "raw", **arguments)
     unpacked.clear()
+    served = len(mirror.requests)
     summary = download(tmp_path / "raw", **arguments)
-    assert unpacked == ["images_001.tar", "images_000.tar"]  # the second train shard again, then the test shard
+    assert unpacked == []  # the competition's zip was unpacked before the kill
+    assert [path for path, _ in mirror.requests[served:]] == ["/md5sum/test/md5.images_000.txt", "/test/images_000.tar"]
     assert summary == {"train_rows": 2, "train_images": 2, "test_images": 1}
-    assert (tmp_path / "raw/train/4/5/6/456789abcdef0123.jpg").read_bytes() == b"b"
+    assert read_images(tmp_path / "raw/train", ["456789abcdef0123"]) == [b"b"]
     assert sorted(path.name for path in (tmp_path / "raw").iterdir()) == ["test", "test.csv", "train", "train.csv"]
+    assert sorted(path.name for path in (tmp_path / "raw/train").iterdir()) == ["index.csv", *SHARD_NAMES]
 
-    # a folder left with other settings (or by anything else) is cleared and everything unpacked afresh
-    unpacked.clear()
+    # a folder left with other settings (or by anything else) is cleared and everything laid out afresh
     (tmp_path / "raw/stray.txt").write_text("left by something else")
     summary = download(tmp_path / "raw", **arguments | {"train_shards": 1})
-    assert unpacked == ["landmark-recognition-2019.zip", "images_000.tar", "images_000.tar"]
+    assert unpacked == ["landmark-recognition-2019.zip"]
     assert summary == {"train_rows": 2, "train_images": 1, "test_images": 1}
-    assert not (tmp_path / "raw/stray.txt").exists() and not (tmp_path / "raw/train/4").exists()
+    assert not (tmp_path / "raw/stray.txt").exists() and not (tmp_path / "raw/train/shard-000001.tar").exists()

@@ -19,7 +19,7 @@ from landmark.recognition import steps as steps_module
 from landmark.recognition.gallery import PARTS, VALIDATION_PARTS, Gallery, Queries
 from landmark.recognition.method import Ballot, Method, check_methods, count
 from landmark.recognition.scoring import recognition_scores
-from landmark.recognition.search import Whitening, build_index, read_index, search, write_index
+from landmark.recognition.search import Whitening, build_index, normalized, read_index, search, write_index
 from landmark.recognition.steps import Step
 from landmark.settings import nonlandmark_shortfalls, parse_params, whole
 
@@ -213,6 +213,27 @@ def test_whitening_takes_away_the_common_part_and_survives_a_round_trip(tmp_path
     assert np.array_equal(Whitening.load(tmp_path / "none.npz")(vectors), vectors)
     with pytest.raises(UserError, match=r"missing.npz: no such file; run the index stage"):
         Whitening.load(tmp_path / "missing.npz")
+
+
+def test_whitening_reads_a_chunk_at_a_time_and_equals_the_pca_of_its_sample(tmp_path):
+    """Learned from a d × d covariance and applied in chunks to a memory-mapped set larger than one chunk, it is
+    the PCA whitening an SVD of the whole sample gives (axes up to their sign, which no similarity sees)."""
+    rng = np.random.default_rng(1)
+    vectors = unit(*(rng.normal(size=(70_000, 12)) * np.linspace(3, 0.5, 12)))
+    np.save(tmp_path / "gallery.npy", vectors)
+    mapped = np.load(tmp_path / "gallery.npy", mmap_mode="r")
+    learned = Whitening.fit(mapped, dims=6, sample=20_000)
+    rows = np.sort(np.random.default_rng(0).permutation(len(vectors))[:20_000])
+    sample = vectors[rows].astype(np.float64)
+    _, singular, axes = np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)
+    variance = singular**2 / len(sample)
+    reference = axes[:6].T / np.sqrt(variance[:6] + 0.1 * variance.mean())
+    assert np.allclose(np.abs(learned.projection), np.abs(reference), rtol=1e-4, atol=1e-6)
+    whitened = learned(mapped)
+    assert whitened.shape == (70_000, 6) and np.allclose(whitened[-5:], learned(vectors[-5:]), atol=1e-6)
+    similarities = whitened[:50] @ whitened[:50].T
+    expected = normalized((vectors[:50] - learned.mean) @ reference)
+    assert np.allclose(similarities, expected @ expected.T, atol=1e-4)
 
 
 def test_index_errors_name_the_setting(tmp_path):

@@ -6,7 +6,7 @@ import http.client
 import pandas as pd
 import pytest
 
-from landmark.data import kaggle, rehearsal
+from landmark.data import kaggle, local, rehearsal
 from landmark.errors import UserError
 from landmark.settings import Rehearsal, parse_params
 from tests.params_file import PARAMS
@@ -139,14 +139,15 @@ def test_the_server_answers_a_range_past_the_end_with_416(mirror):
         connection.close()
 
 
-def test_download_lays_out_the_kaggle_layout_with_the_pool(mirror, tmp_path):
-    summary = rehearsal.download(tmp_path / "raw", SETTINGS, tmp_path / "cache")
-    assert summary["train_images"] == 203 and summary["test_images"] == 6 and summary["nonlandmark_images"] == 6
+def test_download_lays_out_the_kaggle_layout_and_its_pool_is_packed(mirror, tmp_path):
+    summary, pool = rehearsal.download(tmp_path / "raw", SETTINGS, tmp_path / "cache")
+    assert summary["train_images"] == 203 and summary["test_images"] == 6 and summary["test_landmarks"] == 1
     train = pd.read_csv(tmp_path / "raw/train.csv", dtype=str)
     assert list(train.columns) == ["id", "landmark_id"] and train["landmark_id"].nunique() == 10
     solution = pd.read_csv(tmp_path / "raw/solution.csv", dtype=str, keep_default_na=False)
-    assert (solution["landmarks"] != "").sum() == summary["test_landmarks"] == 1
-    assert len(list((tmp_path / "raw/nonlandmark").rglob("*.jpg"))) == 6
+    assert (solution["landmarks"] != "").sum() == 1
+    assert local.add_nonlandmarks([pool], tmp_path / "raw", 2**20) == 6
+    assert sorted(path.name for path in (tmp_path / "raw/nonlandmark").iterdir()) == ["index.csv", "shard-000000.tar"]
 
 
 def test_the_settings_say_what_a_rehearsal_needs():

@@ -6,6 +6,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -43,8 +44,16 @@ def test_shards_are_webdataset_tars_whose_index_gives_back_every_image(tmp_path,
     assert isinstance(reader, ShardReader)
     for position, image_id in enumerate(train["id"]):
         assert reader.read(position) == image_path(tiny_dataset, "train", image_id).read_bytes()
-    with pytest.raises(UserError, match=r"index.csv: 1 image\(s\) not packed, e.g. nope; rerun the pack stage"):
+    with pytest.raises(UserError, match=r"index.csv: 1 image\(s\) not in it, e.g. nope; rerun the stage that wrote"):
         image_reader(tmp_path / "shards", "train", [train["id"].iloc[0], "nope"])
+    # where an image may be missing (a test shard not downloaded), it reads as a missing file does
+    tolerant = image_reader(tmp_path / "shards", "train", ["nope", train["id"].iloc[1]], missing_ok=True)
+    with pytest.raises(FileNotFoundError):
+        tolerant.read(0)
+    assert tolerant.read(1) == reader.read(1)
+    # a worker is sent the places of its own images only
+    part = reader.take(np.arange(2, 4))
+    assert len(part) == 2 and [part.read(0), part.read(1)] == [reader.read(2), reader.read(3)]
 
 
 def test_packing_is_reproducible_and_replaces_the_old_shards(tmp_path, tiny_dataset):

@@ -7,6 +7,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
@@ -49,6 +50,11 @@ def check(path, max_pixels: int):
         data = Path(path).read_bytes()
     except FileNotFoundError:
         return "missing"
+    return check_bytes(data, max_pixels)
+
+
+def check_bytes(data: bytes, max_pixels: int):
+    """The reason an image's bytes cannot be used, or None when they can."""
     if not data:
         return "empty file"
     try:
@@ -59,14 +65,21 @@ def check(path, max_pixels: int):
 
 
 def _check_chunk(job):
-    paths, max_pixels = job
-    return [check(path, max_pixels) for path in paths]
+    reader, max_pixels = job
+    reasons = []
+    for position in range(len(reader)):
+        try:
+            reasons.append(check_bytes(reader.read(position), max_pixels))
+        except FileNotFoundError:
+            reasons.append("missing")
+    return reasons
 
 
-def scan(ids, paths, max_pixels: int, workers: int | None = None) -> pd.DataFrame:
-    """Decode every image once, in parallel. Returns id and reason (None when usable) of each image."""
-    paths = [str(path) for path in paths]
-    chunks = [(paths[start : start + 256], max_pixels) for start in range(0, len(paths), 256)]
+def scan(ids, reader, max_pixels: int, workers: int | None = None) -> pd.DataFrame:
+    """Decode every image of reader (landmark.data.shards: files or shards) once, in parallel, each worker sent
+    the places of its chunk only. Returns id and reason (None when usable) of each image."""
+    starts = range(0, len(reader), 256)
+    chunks = [(reader.take(np.arange(start, min(start + 256, len(reader)))), max_pixels) for start in starts]
     results = []
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         for chunk in tqdm(pool.map(_check_chunk, chunks), total=len(chunks), desc="check images", unit="chunk"):

@@ -3,7 +3,8 @@
 `landmark-recognition-2019` (the paper's competition) ships CSVs only; its images are the GLDv2 tar shards
 (`train/images_000.tar` … `images_499.tar`, `test/images_000.tar` … `images_019.tar`), each with an md5 file
 under `md5sum/`. `landmark-recognition-2020` ships GLDv2-clean with its images through the Kaggle API.
-Shards are verified by md5 and kept in a cache folder, so an interrupted download resumes where it stopped.
+Shards are verified by md5 and kept in a cache folder, so an interrupted download resumes where it stopped, and
+laid in the data folder as they are, with an index of where each image sits, not unpacked into millions of files.
 """
 
 import contextlib
@@ -19,11 +20,13 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 from tqdm import tqdm
 
 from landmark.data.layout import read_csv
+from landmark.data.shards import INDEX
 from landmark.errors import UserError
-from landmark.files import write_csv
+from landmark.files import link_or_copy, write_csv
 
 CREDENTIALS_HELP = (
     "set KAGGLE_API_TOKEN, or save your token to ~/.kaggle/access_token (or a legacy ~/.kaggle/kaggle.json); "
@@ -184,16 +187,46 @@ def _extract_once(archive: Path, dest, marks: Path, kind: str) -> None:
     mark.write_text(identity)
 
 
-def fetch_shards(base_url: str, split: str, count: int, cache_dir, extract_to, marks) -> int:
-    """Download, verify and unpack the first `count` shards of a split into extract_to; returns the count. Shards
-    that `marks` (a folder) says an earlier, interrupted call unpacked are not unpacked again."""
-    for index in tqdm(range(count), desc=f"{split} shards", unit="shard"):
-        shard = fetch_verified_shard(base_url.rstrip("/"), split, index, cache_dir)
-        _extract_once(shard, extract_to, Path(marks), split)
-    return count
+def index_tar(path) -> pd.DataFrame:
+    """id, offset and size of each JPEG in a tar (GLDv2's members are a/b/c/<id>.jpg), read from its headers
+    alone: tarfile seeks from header to header past the images' bytes."""
+    rows = []
+    try:
+        with tarfile.open(path) as bundle:
+            for member in bundle:
+                if member.isfile() and member.name.endswith(".jpg"):
+                    rows.append((member.name.rsplit("/", 1)[-1][:-4], member.offset_data, member.size))
+    except tarfile.TarError as error:
+        raise UserError(f"{path}: not a readable tar ({error}); delete it and rerun to download it again")
+    return pd.DataFrame(rows, columns=["id", "offset", "size"])
+
+
+def fetch_shards(base_url: str, split: str, count: int, cache_dir, dest) -> pd.DataFrame:
+    """Download and verify the first `count` shards of a split and lay them in dest as the pack stage lays its
+    own (landmark.data.shards): `shard-NNNNNN.tar`, a hard link to the cached shard, and `index.csv`, where each
+    image's bytes sit. Nothing is unpacked: at 1× that would be 4.13M files for DVC to hash. Returns the index."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for number in tqdm(range(count), desc=f"{split} shards", unit="shard"):
+        shard = fetch_verified_shard(base_url.rstrip("/"), split, number, cache_dir)
+        placed = dest / f"shard-{number:06d}.tar"
+        placed.unlink(missing_ok=True)
+        link_or_copy(shard, placed)
+        parts.append(index_tar(placed).assign(shard=number))
+    index = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["id", "offset", "size", "shard"])
+    index = index[["id", "shard", "offset", "size"]]
+    repeated = index["id"].duplicated()
+    if repeated.any():
+        raise UserError(f"{dest}: image {index['id'][repeated].iat[0]} is in two shards; the mirror is inconsistent")
+    write_csv(dest / INDEX, index)
+    return index
 
 
 def _image_ids(folder) -> set:
+    """The ids of the images in a split: its index where its shards were laid, else its files (2020's)."""
+    if (Path(folder) / INDEX).is_file():
+        return set(read_csv(Path(folder) / INDEX, ["id"])["id"])
     return {path.stem for path in Path(folder).rglob("*.jpg")}
 
 
@@ -215,8 +248,8 @@ def download(dest, competition, shard_base_url, train_shards, test_shards, solut
 
     train.csv keeps only the rows whose image arrived (a partial set of shards leaves the rest out). `api` is an
     authenticated KaggleApi (by default, made from the user's credentials). Downloads are cached in cache_dir;
-    rerun after an interruption with the same arguments, it also unpacks only the archives not yet unpacked
-    into dest (hundreds of GB for all of GLDv2).
+    rerun after an interruption with the same arguments, it unpacks only the zips not yet unpacked into dest
+    (2020's holds its images); GLDv2's shards are linked into dest, never unpacked.
     """
     dest, cache_dir = Path(dest), Path(cache_dir)
     api = api or kaggle_api()
@@ -228,12 +261,12 @@ def download(dest, competition, shard_base_url, train_shards, test_shards, solut
     for archive in download_competition_files(api, competition, cache_dir / competition):
         _extract_once(archive, dest, marks, "kaggle")
     if competition == "landmark-recognition-2019":
-        fetch_shards(shard_base_url, "train", train_shards, cache_dir / "gldv2", dest / "train", marks)
-        fetch_shards(shard_base_url, "test", test_shards, cache_dir / "gldv2", dest / "test", marks)
+        fetch_shards(shard_base_url, "train", train_shards, cache_dir / "gldv2", dest / "train")
+        fetch_shards(shard_base_url, "test", test_shards, cache_dir / "gldv2", dest / "test")
         if solution_url:
             fetch(solution_url, cache_dir / "gldv2" / "solution.csv")
             (dest / "solution.csv").unlink(missing_ok=True)
-            os.link(cache_dir / "gldv2" / "solution.csv", dest / "solution.csv")
+            link_or_copy(cache_dir / "gldv2" / "solution.csv", dest / "solution.csv")
     # From here on dest's CSVs change, so an interruption must not leave the marks to say the archives are unpacked.
     shutil.rmtree(marks)
     train = read_csv(dest / "train.csv", ["id", "landmark_id"])

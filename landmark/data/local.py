@@ -2,15 +2,16 @@
 folder of non-landmark photos added to the pool."""
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from landmark.data.layout import image_path
+from landmark.data.shards import INDEX, FileReader, write_shards
 from landmark.errors import UserError
-from landmark.files import write_csv
+from landmark.files import link_or_copy, write_csv
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
@@ -32,35 +33,42 @@ def link_tree(source, dest) -> dict:
         for path in [source / name] if (source / name).is_file() else (source / name).rglob("*"):
             if path.is_dir():
                 continue
-            _link(path, dest / path.relative_to(source))
+            link_or_copy(path, dest / path.relative_to(source))
             files += 1
     return {"files": files}
 
 
-def _link(path, target) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(path, target)
-    except OSError:
-        shutil.copy2(path, target)
+def add_nonlandmarks(folders, dest, shard_bytes: int) -> int:
+    """Add the photos under each of folders (searched recursively, by file suffix) to dest's non-landmark pool:
+    a row of nonlandmark.csv (id, source) each, the id a hash of the photo's path inside its folder (after the
+    first folder, prefixed by the folder's place in the list). Returns how many.
 
-
-def add_nonlandmarks(folder, dest) -> int:
-    """Add the photos under folder (searched recursively, by file suffix) to dest's non-landmark pool, in the
-    Kaggle layout: `nonlandmark/a/b/c/<id>.jpg`, the id a hash of the photo's path inside folder, and a row of
-    nonlandmark.csv (id, source) for each. Returns how many were added."""
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise UserError(f"data.nonlandmarks: {folder} is not a folder; point it at a folder of non-landmark photos")
-    photos = sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
-    rows = []
-    for path in photos:
-        relative = path.relative_to(folder).as_posix()
-        image_id = hashlib.sha1(relative.encode()).hexdigest()[:16]
-        _link(path, image_path(dest, "nonlandmark", image_id))
-        rows.append((image_id, relative))
-    csv = Path(dest) / "nonlandmark.csv"
-    existing = pd.read_csv(csv, dtype=str, keep_default_na=False) if csv.is_file() else pd.DataFrame({"id": []})
-    pool = pd.concat([existing, pd.DataFrame(rows, columns=["id", "source"])], ignore_index=True)
-    write_csv(csv, pool.drop_duplicates("id", keep="last"))  # a resumed download adds the same photos again
-    return len(rows)
+    Where dest has no pool of its own (kaggle, rehearsal), they are packed into shards of about shard_bytes
+    (`nonlandmark/shard-*.tar` and `index.csv`, as landmark.data.shards writes them): GLDv2's 761,757 index
+    photos, loose, would be as many files for DVC to hash. Beside a pool of loose files (the synthetic set's, a
+    local folder's) they are linked in the Kaggle layout, `nonlandmark/a/b/c/<id>.jpg`.
+    """
+    dest, frames = Path(dest), []
+    for place, folder in enumerate(Path(folder).expanduser() for folder in folders):
+        if not folder.is_dir():
+            raise UserError(f"data.nonlandmarks: {folder} is not a folder; point it at a folder of non-landmark photos")
+        photos = sorted(path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+        names = [f"{place}/" * (place > 0) + path.relative_to(folder).as_posix() for path in photos]
+        ids = [hashlib.sha1(name.encode()).hexdigest()[:16] for name in names]
+        frames.append(pd.DataFrame({"id": ids, "source": names, "path": photos}))
+    added = pd.concat(frames, ignore_index=True).drop_duplicates("id", keep="last")
+    csv = dest / "nonlandmark.csv"
+    if (dest / "nonlandmark" / INDEX).is_file():  # packed by this download before it was interrupted: again
+        shutil.rmtree(dest / "nonlandmark")
+        csv.unlink(missing_ok=True)
+    if csv.is_file():
+        for image_id, path in zip(added["id"], added["path"]):
+            link_or_copy(path, image_path(dest, "nonlandmark", image_id))
+        existing = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        pool = pd.concat([existing, added[["id", "source"]]], ignore_index=True)
+        write_csv(csv, pool.drop_duplicates("id", keep="last"))  # a resumed download adds the same photos again
+    else:
+        reader = FileReader(added["path"])
+        write_shards(reader, added[["id"]], dest / "nonlandmark", shard_bytes, np.arange(len(added)))
+        write_csv(csv, added[["id", "source"]])
+    return len(added)

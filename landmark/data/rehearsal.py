@@ -10,8 +10,8 @@ the non-landmark pool f · its size at 1×. Photos are drawn as the embedded syn
 They arrive as the real ones do: a mirror folder of tar shards (`train/images_000.tar`, …, at GLDv2's images per
 shard) with md5 files (`md5sum/train/md5.images_000.txt`), the competition's CSVs zipped as the Kaggle API gives
 them and the solution file, served over HTTP on this machine (with byte ranges, so a cut transfer resumes) while
-the kaggle source's own download, verify, resume and extract code fetches it. The pool arrives as a folder of
-photos, as a user's does (`data.nonlandmarks`). The mirror is built once per setting and kept in the cache folder.
+the kaggle source's own download, verify, resume and extract code fetches it. The pool is a folder of photos,
+added as a user's is (`data.nonlandmarks`). The mirror is built once per setting and kept in the cache folder.
 """
 
 import contextlib
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from landmark.data import kaggle, local
+from landmark.data import kaggle
 from landmark.data.synthetic import make_blueprint, render
 from landmark.files import write_csv, write_json
 
@@ -291,9 +291,10 @@ def prepare_mirror(settings, cache_dir) -> tuple:
     return folder, build_mirror(folder / "mirror", settings, "landmark-recognition-2019")
 
 
-def download(dest, settings, cache_dir) -> dict:
-    """The rehearsal's data in dest, in the Kaggle layout: its mirror built (once) in cache_dir, served, fetched by
-    the kaggle source's download code, and its pool added as a folder of photos is. Returns what arrived."""
+def download(dest, settings, cache_dir) -> tuple:
+    """The rehearsal's data in dest, in the Kaggle layout: its mirror built (once) in cache_dir, served and fetched
+    by the kaggle source's download code. Returns what arrived, and the folder of its non-landmark pool, to be
+    added as a folder of photos is (data.nonlandmarks)."""
     folder, manifest = prepare_mirror(settings, cache_dir)
     with serve(folder / "mirror") as url:
         summary = kaggle.download(
@@ -306,8 +307,7 @@ def download(dest, settings, cache_dir) -> dict:
             cache_dir=folder / "downloads",
             api=MirrorApi(url),
         )
-    summary["nonlandmark_images"] = local.add_nonlandmarks(folder / "mirror" / "nonlandmarks", dest)
     summary["classes"] = manifest["classes"]
     summary["test_landmarks"] = manifest["test_landmarks"]
     summary["mirror_seconds"] = manifest["seconds"]
-    return summary
+    return summary, folder / "mirror" / "nonlandmarks"

@@ -6,6 +6,7 @@ hundred ~1 GB shards do neither. The index keeps random access: a reader takes a
 resumable, seeded sampling of training works unchanged, and the shards still stream as plain WebDataset tars.
 """
 
+import copy
 import io
 import os
 import shutil
@@ -30,22 +31,30 @@ def _tar_member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
 
 
 def pack(images_root, split: str, frame: pd.DataFrame, out_dir, shard_bytes: int, seed: int) -> pd.DataFrame:
-    """Pack the images of frame (column id, optionally landmark_id) from the Kaggle layout into out_dir/split/.
+    """Pack the images of frame (column id, optionally landmark_id) from images_root (the Kaggle layout, or its
+    splits in shards) into out_dir/split/, shuffled by seed. Returns its index (write_shards)."""
+    order = np.random.default_rng(seed).permutation(len(frame))
+    reader = image_reader(images_root, split, frame["id"])
+    return write_shards(reader, frame, Path(out_dir) / split, shard_bytes, order)
 
-    Returns and writes out_dir/split/index.csv: id, shard, offset, size (bytes of the JPEG inside its shard).
+
+def write_shards(reader, frame: pd.DataFrame, final: Path, shard_bytes: int, order) -> pd.DataFrame:
+    """The images of reader (one per row of frame: id, optionally landmark_id), in `order`, as shards of about
+    shard_bytes in the folder final.
+
+    Returns and writes final/index.csv: id, shard, offset, size (bytes of the JPEG inside its shard).
     The folder appears whole or not at all: it is written beside its final place and renamed.
     """
-    final = Path(out_dir) / split
+    split = final.name
     partial = final.with_name(f"{split}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    order = np.random.default_rng(seed).permutation(len(frame))
     labels = frame["landmark_id"].to_numpy() if "landmark_id" in frame else None
     rows, tar, shard, written = [], None, -1, 0
     try:
         for position in tqdm(order, desc=f"pack {split}", unit="image", mininterval=2):
             image_id = str(frame["id"].iat[position])
-            data = image_path(images_root, split, image_id).read_bytes()
+            data = reader.read(position)
             if tar is None or written >= shard_bytes:
                 if tar is not None:
                     tar.close()
@@ -78,21 +87,23 @@ class ShardReader:
     """The bytes of the packed images of ids, by position, with one pread on its shard.
 
     Locations are numpy arrays, not per-image Python objects: loader workers fork with the dataset, and touching
-    millions of small objects would copy them into every worker.
+    millions of small objects would copy them into every worker. An id the index lacks is an error, or with
+    missing_ok a FileNotFoundError when it is read, as a missing file is for FolderReader.
     """
 
-    def __init__(self, folder, ids):
+    def __init__(self, folder, ids, missing_ok: bool = False):
         self.folder = Path(folder)
         index = read_csv(self.folder / INDEX, ["id", "shard", "offset", "size"])
         rows = pd.Index(index["id"]).get_indexer(pd.Index(ids, dtype=str))
-        if (rows < 0).any():
+        if (rows < 0).any() and not missing_ok:
             missing = np.asarray(ids)[rows < 0]
             raise UserError(
-                f"{self.folder / INDEX}: {len(missing)} image(s) not packed, e.g. {missing[0]}; "
-                "rerun the pack stage (dvc repro)"
+                f"{self.folder / INDEX}: {len(missing)} image(s) not in it, e.g. {missing[0]}; "
+                "rerun the stage that wrote it (dvc repro)"
             )
         self.shard, self.offset, self.size = (
-            index[column].to_numpy(dtype=np.int64)[rows] for column in ("shard", "offset", "size")
+            np.where(rows >= 0, index[column].to_numpy(dtype=np.int64)[rows], -1)
+            for column in ("shard", "offset", "size")
         )
         self._handles, self._pid = {}, None
 
@@ -103,9 +114,18 @@ class ShardReader:
         if self._pid != os.getpid():  # a forked loader worker opens its own handles
             self._handles, self._pid = {}, os.getpid()
         shard = int(self.shard[position])
+        if shard < 0:
+            raise FileNotFoundError(position)
         if shard not in self._handles:
             self._handles[shard] = os.open(self.folder / f"shard-{shard:06d}.tar", os.O_RDONLY)
         return os.pread(self._handles[shard], int(self.size[position]), int(self.offset[position]))
+
+    def take(self, positions) -> "ShardReader":
+        """A reader of these positions only: what a worker process is sent, instead of every image's place."""
+        part = copy.copy(self)
+        part.shard, part.offset, part.size = self.shard[positions], self.offset[positions], self.size[positions]
+        part._handles, part._pid = {}, None
+        return part
 
     def __getstate__(self):  # file handles do not travel to spawned workers
         return self.__dict__ | {"_handles": {}, "_pid": None}
@@ -123,6 +143,9 @@ class FolderReader:
     def read(self, position: int) -> bytes:
         return image_path(self.root, self.split, str(self.ids[position])).read_bytes()
 
+    def take(self, positions) -> "FolderReader":
+        return FolderReader(self.root, self.split, self.ids[positions])
+
 
 class FileReader:
     """The bytes of image files by position (any name, any format): a user's own photos."""
@@ -136,6 +159,9 @@ class FileReader:
     def read(self, position: int) -> bytes:
         return Path(self.paths[position]).read_bytes()
 
+    def take(self, positions) -> "FileReader":
+        return FileReader([self.paths[position] for position in positions])
+
 
 def packed_ids(images_root, split: str):
     """The ids the pack stage packed for split, or None when images_root is not its output."""
@@ -143,9 +169,9 @@ def packed_ids(images_root, split: str):
     return read_csv(index, ["id"])["id"].to_numpy() if index.is_file() else None
 
 
-def image_reader(images_root, split: str, ids):
-    """The images of ids: from shards when images_root holds a packed split (the pack stage's output), else
-    from the Kaggle layout's files."""
+def image_reader(images_root, split: str, ids, missing_ok: bool = False):
+    """The images of ids: from shards where images_root holds the split packed (the pack stage's output, or the
+    download stage's GLDv2 shards), else from the Kaggle layout's files."""
     if (Path(images_root) / split / INDEX).is_file():
-        return ShardReader(Path(images_root) / split, ids)
+        return ShardReader(Path(images_root) / split, ids, missing_ok)
     return FolderReader(images_root, split, ids)

@@ -43,21 +43,31 @@ class Whitening:
 
     @classmethod
     def fit(cls, vectors, dims: int, shrinkage: float = 0.1, sample: int = 200_000, seed: int = 0) -> "Whitening":
+        """Learned on a seeded sample of vectors (n × d, memory-mapped is fine), read a chunk at a time: the
+        covariance is d × d, whatever n, where an SVD of the sample would hold it three times over."""
         rows = np.sort(np.random.default_rng(seed).permutation(len(vectors))[:sample])
-        learned = np.asarray(vectors[rows], dtype=np.float64)
-        mean = learned.mean(axis=0)
-        _, singular, axes = np.linalg.svd(learned - mean, full_matrices=False)
-        variance = singular**2 / max(1, len(learned))
-        keep = slice(0, min(dims, len(variance)))
-        projection = axes[keep].T / np.sqrt(variance[keep] + shrinkage * variance.mean())
+        chunks = [rows[start : start + 16_384] for start in range(0, len(rows), 16_384)]
+        mean = sum(np.asarray(vectors[chunk], dtype=np.float64).sum(axis=0) for chunk in chunks) / len(rows)
+        covariance = np.zeros((vectors.shape[1], vectors.shape[1]))
+        for chunk in chunks:
+            centred = np.asarray(vectors[chunk], dtype=np.float64) - mean
+            covariance += centred.T @ centred
+        variance, axes = np.linalg.eigh(covariance / len(rows))
+        rank = min(len(rows), len(variance))  # the sample spans at most n axes, as an SVD of it would
+        variance, axes = variance[::-1][:rank], axes[:, ::-1][:, :rank]
+        keep = slice(0, min(dims, rank))
+        projection = axes[:, keep] / np.sqrt(np.maximum(variance[keep], 0) + shrinkage * variance.mean())
         return cls(mean.astype(np.float32), projection.astype(np.float32))
 
     def __call__(self, vectors) -> np.ndarray:
-        vectors = np.asarray(vectors, dtype=np.float32)
+        """The vectors whitened, a chunk at a time: GLDv2's 4.1M × 2048 less the mean would be 34 GB at once."""
         if self.projection is None:
-            return np.ascontiguousarray(vectors)
-        whitened = (vectors - self.mean) @ self.projection
-        return normalized(whitened)
+            return np.ascontiguousarray(vectors, dtype=np.float32)
+        whitened = np.empty((len(vectors), self.projection.shape[1]), dtype=np.float32)
+        for start in range(0, len(vectors), 65_536):
+            chunk = np.asarray(vectors[start : start + 65_536], dtype=np.float32)
+            whitened[start : start + 65_536] = normalized((chunk - self.mean) @ self.projection)
+        return whitened
 
     def save(self, path) -> None:
         with atomic_path(path) as temporary, open(temporary, "wb") as handle:

@@ -30,8 +30,11 @@ def test_the_rehearsal_runs_from_the_mirror_to_a_submission(tmp_path):
     assert re.search(r"download: rehearsal data in data/raw: 203 train_rows, 203 train_images, 6 test_images", output)
     assert "kept 1 of 10 classes with >= 100 usable images, 110 of 203 images" in output  # 1/10 of GLDv2's 3%
     downloads = next((repo / "data/downloads/rehearsal").iterdir()) / "downloads"
-    for split in ("train", "test"):  # fetched over HTTP and verified against the mirror's md5 files
+    for split in ("train", "test"):  # fetched over HTTP, verified against the mirror's md5 files, never unpacked
         assert (downloads / f"gldv2/{split}/images_000.tar.verified").exists()
+        assert sorted(path.name for path in (repo / "data/raw" / split).iterdir()) == ["index.csv", "shard-000000.tar"]
+    pool = sorted(path.name for path in (repo / "data/raw/nonlandmark").iterdir())
+    assert pool == ["index.csv", "shard-000000.tar"]  # the pool's folder of photos, packed as it was added
     test_ids = pd.read_csv(repo / "data/raw/test.csv", dtype=str)["id"].tolist()
     validate_submission(repo / "submission.csv", test_ids)
     score = json.loads((repo / "reports/submission.json").read_text())
