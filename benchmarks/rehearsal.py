@@ -6,7 +6,8 @@ For each fraction it clones this checkout's HEAD into DIR/f<fraction>, applies p
 fraction to params.yaml (as `dvc exp run -S` would), builds the rehearsal's mirror (not timed: at 1× there is no
 mirror to build), then runs each stage, after those it needs, as `dvc repro` would: its command, then `dvc commit`
 of its outputs. For each stage it records the command's wall seconds and the peak resident memory of its whole
-process tree (sampled every 0.1 s: the stage and every process it starts), the files and bytes of its outputs
+process tree (sampled every 0.1 s: the stage and every process it starts; all of it, and the anonymous part,
+without the pages mapped from files that the kernel can drop), the files and bytes of its outputs
 (from dvc.lock), and the seconds `dvc commit` spends hashing them into the cache. Per fraction it writes
 DIR/f<fraction>.json; at the end it prints one table per figure, and the fit of each stage's cost against the
 rehearsal's train images n: the exponent k of cost ∝ n^k (least squares on log-log) and the cost carried to
@@ -34,29 +35,31 @@ from landmark.settings import load_settings
 ROOT = Path(__file__).parents[1]
 
 
-def tree_rss(process: psutil.Process) -> int:
-    """Resident bytes of a process and every process below it, now."""
-    total = 0
+def tree_memory(process: psutil.Process) -> np.ndarray:
+    """Resident bytes of a process and every process below it, now: all of it, and its anonymous part (less the
+    pages mapped from files, such as memory-mapped embeddings, which the kernel can drop and read again)."""
+    total = np.zeros(2, dtype=np.int64)
     for member in [process, *process.children(recursive=True)]:
         try:
-            total += member.memory_info().rss
+            memory = member.memory_info()
         except psutil.Error:  # ended between the listing and the reading
-            pass
+            continue
+        total += (memory.rss, memory.rss - memory.shared)
     return total
 
 
 def measured(command: str, cwd: Path) -> dict:
-    """Run a shell command; its wall seconds and the peak resident memory of its process tree."""
+    """Run a shell command; its wall seconds and the peak resident memory of its process tree (all, anonymous)."""
     started = time.perf_counter()
     process = subprocess.Popen(
         command, shell=True, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    peak, watched = [0], psutil.Process(process.pid)
+    peak, watched = np.zeros(2, dtype=np.int64), psutil.Process(process.pid)
 
     def watch():
         while process.poll() is None:
             try:
-                peak[0] = max(peak[0], tree_rss(watched))
+                np.maximum(peak, tree_memory(watched), out=peak)
             except psutil.Error:
                 return
             time.sleep(0.1)
@@ -67,7 +70,12 @@ def measured(command: str, cwd: Path) -> dict:
     watcher.join()
     if process.returncode:
         sys.exit(f"{command} failed in {cwd}:\n{output[-3000:]}")
-    return {"seconds": time.perf_counter() - started, "peak_rss": peak[0], "output": output}
+    return {
+        "seconds": time.perf_counter() - started,
+        "peak_rss": int(peak[0]),
+        "peak_anon": int(peak[1]),
+        "output": output,
+    }
 
 
 def planned_stages(repo: Path) -> list:
@@ -116,10 +124,12 @@ def rehearse(fraction: float, work: Path, overrides: list) -> dict:
         stages[name] = {
             "seconds": round(figures["seconds"], 2),
             "peak_rss": figures["peak_rss"],
+            "peak_anon": figures["peak_anon"],
             "dvc_seconds": round(hashed["seconds"], 2),
         } | outputs_of(repo, name)
         last = figures["output"].strip().splitlines()[-1:] or [""]
-        print(f"  {name}: {figures['seconds']:.1f} s, {figures['peak_rss'] / 2**30:.2f} GiB; {last[0][:150]}")
+        memory = f"{figures['peak_rss'] / 2**30:.2f} GiB ({figures['peak_anon'] / 2**30:.2f} anonymous)"
+        print(f"  {name}: {figures['seconds']:.1f} s, {memory}; {last[0][:150]}")
     with open(repo / "data/raw/train.csv") as rows:
         train = sum(1 for _ in rows) - 1
     result = {"fraction": fraction, "train_images": train, "seconds": time.perf_counter() - started, "stages": stages}
@@ -149,6 +159,7 @@ def report(results: list, full: int) -> None:
     figures = (
         ("seconds", "wall s", 1),
         ("peak_rss", "peak GiB", 2**30),
+        ("peak_anon", "peak anonymous GiB", 2**30),
         ("files", "output files", 1),
         ("bytes", "output GiB", 2**30),
         ("dvc_seconds", "dvc commit s", 1),
