@@ -1,6 +1,7 @@
 """The rehearsal of GLDv2 at several fractions: every stage's cost measured, its growth fitted, carried to 1×.
 
-Usage: python benchmarks/rehearsal.py [--fractions F …] [--work DIR] [--set KEY=VALUE …] [--report-only]
+Usage: python benchmarks/rehearsal.py [--fractions F …] [--work DIR] [--set KEY=VALUE …] [--until STAGE]
+                                    [--report-only]
 
 For each fraction it clones this checkout's HEAD into DIR/f<fraction>, applies profiles/rehearsal.yaml and the
 fraction to params.yaml (as `dvc exp run -S` would), builds the rehearsal's mirror (not timed: at 1× there is no
@@ -115,10 +116,12 @@ def prepare(fraction: float, work: Path, overrides: list) -> Path:
     return repo
 
 
-def rehearse(fraction: float, work: Path, overrides: list) -> dict:
+def rehearse(fraction: float, work: Path, overrides: list, until: str | None) -> dict:
     repo = prepare(fraction, work, overrides)
     stages, started = {}, time.perf_counter()
-    for name, command in planned_stages(repo):
+    planned = planned_stages(repo)
+    names = [name for name, _ in planned]
+    for name, command in planned[: names.index(until) + 1 if until else None]:
         figures = measured(command, repo)
         hashed = measured(f"dvc commit -f -q {name}", repo)
         stages[name] = {
@@ -133,7 +136,8 @@ def rehearse(fraction: float, work: Path, overrides: list) -> dict:
     with open(repo / "data/raw/train.csv") as rows:
         train = sum(1 for _ in rows) - 1
     result = {"fraction": fraction, "train_images": train, "seconds": time.perf_counter() - started, "stages": stages}
-    result["submission"] = json.loads((repo / "reports/submission.json").read_text())
+    submission = repo / "reports/submission.json"
+    result["submission"] = json.loads(submission.read_text()) if submission.exists() else {}
     (work / f"f{fraction:g}.json").write_text(json.dumps(result, indent=1))
     print(f"f={fraction:g}: {train} train images, the pipeline in {result['seconds'] / 60:.1f} min")
     return result
@@ -180,12 +184,13 @@ def main():
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.0025, 0.005, 0.0125, 0.025])
     parser.add_argument("--work", type=Path, default=Path("/tmp/rehearsal"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="another -S override")
+    parser.add_argument("--until", help="the last stage to run (e.g. pack: the data stages alone)")
     parser.add_argument("--report-only", action="store_true", help="only print the tables of the runs in --work")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
         for fraction in args.fractions:
-            rehearse(fraction, args.work, args.overrides)
+            rehearse(fraction, args.work, args.overrides, args.until)
     results = [json.loads(path.read_text()) for path in args.work.glob("f*.json")]
     report(results, load_settings(ROOT / "params.yaml").data.rehearsal.gldv2.images)
 
