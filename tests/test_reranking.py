@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from landmark.errors import UserError
-from landmark.recognition.gallery import VALIDATION_PARTS
+from landmark.recognition import gallery as gallery_module
+from landmark.recognition.gallery import PARTS, VALIDATION_PARTS
 from landmark.recognition.method import Method
 from tests.test_recognition import SETTINGS, make_gallery, queries_of, unit
 
@@ -82,6 +83,28 @@ def test_database_augmentation_keeps_each_images_neighbours_and_sums_again_exact
         assert [array.shape for array in augmented.sources] == [(15, 3), (15, 3)]  # not a copy of the vectors
         assert not np.allclose(augmented.vectors_at(np.arange(12)), train)
     np.testing.assert_array_equal(gallery.augmented(VALIDATION_PARTS, 3, 3.0).vectors_at([12, 13, 14]), dev)
+
+
+def test_database_augmentation_for_the_test_set_reuses_validations_search_of_the_gallery_and_answers_the_same(
+    monkeypatch,
+):
+    rng = np.random.default_rng(2)
+    train, dev, pool = unit(*rng.normal(size=(12, 6))), unit(*rng.normal(size=(3, 6))), unit(*rng.normal(size=(4, 6)))
+    fresh = make_gallery(train, np.arange(12) % 3, pool, dev=dev, dev_labels=[0, 1, 2]).augmented(PARTS, 2, 3.0)
+    gallery = make_gallery(train, np.arange(12) % 3, pool, dev=dev, dev_labels=[0, 1, 2])
+    searched, search = [], gallery_module.search
+    monkeypatch.setattr(
+        gallery_module,
+        "search",
+        lambda index, vectors, *rest: searched.append((index, len(vectors))) or search(index, vectors, *rest),
+    )
+    gallery.augmented(VALIDATION_PARTS, 2, 3.0)
+    assert searched == [(gallery.indexes[0], 12)]  # the gallery against itself: the search that grows as n²
+    shared = gallery.augmented(PARTS, 2, 3.0)
+    # what the test set's augmentation adds: the gallery against the dev images, the dev images against both
+    assert searched[1:] == [(gallery.indexes[1], 12), (gallery.indexes[0], 3), (gallery.indexes[1], 3)]
+    np.testing.assert_array_equal(shared.vectors_at(np.arange(15)), fresh.vectors_at(np.arange(15)))
+    np.testing.assert_array_equal(shared.sources[0], fresh.sources[0])
 
 
 def test_superglobal_lifts_a_match_its_neighbours_confirm_over_a_lone_look_alike():

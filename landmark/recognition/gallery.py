@@ -37,6 +37,7 @@ class Gallery:
         # image left as it was), from which its vector is summed again where a step asks for it
         self.base, self.sources = None, None
         self._augmented = {}  # (parts, neighbours, alpha) -> that database-side augmentation of this gallery
+        self._nearest = {}  # (part, part searched, k) -> each image's k nearest there (Gallery.nearest_within)
         self.names = list(parts)
         self.indexes = [index for index, _, _ in parts.values()]
         self.embeddings = [vectors for _, _, vectors in parts.values()]
@@ -74,9 +75,22 @@ class Gallery:
             found_similarities, found = search(self.indexes[part], vectors, k, desc and f"{desc} ({name})")
             similarities.append(found_similarities)
             positions.append(np.where(found >= 0, found + self.offsets[part], -1))
-        similarities, positions = np.concatenate(similarities, axis=1), np.concatenate(positions, axis=1)
-        nearest = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(similarities, nearest, axis=1), np.take_along_axis(positions, nearest, axis=1)
+        return merged(similarities, positions, k)
+
+    def nearest_within(self, name: str, searched: str, k: int):
+        """(similarities, positions) of the k nearest images of part `searched` to each image of part `name`,
+        searched a chunk of 65,536 vectors at a time and kept (n × k): DBA over the gallery (validation) and over
+        the gallery and dev (test) both need the gallery searched against itself, the one search here that grows
+        with the square of the data, and share it."""
+        key = (name, searched, k)
+        if key not in self._nearest:
+            part = self.names.index(name)
+            found = [(np.zeros((0, k), np.float32), np.zeros((0, k), np.int64))]
+            for start in range(self.offsets[part], self.offsets[part + 1], 1 << 16):
+                chunk = np.arange(start, min(start + (1 << 16), self.offsets[part + 1]))
+                found.append(self.search(self.vectors_at(chunk), k, (searched,)))
+            self._nearest[key] = tuple(np.concatenate(arrays) for arrays in zip(*found))
+        return self._nearest[key]
 
     def embeddings_at(self, positions) -> np.ndarray:
         """The (unwhitened) embeddings of the images at sorted positions."""
@@ -104,8 +118,9 @@ class Gallery:
         the L2-normalised sum of its `neighbours` nearest in those parts (itself first), each weighted by its
         similarity to the power alpha (Radenović et al.'s αDBA; smlyaka's GLR 2019 entry). Its neighbours come
         from the parts searched only, so a validation query never reaches a dev image through another's vector.
-        Built once per (parts, neighbours, alpha), in indexes of the same kind as these, a chunk of vectors at a
-        time: it keeps each image's neighbours and weights (n × neighbours), not its vector (n × d)."""
+        Built once per (parts, neighbours, alpha), from each part's search of each (nearest_within, shared between
+        augmentations), in indexes of the same kind as these, a chunk of vectors at a time: it keeps each image's
+        neighbours and weights (n × neighbours), not its vector (n × d)."""
         key = (tuple(parts), neighbours, alpha)
         if key not in self._augmented:
             near = np.full((len(self), neighbours), -1, dtype=np.int64)
@@ -115,13 +130,15 @@ class Gallery:
             augmented.indexes = list(self.indexes)
             for name in parts:
                 part = self.names.index(name)
+                rows = slice(self.offsets[part], self.offsets[part + 1])
+                found = [self.nearest_within(name, searched, neighbours) for searched in parts]
+                similarities, near[rows] = merged(*zip(*found), neighbours)
+                weights[rows] = np.where(near[rows] >= 0, np.maximum(similarities, 0), 0) ** alpha
                 augmented.indexes[part] = emptied(self.indexes[part])
-                for start in range(self.offsets[part], self.offsets[part + 1], 1 << 16):
-                    chunk = np.arange(start, min(start + (1 << 16), self.offsets[part + 1]))
-                    similarities, near[chunk] = self.search(self.vectors_at(chunk), neighbours, parts)
-                    weights[chunk] = np.where(near[chunk] >= 0, np.maximum(similarities, 0), 0) ** alpha
+                for start in range(rows.start, rows.stop, 1 << 16):
+                    chunk = slice(start, min(start + (1 << 16), rows.stop))
                     augmented.indexes[part].add(augmented_vectors(self, near[chunk], weights[chunk]))
-            augmented.base, augmented.sources, augmented._augmented = self, (near, weights), {}
+            augmented.base, augmented.sources, augmented._augmented, augmented._nearest = self, (near, weights), {}, {}
             self._augmented[key] = augmented
         return self._augmented[key]
 
@@ -139,6 +156,14 @@ class Gallery:
             vectors = self.whitening(self.embeddings_at(missing))
             known[missing] = self.pool_similarity(vectors, k, desc="pool gallery" if len(missing) > 1000 else None)
         return np.where(positions >= 0, known[np.maximum(positions, 0)], 0.0)
+
+
+def merged(similarities, positions, k: int):
+    """The k nearest of several searches' (similarities, positions), side by side per query: the first search's
+    first where similarities tie."""
+    similarities, positions = np.concatenate(similarities, axis=1), np.concatenate(positions, axis=1)
+    nearest = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(similarities, nearest, axis=1), np.take_along_axis(positions, nearest, axis=1)
 
 
 def augmented_vectors(gallery: Gallery, near, weights) -> np.ndarray:
