@@ -104,11 +104,13 @@ def views(images, scales=(1.0,), flip=False):
 
 
 @torch.no_grad()
-def embed(model, loader, device, desc="embed", batches_per_result=32, scales=(1.0,), flip=False):
+def embed(model, loader, device, desc="embed", batches_per_result=32, scales=(1.0,), flip=False, classify=True):
     """The L2-normalised embedding (forward_head with pre_logits) of each image, with the classifier's top-1
     class index and confidence from the same pass: yields (embeddings, classes, confidences) as numpy arrays,
     one group of batches at a time in loader order, so a caller can write millions of them without holding
-    them (and a GPU is not stalled by a copy after every batch).
+    them (and a GPU is not stalled by a copy after every batch). classify False: classes -1 and confidences 0,
+    the head not run (it costs per image as many products as the classes it names: at GLDv2 scale, with its
+    classes, more than the backbone's at 64 px).
 
     With several scales or flip the embedding is the L2-normalised mean of every view's L2-normalised embedding
     (Radenović et al.'s multi-scale descriptor), and the classifier reads the mean of their pre-logits."""
@@ -123,10 +125,14 @@ def embed(model, loader, device, desc="embed", batches_per_result=32, scales=(1.
                 embedding = model.forward_head(model.forward_features(view), pre_logits=True).float()
             descriptors = descriptors + F.normalize(embedding, dim=1)
             pre_logits = pre_logits + embedding
-        seen = len(scales) * (2 if flip else 1)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model.head(pre_logits / seen)
-        confidence, predicted = model.head.confidence(logits.float())
+        if classify:
+            seen = len(scales) * (2 if flip else 1)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = model.head(pre_logits / seen)
+            confidence, predicted = model.head.confidence(logits.float())
+        else:
+            predicted = torch.full((len(images),), -1, dtype=torch.int64, device=images.device)
+            confidence = torch.zeros(len(images), device=images.device)
         pending.append((F.normalize(descriptors, dim=1), predicted, confidence))
         if number % batches_per_result == 0 or number == len(loader):
             yield tuple(torch.cat(part).cpu().numpy() for part in zip(*pending))
@@ -175,10 +181,12 @@ class TrainedModel:
         """The images of ids at this model's size, decoded as its training images were."""
         return image_dataset(self.variant.image_size, images_root, split, ids, targets, self.decode)
 
-    def embed(self, images_root, split, ids, runtime: Runtime, desc="embed", scales=(1.0,), flip=False):
-        """embed() over the images of ids, batched and loaded as `runtime` says, at these scales (and flipped)."""
+    def embed(self, images_root, split, ids, runtime: Runtime, desc="embed", looks=None, classify=True):
+        """embed() over the images of ids, batched and loaded as `runtime` says, looked at as `looks` (the embed
+        settings: scales and flip; None: once), with the classifier's answers or not."""
         loader = self._loader(self.dataset(images_root, split, ids), runtime)
-        yield from embed(self.model, loader, self.device, desc, scales=scales, flip=flip)
+        scales, flip = (looks.scales, looks.flip) if looks is not None else ((1.0,), False)
+        yield from embed(self.model, loader, self.device, desc, scales=scales, flip=flip, classify=classify)
 
     def _loader(self, dataset, runtime: Runtime):
         workers = loader_workers(runtime.num_workers, self.device)

@@ -9,6 +9,10 @@ not known here). The sets:
 - pool: the non-landmark pool that suppression compares against
 - test: every packed test image
 
+The classifier answers the queries (dev, holdout, test) only; the sets searched (gallery, pool) have a
+classifier_landmark of -1 and a confidence of 0: no step reads them, and at GLDv2 scale the head would cost
+4.1M images times the classes it names.
+
 and OUT_DIR/classes.csv, the classes the variant's classifier learned (landmark_id, images), and OUT_DIR/looks.json,
 the scales and flip of embed's multi-scale descriptor (landmark predict looks at a user's photos the same way).
 
@@ -39,7 +43,8 @@ from landmark.settings import load_settings
 
 
 def image_sets(images_dir, gallery_csv, split_dir) -> dict:
-    """set name -> (the packed split its images are in, its rows: id, landmark_id)."""
+    """set name -> (the packed split its images are in, its rows: id, landmark_id, whether its images are queries
+    the classifier answers)."""
     gallery, dev = read_labels(gallery_csv), read_labels(Path(split_dir) / "dev.csv")
     test_ids = packed_ids(images_dir, "test")
     if test_ids is None:
@@ -49,23 +54,24 @@ def image_sets(images_dir, gallery_csv, split_dir) -> dict:
         return pd.DataFrame({"id": ids, "landmark_id": np.full(len(ids), -1, dtype=np.int64)})
 
     return {
-        "gallery": ("train", gallery[~gallery["id"].isin(dev["id"])]),
-        "dev": ("train", dev),
-        "holdout": ("nonlandmark", unlabelled(read_csv(Path(split_dir) / "holdout.csv", ["id"])["id"])),
-        "pool": ("nonlandmark", unlabelled(read_csv(Path(split_dir) / "pool.csv", ["id"])["id"])),
-        "test": ("test", unlabelled(test_ids)),
+        "gallery": ("train", gallery[~gallery["id"].isin(dev["id"])], False),
+        "dev": ("train", dev, True),
+        "holdout": ("nonlandmark", unlabelled(read_csv(Path(split_dir) / "holdout.csv", ["id"])["id"]), True),
+        "pool": ("nonlandmark", unlabelled(read_csv(Path(split_dir) / "pool.csv", ["id"])["id"]), False),
+        "test": ("test", unlabelled(test_ids), True),
     }
 
 
-def write_set(trained: TrainedModel, images_dir, split, rows: pd.DataFrame, settings, out_dir, name) -> None:
+def write_set(trained: TrainedModel, images_dir, split, rows: pd.DataFrame, settings, out_dir, name, classify) -> None:
     """Embed rows' images into out_dir/name.npy (streamed to disk) and name.csv, as settings (the parsed params)
-    say: their runtime section how, their embed section at which scales."""
-    runtime, looks = settings.runtime, settings.embed
+    say: their runtime section how, their embed section at which scales; with the classifier's answers where
+    classify."""
+    runtime = settings.runtime
     classes, confidences, written = [], [], 0
     with atomic_path(Path(out_dir) / f"{name}.npy") as temporary:
         shape = (len(rows), trained.embedding_size)
         vectors = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=shape)
-        embedded = trained.embed(images_dir, split, rows["id"], runtime, name, looks.scales, looks.flip)
+        embedded = trained.embed(images_dir, split, rows["id"], runtime, name, settings.embed, classify)
         for embeddings, predicted, confidence in embedded:
             vectors[written : written + len(embeddings)] = embeddings
             written += len(embeddings)
@@ -73,8 +79,9 @@ def write_set(trained: TrainedModel, images_dir, split, rows: pd.DataFrame, sett
             confidences.append(confidence)
         vectors.flush()
         del vectors
+    classes = np.concatenate(classes) if classes else np.zeros(0, np.int64)
     rows = rows.reset_index(drop=True).assign(
-        classifier_landmark=trained.labels.landmarks(np.concatenate(classes)) if classes else np.zeros(0, np.int64),
+        classifier_landmark=np.where(classes >= 0, trained.labels.landmarks(np.maximum(classes, 0)), -1),
         classifier_confidence=np.concatenate(confidences) if confidences else np.zeros(0),
     )
     write_csv(Path(out_dir) / f"{name}.csv", rows)
@@ -106,12 +113,12 @@ def main(model_pt, images_dir, gallery_csv, split_dir, out_dir):
     with ranks.joined(device) as device:
         trained = TrainedModel.load(model_pt, device)
         sets = image_sets(images_dir, gallery_csv, split_dir)
-        for name, (split, rows) in sets.items():
+        for name, (split, rows, classify) in sets.items():
             mine = rows.iloc[ranks.my_indices(len(rows))]
             if ranks.world == 1:
-                write_set(trained, images_dir, split, mine, settings, out_dir, name)
+                write_set(trained, images_dir, split, mine, settings, out_dir, name, classify)
             else:
-                write_set(trained, images_dir, split, mine, settings, parts_dir, f"{name}.{ranks.rank}")
+                write_set(trained, images_dir, split, mine, settings, parts_dir, f"{name}.{ranks.rank}", classify)
         if ranks.world > 1:
             dist.barrier()
             if ranks.leader:
@@ -123,7 +130,7 @@ def main(model_pt, images_dir, gallery_csv, split_dir, out_dir):
     learned = pd.DataFrame({"landmark_id": trained.labels.landmark_ids, "images": trained.labels.images})
     write_csv(Path(out_dir) / "classes.csv", learned)
     write_json(Path(out_dir) / "looks.json", {"scales": list(settings.embed.scales), "flip": settings.embed.flip})
-    sizes = ", ".join(f"{len(rows)} {name}" for name, (_, rows) in sets.items())
+    sizes = ", ".join(f"{len(rows)} {name}" for name, (_, rows, _) in sets.items())
     processes = f" on {ranks.world} processes" if ranks.world > 1 else ""
     looks = len(settings.embed.scales) * (2 if settings.embed.flip else 1)
     looks = f", {looks} looks each" if looks > 1 else ""

@@ -212,3 +212,9 @@ def test_the_embed_stage_on_two_gloo_processes_writes_what_one_process_writes(tm
         one, two = (pd.read_csv(written[count] / f"{name}.csv", dtype={"id": str}) for count in (1, 2))
         pd.testing.assert_frame_equal(one, two, atol=1e-5, rtol=1e-5)
         assert np.allclose(np.load(written[1] / f"{name}.npy"), np.load(written[2] / f"{name}.npy"), atol=1e-5)
+        # the classifier answers the queries; the sets only searched skip its head
+        answered = one["classifier_landmark"].isin(pd.read_csv(written[1] / "classes.csv")["landmark_id"])
+        if name in ("gallery", "pool"):
+            assert (one["classifier_landmark"] == -1).all() and (one["classifier_confidence"] == 0).all()
+        else:
+            assert answered.all() and (one["classifier_confidence"] > 0).all()

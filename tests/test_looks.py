@@ -61,6 +61,15 @@ def test_one_scale_without_flip_is_the_single_look_embedding(model, photos):
     np.testing.assert_allclose(confidences, expected_confidences.numpy(), rtol=0, atol=1e-6)
 
 
+def test_without_the_classifier_the_embeddings_are_the_same_and_no_class_is_named(model, photos):
+    paths, _ = photos
+    looks = {"scales": (0.7071, 1.0), "flip": True}
+    vectors, _, _ = embedded(model, paths, **looks)
+    searched, classes, confidences = embedded(model, paths, **looks, classify=False)
+    np.testing.assert_array_equal(searched, vectors)
+    assert (classes == -1).all() and (confidences == 0).all()
+
+
 def test_a_flipped_multi_scale_embedding_is_the_normalised_mean_and_the_same_for_a_mirrored_photo(model, photos):
     paths, mirrored = photos
     looked_at = (0.7071, 1.0, 1.4142)
