@@ -13,7 +13,8 @@ without the pages mapped from files that the kernel can drop), the files and byt
 DIR/f<fraction>.json; at the end it prints one table per figure, and the fit of each stage's cost against the
 rehearsal's train images n: the exponent k of cost ∝ n^k (least squares on log-log over every run, and between the
 two largest) and the cost carried to GLDv2's 4,132,914 (a + b·n fitted, or the power law from the largest run
-where a k is above 1.1, which is a defect to mend).
+where a k is above 1.1, which is a defect to mend). Last, the train and embed stages carried to 1× on one H100,
+from the speeds measured there (--h100-train, --h100-embed) and the paper profile's training length.
 Run alone: a stage timed beside other work takes longer. Needs the project's environment active.
 """
 
@@ -186,6 +187,32 @@ def report(results: list, full: int) -> None:
     print("| the submission's test GAP | " + " | ".join(gaps) + " |")
 
 
+def on_one_gpu(repo: Path, names: list, speeds: dict, embed_speed: float) -> None:
+    """The train and embed stages carried to 1× on one H100 from the speeds measured there (docs/benchmarks.md):
+    training as the paper profile sets it (steps × batch), embedding every image GLDv2's recognition uses once
+    (each further look costs about as much again, times its scale squared)."""
+    settings = load_settings(repo / "params.yaml")
+    paper = yaml.safe_load((ROOT / "profiles/paper.yaml").read_text())["variant_defaults"]
+    trained = paper["steps"] * paper["batch_size"]
+    gldv2 = settings.data.rehearsal.gldv2
+    embedded = gldv2.images + gldv2.test_images + settings.data.rehearsal.nonlandmark_images
+    print("\n| at 1× on one H100 | hours | from |\n|---|---|---|")
+    for name in names:
+        stage, _, variant = name.partition("@")
+        if stage == "train":
+            backbone = settings.variants[variant].backbone
+            if backbone not in speeds:
+                print(f"| {name} | — | no H100 figure for {backbone} |")
+                continue
+            hours = trained / speeds[backbone] / 3600
+            print(
+                f"| {name} | {hours:.1f} | {trained:,} images (paper: steps × batch) at {speeds[backbone]:,.0f} img/s |"
+            )
+        elif stage == "embed":
+            hours = embedded / embed_speed / 3600
+            print(f"| {name} | {hours:.2f} a look | {embedded:,} images at {embed_speed:,.0f} img/s |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.0025, 0.005, 0.0125, 0.025])
@@ -193,13 +220,22 @@ def main():
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="another -S override")
     parser.add_argument("--until", help="the last stage to run (e.g. pack: the data stages alone)")
     parser.add_argument("--report-only", action="store_true", help="only print the tables of the runs in --work")
+    parser.add_argument(
+        "--h100-train",
+        nargs="*",
+        default=["resnet50=2675", "legacy_xception=5549"],
+        help="backbone=img/s trained end to end on one H100 (docs/benchmarks.md: Training speed)",
+    )
+    parser.add_argument("--h100-embed", type=float, default=5007, help="img/s embedded on one H100 (Inference)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
         for fraction in args.fractions:
             rehearse(fraction, args.work, args.overrides, args.until)
-    results = [json.loads(path.read_text()) for path in args.work.glob("f*.json")]
+    results = sorted((json.loads(path.read_text()) for path in args.work.glob("f*.json")), key=lambda r: r["fraction"])
     report(results, load_settings(ROOT / "params.yaml").data.rehearsal.gldv2.images)
+    speeds = {pair.split("=")[0]: float(pair.split("=")[1]) for pair in args.h100_train}
+    on_one_gpu(args.work / f"f{results[-1]['fraction']:g}", list(results[-1]["stages"]), speeds, args.h100_embed)
 
 
 if __name__ == "__main__":
