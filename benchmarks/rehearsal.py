@@ -213,6 +213,15 @@ def on_one_gpu(repo: Path, names: list, speeds: dict, embed_speed: float) -> Non
             print(f"| {name} | {hours:.2f} a look | {embedded:,} images at {embed_speed:,.0f} img/s |")
 
 
+def backbone_speed(text: str) -> tuple:
+    """BACKBONE=IMG_PER_S, as --h100-train takes it."""
+    backbone, _, speed = text.partition("=")
+    try:
+        return backbone, float(speed)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected backbone=img/s, e.g. resnet50=2675") from None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.0025, 0.005, 0.0125, 0.025])
@@ -223,7 +232,8 @@ def main():
     parser.add_argument(
         "--h100-train",
         nargs="*",
-        default=["resnet50=2675", "legacy_xception=5549"],
+        type=backbone_speed,
+        default=[("resnet50", 2675.0), ("legacy_xception", 5549.0)],
         help="backbone=img/s trained end to end on one H100 (docs/benchmarks.md: Training speed)",
     )
     parser.add_argument("--h100-embed", type=float, default=5007, help="img/s embedded on one H100 (Inference)")
@@ -234,8 +244,9 @@ def main():
             rehearse(fraction, args.work, args.overrides, args.until)
     results = sorted((json.loads(path.read_text()) for path in args.work.glob("f*.json")), key=lambda r: r["fraction"])
     report(results, load_settings(ROOT / "params.yaml").data.rehearsal.gldv2.images)
-    speeds = {pair.split("=")[0]: float(pair.split("=")[1]) for pair in args.h100_train}
-    on_one_gpu(args.work / f"f{results[-1]['fraction']:g}", list(results[-1]["stages"]), speeds, args.h100_embed)
+    on_one_gpu(
+        args.work / f"f{results[-1]['fraction']:g}", list(results[-1]["stages"]), dict(args.h100_train), args.h100_embed
+    )
 
 
 if __name__ == "__main__":

@@ -181,12 +181,11 @@ class TrainedModel:
         """The images of ids at this model's size, decoded as its training images were."""
         return image_dataset(self.variant.image_size, images_root, split, ids, targets, self.decode)
 
-    def embed(self, images_root, split, ids, runtime: Runtime, desc="embed", looks=None, classify=True):
+    def embed(self, images_root, split, ids, runtime: Runtime, looks, desc="embed", classify=True):
         """embed() over the images of ids, batched and loaded as `runtime` says, looked at as `looks` (the embed
-        settings: scales and flip; None: once), with the classifier's answers or not."""
+        settings: scales and flip), with the classifier's answers or not."""
         loader = self._loader(self.dataset(images_root, split, ids), runtime)
-        scales, flip = (looks.scales, looks.flip) if looks is not None else ((1.0,), False)
-        yield from embed(self.model, loader, self.device, desc, scales=scales, flip=flip, classify=classify)
+        yield from embed(self.model, loader, self.device, desc, scales=looks.scales, flip=looks.flip, classify=classify)
 
     def _loader(self, dataset, runtime: Runtime):
         workers = loader_workers(runtime.num_workers, self.device)

@@ -66,12 +66,11 @@ def write_set(trained: TrainedModel, images_dir, split, rows: pd.DataFrame, sett
     """Embed rows' images into out_dir/name.npy (streamed to disk) and name.csv, as settings (the parsed params)
     say: their runtime section how, their embed section at which scales; with the classifier's answers where
     classify."""
-    runtime = settings.runtime
     classes, confidences, written = [], [], 0
     with atomic_path(Path(out_dir) / f"{name}.npy") as temporary:
         shape = (len(rows), trained.embedding_size)
         vectors = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=shape)
-        embedded = trained.embed(images_dir, split, rows["id"], runtime, name, settings.embed, classify)
+        embedded = trained.embed(images_dir, split, rows["id"], settings.runtime, settings.embed, name, classify)
         for embeddings, predicted, confidence in embedded:
             vectors[written : written + len(embeddings)] = embeddings
             written += len(embeddings)

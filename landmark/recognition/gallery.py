@@ -15,6 +15,7 @@ import numpy as np
 
 from landmark.recognition.search import (
     Whitening,
+    chunks,
     emptied,
     mean_similarity,
     normalized,
@@ -86,9 +87,8 @@ class Gallery:
         if key not in self._nearest:
             part = self.names.index(name)
             found = [(np.zeros((0, k), np.float32), np.zeros((0, k), np.int64))]
-            for start in range(self.offsets[part], self.offsets[part + 1], 1 << 16):
-                chunk = np.arange(start, min(start + (1 << 16), self.offsets[part + 1]))
-                found.append(self.search(self.vectors_at(chunk), k, (searched,)))
+            for chunk in chunks(self.offsets[part], self.offsets[part + 1]):
+                found.append(self.search(self.vectors_at(np.arange(chunk.start, chunk.stop)), k, (searched,)))
             self._nearest[key] = tuple(np.concatenate(arrays) for arrays in zip(*found))
         return self._nearest[key]
 
@@ -135,8 +135,7 @@ class Gallery:
                 similarities, near[rows] = merged(*zip(*found), neighbours)
                 weights[rows] = np.where(near[rows] >= 0, np.maximum(similarities, 0), 0) ** alpha
                 augmented.indexes[part] = emptied(self.indexes[part])
-                for start in range(rows.start, rows.stop, 1 << 16):
-                    chunk = slice(start, min(start + (1 << 16), rows.stop))
+                for chunk in chunks(rows.start, rows.stop):
                     augmented.indexes[part].add(augmented_vectors(self, near[chunk], weights[chunk]))
             augmented.base, augmented.sources, augmented._augmented, augmented._nearest = self, (near, weights), {}, {}
             self._augmented[key] = augmented

@@ -30,6 +30,12 @@ def use_gpu(device: str) -> bool:
     return device != "cpu" and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
+def chunks(start: int, stop: int, size: int = 65_536):
+    """Slices of at most `size` rows from start to stop: what one whitening, search or sum holds at a time, so
+    that its memory does not grow with GLDv2's millions of rows."""
+    return (slice(first, min(first + size, stop)) for first in range(start, stop, size))
+
+
 class Whitening:
     """PCA whitening learned on the gallery (Jégou & Chum 2012; Radenović et al. 2018 for retrieval): centre,
     rotate onto the principal axes, scale each by 1 / sqrt(its variance + shrinkage · the mean variance), keep
@@ -64,9 +70,8 @@ class Whitening:
         if self.projection is None:
             return np.ascontiguousarray(vectors, dtype=np.float32)
         whitened = np.empty((len(vectors), self.projection.shape[1]), dtype=np.float32)
-        for start in range(0, len(vectors), 65_536):
-            chunk = np.asarray(vectors[start : start + 65_536], dtype=np.float32)
-            whitened[start : start + 65_536] = normalized((chunk - self.mean) @ self.projection)
+        for chunk in chunks(0, len(vectors)):
+            whitened[chunk] = normalized((np.asarray(vectors[chunk], dtype=np.float32) - self.mean) @ self.projection)
         return whitened
 
     def save(self, path) -> None:
