@@ -83,3 +83,17 @@ def test_settings_are_typed_and_frozen():
     assert isinstance(runtime.inference_batch_size, int)
     with pytest.raises(ValidationError, match="frozen"):
         runtime.device = "cuda"
+
+
+def test_params_read_numbers_as_dvc_reads_them(tmp_path):
+    """`dvc exp run -S data.rehearsal.fraction=5e-05` writes 5e-05, which DVC reads as a number (YAML 1.2) and
+    PyYAML's safe loader as a string (YAML 1.1): the stages read it as DVC does."""
+    from dvc.utils.serialize import parse_yaml
+
+    from landmark.params import load_params
+
+    text = "a: 5e-05\nb: 1.0e5\nc: -2E+2\nd: 12\ne: 0.5\nf: 5.0e-05\ng: e5\nh: .5e1\ni: '1e3'\n"
+    (tmp_path / "params.yaml").write_text(text)
+    read = load_params(tmp_path / "params.yaml")
+    assert read == parse_yaml(text, "params.yaml")
+    assert read["a"] == 5e-05 and read["g"] == "e5" and read["i"] == "1e3"
