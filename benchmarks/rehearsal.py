@@ -1,20 +1,22 @@
 """The rehearsal of GLDv2 at several fractions: every stage's cost measured, its growth fitted, carried to 1×.
 
 Usage: python benchmarks/rehearsal.py [--fractions F …] [--work DIR] [--set KEY=VALUE …] [--until STAGE]
-                                    [--report-only]
+                                    [--report-only] [--repro]
 
-For each fraction it clones this checkout's HEAD into DIR/f<fraction>, applies profiles/rehearsal.yaml and the
-fraction to params.yaml (as `dvc exp run -S` would), builds the rehearsal's mirror (not timed: at 1× there is no
-mirror to build), then runs each stage, after those it needs, as `dvc repro` would: its command, then `dvc commit`
-of its outputs. For each stage it records the command's wall seconds and the peak resident memory of its whole
-process tree (sampled every 0.1 s: the stage and every process it starts; all of it, and the anonymous part,
-without the pages mapped from files that the kernel can drop), the files and bytes of its outputs
-(from dvc.lock), and the seconds `dvc commit` spends hashing them into the cache. Per fraction it writes
+For each fraction it copies this working tree into a new git repository at DIR/f<fraction>, applies
+profiles/rehearsal.yaml and the fraction to params.yaml (as `dvc exp run -S` would), builds the rehearsal's mirror
+(not timed: at 1× there is no mirror to build), then runs each stage, after those it needs, as `dvc repro` would:
+its command, then `dvc commit` of its outputs. For each stage it records the command's wall seconds and the peak
+resident memory of its whole process tree (sampled every 0.1 s: the stage and every process it starts; all of it,
+and the anonymous part, without the pages mapped from files that the kernel can drop), the files and bytes of its
+outputs (from dvc.lock), and the seconds `dvc commit` spends hashing them into the cache. Per fraction it writes
 DIR/f<fraction>.json; at the end it prints one table per figure, and the fit of each stage's cost against the
 rehearsal's train images n: the exponent k of cost ∝ n^k (least squares on log-log over every run, and between the
-two largest) and the cost carried to GLDv2's 4,132,914 (a + b·n fitted, or the power law from the largest run
-where a k is above 1.1, which is a defect to mend). Last, the train and embed stages carried to 1× on one H100,
-from the speeds measured there (--h100-train, --h100-embed) and the paper profile's training length.
+two largest) and the cost carried to GLDv2's 4,132,914 (a + b·n fitted, or the power law from the largest run where
+a k is above 1.1, which is a defect to mend). Last, the train and embed stages carried to 1× on one H100, from the
+speeds measured there (--h100-train, --h100-embed) and the paper profile's training length.
+--repro runs each fraction as a user does instead, through one `dvc repro`, and records each stage's span of its
+output, memory and GPU memory, or where it failed (benchmarks/gpu_rehearsal.sh runs it on a GPU).
 Run alone: a stage timed beside other work takes longer. Needs the project's environment active.
 """
 
@@ -51,33 +53,56 @@ def tree_memory(process: psutil.Process) -> np.ndarray:
     return total
 
 
-def measured(command: str, cwd: Path) -> dict:
-    """Run a shell command; its wall seconds and the peak resident memory of its process tree (all, anonymous)."""
+def gpu_memory() -> int:
+    """Bytes in use on the first GPU now, every process's (nvidia-smi's reading); 0 without one."""
+    if not shutil.which("nvidia-smi"):
+        return 0
+    reading = subprocess.run(
+        ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "--id=0"],
+        capture_output=True,
+        text=True,
+    )
+    return int(reading.stdout.split()[0]) * 2**20 if reading.returncode == 0 and reading.stdout.strip() else 0
+
+
+def measured(command, cwd: Path, check: bool = True) -> dict:
+    """Run a command, its output read as it comes: its wall seconds, its output with the second each line came at,
+    and the memory of its process tree sampled every 0.1 s (resident, anonymous, and the GPU's each second)."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        command, shell=True, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command, shell=isinstance(command, str), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    peak, watched = np.zeros(2, dtype=np.int64), psutil.Process(process.pid)
+    samples, watched = [], psutil.Process(process.pid)
 
     def watch():
+        gpu = 0
         while process.poll() is None:
             try:
-                np.maximum(peak, tree_memory(watched), out=peak)
+                resident = tree_memory(watched)
             except psutil.Error:
                 return
+            gpu = gpu_memory() if len(samples) % 10 == 0 else gpu
+            samples.append((time.perf_counter() - started, *resident, gpu))
             time.sleep(0.1)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    output = process.communicate()[0]
+    lines = [(time.perf_counter() - started, line) for line in process.stdout]
+    process.wait()
     watcher.join()
-    if process.returncode:
+    output = "".join(line for _, line in lines)
+    if check and process.returncode:
         sys.exit(f"{command} failed in {cwd}:\n{output[-3000:]}")
+    peak = np.max([sample[1:] for sample in samples], axis=0) if samples else np.zeros(3, dtype=np.int64)
     return {
         "seconds": time.perf_counter() - started,
         "peak_rss": int(peak[0]),
         "peak_anon": int(peak[1]),
+        "peak_gpu": int(peak[2]),
         "output": output,
+        "lines": lines,
+        "samples": samples,
+        "returncode": process.returncode,
     }
 
 
@@ -101,14 +126,36 @@ def outputs_of(repo: Path, stage: str) -> dict:
     }
 
 
+def working_tree_copy(repo: Path) -> None:
+    """This checkout's working tree, uncommitted changes included, committed as a new git repository at repo: the
+    files git tracks or does not ignore. A checkout without git's history (a device machine's copy) is copied whole,
+    and its .gitignore leaves out of the commit what it would have left out here."""
+    if (ROOT / ".git").exists():
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True
+        ).stdout.split(b"\0")
+        for name in (entry.decode() for entry in listed if entry):
+            if (ROOT / name).is_file():
+                (repo / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / name, repo / name)
+    else:
+        shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".whl", "__pycache__", "gpu_out"))
+    for command in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.name=rehearsal", "-c", "user.email=rehearsal@landmark.invalid", "commit", "-qm", "rehearsal"],
+    ):
+        subprocess.run(["git", *command], cwd=repo, check=True)
+
+
 def prepare(fraction: float, work: Path, overrides: list) -> Path:
-    """A clone of HEAD at work/f<fraction> with the rehearsal profile and this fraction in params.yaml, and the
-    rehearsal's mirror built."""
+    """This working tree at work/f<fraction> with the rehearsal profile, this fraction and the overrides in
+    params.yaml, and the rehearsal's mirror built."""
     from dvc.utils.hydra import apply_overrides
 
     repo = work / f"f{fraction:g}"
     shutil.rmtree(repo, ignore_errors=True)
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    working_tree_copy(repo)
     flags = set_param_flags(ROOT / "profiles/rehearsal.yaml", ROOT / "params.yaml")[1::2]
     apply_overrides(repo / "params.yaml", flags + [f"data.rehearsal.fraction={fraction}", *overrides])
     settings = load_settings(repo / "params.yaml").data.rehearsal
@@ -135,14 +182,57 @@ def rehearse(fraction: float, work: Path, overrides: list, until: str | None) ->
         last = figures["output"].strip().splitlines()[-1:] or [""]
         memory = f"{figures['peak_rss'] / 2**30:.2f} GiB ({figures['peak_anon'] / 2**30:.2f} anonymous)"
         print(f"  {name}: {figures['seconds']:.1f} s, {memory}; {last[0][:150]}")
-    with open(repo / "data/raw/train.csv") as rows:
-        train = sum(1 for _ in rows) - 1
-    result = {"fraction": fraction, "train_images": train, "seconds": time.perf_counter() - started, "stages": stages}
-    submission = repo / "reports/submission.json"
-    result["submission"] = json.loads(submission.read_text()) if submission.exists() else {}
+    result = finished(repo, fraction, time.perf_counter() - started) | {"stages": stages}
     (work / f"f{fraction:g}.json").write_text(json.dumps(result, indent=1))
-    print(f"f={fraction:g}: {train} train images, the pipeline in {result['seconds'] / 60:.1f} min")
+    print(f"f={fraction:g}: {result['train_images']} train images, the pipeline in {result['seconds'] / 60:.1f} min")
     return result
+
+
+def finished(repo: Path, fraction: float, seconds: float) -> dict:
+    """The figures of a run that every mode records: its size, wall time and submission."""
+    rows = repo / "data/raw/train.csv"
+    train = sum(1 for _ in rows.open()) - 1 if rows.exists() else 0
+    submission = repo / "reports/submission.json"
+    scored = json.loads(submission.read_text()) if submission.exists() else {}
+    return {"fraction": fraction, "train_images": train, "seconds": seconds, "submission": scored}
+
+
+def through_repro(fraction: float, work: Path, overrides: list) -> dict:
+    """The rehearsal as a user runs the pipeline: one `dvc repro`. Each stage's seconds run from the line DVC prints
+    as it starts the stage to the next one (its command and DVC's hashing of its outputs), with the peak memory of
+    that span, the GPU's included. A failed run is recorded too: the stage it failed in and the end of its output.
+    Writes work/repro-f<fraction>.json and the whole output to work/repro-f<fraction>.log."""
+    repo = prepare(fraction, work, overrides)
+    run = measured([sys.executable, "-m", "dvc", "repro"], repo, check=False)
+    (work / f"repro-f{fraction:g}.log").write_text(run["output"])
+    starts = [(second, line.split("'")[1]) for second, line in run["lines"] if line.startswith("Running stage '")]
+    spans = zip(starts, [second for second, _ in starts[1:]] + [run["seconds"]], strict=True)
+    stages = {}
+    for (begin, name), end in spans:
+        during = [sample[1:] for sample in run["samples"] if begin <= sample[0] <= end] or [(0, 0, 0)]
+        peak = np.max(during, axis=0)
+        stages[name] = {"seconds": round(end - begin, 2), "peak_rss": int(peak[0]), "peak_anon": int(peak[1])}
+        stages[name]["peak_gpu"] = int(peak[2])
+    result = finished(repo, fraction, run["seconds"]) | {"mode": "repro", "stages": stages}
+    result |= {"returncode": run["returncode"], "gpu": gpu_name()}
+    if run["returncode"]:
+        result |= {"failed_in": starts[-1][1] if starts else "before any stage", "tail": run["output"][-4000:]}
+    (work / f"repro-f{fraction:g}.json").write_text(json.dumps(result, indent=1))
+    print("\n| stage | s | peak GiB (anonymous) | GPU GiB |\n|---|---|---|---|")
+    for name, figures in stages.items():
+        memory = f"{figures['peak_rss'] / 2**30:.2f} ({figures['peak_anon'] / 2**30:.2f})"
+        print(f"| {name} | {figures['seconds']:.1f} | {memory} | {figures['peak_gpu'] / 2**30:.1f} |")
+    outcome = f"failed in {result['failed_in']}" if run["returncode"] else f"test GAP {result['submission'].get('gap')}"
+    size = f"{result['train_images']} train images, {run['seconds'] / 60:.1f} min"
+    print(f"f={fraction:g}, dvc repro on {result['gpu'] or 'the CPU'}: {size}, {outcome}")
+    return result
+
+
+def gpu_name() -> str:
+    if not shutil.which("nvidia-smi"):
+        return ""
+    query = ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "--id=0"]
+    return subprocess.run(query, capture_output=True, text=True).stdout.strip()
 
 
 def growth(sizes, values, full: float) -> tuple:
@@ -230,6 +320,9 @@ def main():
     parser.add_argument("--until", help="the last stage to run (e.g. pack: the data stages alone)")
     parser.add_argument("--report-only", action="store_true", help="only print the tables of the runs in --work")
     parser.add_argument(
+        "--repro", action="store_true", help="each fraction through one `dvc repro`, as a user runs it (item 6's run)"
+    )
+    parser.add_argument(
         "--h100-train",
         nargs="*",
         type=backbone_speed,
@@ -239,6 +332,11 @@ def main():
     parser.add_argument("--h100-embed", type=float, default=5007, help="img/s embedded on one H100 (Inference)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.repro and (args.until or args.report_only):
+        parser.error("--repro runs the whole pipeline through dvc repro: leave out --until and --report-only")
+    if args.repro:
+        failed = [through_repro(fraction, args.work, args.overrides)["returncode"] for fraction in args.fractions]
+        sys.exit(1 if any(failed) else 0)
     if not args.report_only:
         for fraction in args.fractions:
             rehearse(fraction, args.work, args.overrides, args.until)
