@@ -9,16 +9,19 @@ import numpy as np
 import pandas as pd
 
 
-def gap_of_ranked(correct: np.ndarray, num_landmark_queries: int, weights=None) -> float:
-    """GAP of predictions already sorted by descending confidence; `correct` is a boolean array. With weights,
-    a prediction takes `weight` ranks, as if the query were there that many times (weighting a validation set's
-    non-landmarks to a test set's share of them)."""
+def gap_of_ranked(correct: np.ndarray, num_landmark_queries: float, weights=None) -> float:
+    """GAP of predictions already sorted by descending confidence; `correct` is a boolean array. With weights (a
+    validation set weighted to the test set it stands for): precision at a rank is the weight of the right
+    predictions so far over the weight of all so far, each right one adds it times its weight, and
+    num_landmark_queries is the landmark queries' total weight. A wrong prediction weighted w thus takes w ranks,
+    as if its query were there w times."""
     if num_landmark_queries == 0:
         return 0.0
     correct = np.asarray(correct, dtype=np.float64)
-    ranks = np.arange(1, len(correct) + 1) if weights is None else np.cumsum(weights)
-    precision_at_rank = np.cumsum(correct) / ranks
-    return float(np.sum(precision_at_rank * correct) / num_landmark_queries)
+    weights = np.ones(len(correct)) if weights is None else np.asarray(weights, dtype=np.float64)
+    ranked = np.cumsum(weights)  # a query weighted 0 (a non-landmark share of 0) takes no rank
+    precision_at_rank = np.divide(np.cumsum(correct * weights), ranked, out=np.zeros(len(ranked)), where=ranked > 0)
+    return float(np.sum(precision_at_rank * correct * weights) / num_landmark_queries)
 
 
 def rank_predictions(predictions: pd.DataFrame, solution: pd.DataFrame):

@@ -444,6 +444,7 @@ class Recognize(Section):
     steps: Annotated[dict[str, dict], PlainValidator(mapping_of_mappings)]
     methods: Names  # each a row of the results: a base and its steps (landmark.recognition.method)
     nonlandmark_share: Fraction  # of the test set: the validation GAP weighs its non-landmarks to it
+    dev_weighting: Annotated[str, PlainValidator(one_of("images", "classes"))]  # what a dev landmark counts for
 
 
 class Submission(Section):

@@ -39,13 +39,13 @@ def main(embeddings_dir, index_dir, images_dir, classes_csv, features_dir, out_d
     gallery = Gallery.load(embeddings_dir, index_dir, recognize.nprobe, recognize.refine_factor, gpu)
     extraction = settings.local_features
     cache = FeatureCache(features_dir, images_dir, extraction.max_side, extraction.max_features, os.cpu_count() or 1)
-    sets = query_sets(embeddings_dir, gallery, recognize.neighbours, recognize.nonlandmark_share, cache)
+    sets = query_sets(embeddings_dir, gallery, recognize, cache)
     predicted = predictions(methods, sets)
     solution_path = Path(images_dir) / "solution.csv"
     solution = read_solution(solution_path) if solution_path.exists() else None
     kept = read_csv(classes_csv, ["landmark_id"])["landmark_id"].to_numpy(np.int64)
-    validation = sets["validation"][0]
-    scores = recognition_scores(predicted, validation, solution, kept, recognize.methods, recognize.nonlandmark_share)
+    validation, queries = sets["validation"]
+    scores = recognition_scores(predicted, (validation, queries.stands_for), solution, kept, recognize.methods)
     figures = {
         "images": len(gallery),
         "validation_images": gallery.size(VALIDATION_PARTS),  # what validation searches: no dev image

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from landmark.metrics import batch_gap, global_average_precision, mean_batch_gap
+from landmark.metrics import batch_gap, gap_of_ranked, global_average_precision, mean_batch_gap
 
 
 def predictions(rows):
@@ -47,6 +47,18 @@ def test_prediction_on_non_landmark_query_takes_a_rank():
 def test_non_landmark_queries_do_not_count_in_m():
     truth = {"a": [1], "junk1": [], "junk2": []}
     assert global_average_precision(predictions([("a", 1, 0.3)]), solution(truth)) == 1.0
+
+
+def test_weighted_gap_is_weighted_precision():
+    # A wrong prediction weighted 2 takes two ranks: as the list wrong, wrong, right, right
+    copies = reference_gap([("w1", 9, 4), ("w2", 9, 3), ("a", 1, 2), ("b", 2, 1)],
+                           {"w1": [], "w2": [], "a": [1], "b": [2]})  # fmt: skip
+    assert gap_of_ranked([False, True, True], 2, [2, 1, 1]) == pytest.approx(copies)
+    # A right one weighted 1/2: precision at each rank is the weight right so far over the weight so far, and each
+    # right prediction adds it times its weight, over the landmarks' total weight (0.5 + 1)
+    assert gap_of_ranked([False, True, True], 1.5, [1, 0.5, 1]) == pytest.approx((0.5 * 0.5 / 1.5 + 1.5 / 2.5) / 1.5)
+    # a query weighted 0 (a non-landmark share of 0) takes no rank, also when it comes first
+    assert gap_of_ranked([False, True], 1, [0, 1]) == 1.0
 
 
 def test_ties_break_by_id_then_class():

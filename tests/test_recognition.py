@@ -18,7 +18,7 @@ from landmark.predict import landmark_names
 from landmark.recognition import steps as steps_module
 from landmark.recognition.gallery import PARTS, VALIDATION_PARTS, Gallery, Queries
 from landmark.recognition.method import Ballot, Method, check_methods, count
-from landmark.recognition.scoring import recognition_scores
+from landmark.recognition.scoring import recognition_scores, validation_weights
 from landmark.recognition.search import Whitening, build_index, normalized, read_index, search, write_index
 from landmark.recognition.steps import Step
 from landmark.settings import nonlandmark_shortfalls, parse_params, whole
@@ -319,8 +319,9 @@ def test_recognition_scores_on_hand_made_predictions():
         {"id": ["t1", "t2", "t3"], "landmarks": [[5], [9], []], "Usage": ["Public", "Private", "Private"]}
     )
 
-    def scores(share):
-        return recognition_scores(predictions, validation, solution, [5, 6], ["knn"], nonlandmark_share=share)["knn"]
+    def scores(share, dev_weighting="images"):
+        weights = validation_weights(validation["landmark_id"], share, dev_weighting)
+        return recognition_scores(predictions, (validation, weights), solution, [5, 6], ["knn"])["knn"]
 
     figures = scores(1 / 3)  # as in the validation set itself: the non-landmark takes one rank, the second
     assert figures["validation_gap"] == pytest.approx((1 + 2 / 3) / 2)
@@ -330,6 +331,25 @@ def test_recognition_scores_on_hand_made_predictions():
     assert figures["test_gap_landmarks_only"] == pytest.approx(1.0)
     assert figures["test_public"] == pytest.approx(1.0) and figures["test_private"] == pytest.approx(0.5)
     assert (figures["correct"], figures["correct_below_threshold"], figures["test_landmarks"]) == (2, 1, 2)
+
+
+def test_dev_weighting_by_classes_counts_each_class_once():
+    # Class 5 has two dev queries (one right, one wrong), class 6 one (right), and one held-out non-landmark.
+    validation = pd.DataFrame({"id": ["d1", "d2", "d3", "h1"], "landmark_id": [5, 5, 6, -1]})
+    rows = [("d1", 5, 0.9), ("d2", 7, 0.8), ("d3", 6, 0.7), ("h1", 6, 0.6)]
+    predictions = pd.DataFrame(rows, columns=["id", "landmark_id", "confidence"]).assign(
+        query_set="validation", method="knn"
+    )
+
+    def validation_gap(dev_weighting):
+        weights = validation_weights(validation["landmark_id"], 0.25, dev_weighting)
+        return recognition_scores(predictions, (validation, weights), None, [5, 6], ["knn"])["knn"]["validation_gap"]
+
+    assert validation_weights(validation["landmark_id"], 0.25, "images").tolist() == [1, 1, 1, 1]
+    assert validation_gap("images") == pytest.approx((1 + 2 / 3) / 3)
+    # classes: d1 and d2 count 1/2 each, d3 1; the non-landmark a quarter of the whole, 2/3
+    assert validation_weights(validation["landmark_id"], 0.25, "classes") == pytest.approx([0.5, 0.5, 1, 2 / 3])
+    assert validation_gap("classes") == pytest.approx((0.5 * 1 + 1 * (1.5 / 2)) / 2)
 
 
 def test_landmark_names_come_from_the_category_urls(tmp_path):

@@ -1,7 +1,7 @@
 """The figures of recognition: per method, the validation GAP the submission chooses by (the dev set's landmarks,
 of every class with two images or more, with the held-out non-landmarks, so refusing a non-landmark counts; each
-non-landmark weighted so that they make the test set's expected share of the queries), the dev GAP (landmarks
-only), and, where the data has a test solution, what the test set says, reported only."""
+query weighted as the test queries it stands for: validation_weights), the dev GAP (landmarks only), and, where
+the data has a test solution, what the test set says, reported only."""
 
 import numpy as np
 import pandas as pd
@@ -24,23 +24,29 @@ def validation_solution(rows: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def nonlandmark_weight(landmarks: int, others: int, nonlandmark_share: float) -> float:
-    """How many queries each of `others` non-landmark queries counts for, so that they make nonlandmark_share of
-    all queries beside `landmarks` landmark queries (1 where there is nothing to weigh)."""
-    if not others or not landmarks or nonlandmark_share >= 1:
-        return 1.0
-    return nonlandmark_share / (1 - nonlandmark_share) * landmarks / others
+def validation_weights(landmark_ids, nonlandmark_share: float, dev_weighting: str) -> np.ndarray:
+    """How much each validation query counts, as the test queries it stands for. A dev landmark counts once
+    (dev_weighting `images`), or 1 / its class's dev queries (`classes`: each class once, for a test whose landmarks
+    are spread over the classes rather than over their images). The held-out non-landmarks together count
+    nonlandmark_share of the whole (GAP ranks every prediction, so their share decides what refusing one is worth:
+    a validation set with fewer of them than the test set would undervalue it)."""
+    landmark_ids = np.asarray(landmark_ids)
+    is_landmark = landmark_ids >= 0
+    weights = np.ones(len(landmark_ids))
+    if dev_weighting == "classes":
+        _, which, counts = np.unique(landmark_ids[is_landmark], return_inverse=True, return_counts=True)
+        weights[is_landmark] = 1 / counts[which]
+    landmarks, others = weights[is_landmark].sum(), int((~is_landmark).sum())
+    if others and landmarks and nonlandmark_share < 1:
+        weights[~is_landmark] = nonlandmark_share / (1 - nonlandmark_share) * landmarks / others
+    return weights
 
 
-def weighted_gap(predicted: pd.DataFrame, answers: pd.DataFrame, nonlandmark_share: float) -> float:
-    """GAP of validation predictions with each non-landmark query taking as many ranks as makes the non-landmarks
-    nonlandmark_share of all queries (GAP ranks every prediction, so their share decides what suppression is
-    worth: a validation set with fewer of them than the test set would undervalue it)."""
+def weighted_gap(predicted: pd.DataFrame, answers: pd.DataFrame, weights: np.ndarray) -> float:
+    """GAP of validation predictions with each query counting its weight (validation_weights, in answers' order)."""
     is_landmark = (answers["landmarks"].map(len) > 0).to_numpy()
-    landmarks = int(is_landmark.sum())
-    weight = nonlandmark_weight(landmarks, len(is_landmark) - landmarks, nonlandmark_share)
     query, correct = rank_predictions(predicted, answers)
-    return gap_of_ranked(correct, landmarks, np.where(is_landmark[query], 1.0, weight))
+    return gap_of_ranked(correct, weights[is_landmark].sum(), weights[query])
 
 
 def test_figures(predicted: pd.DataFrame, solution: pd.DataFrame, kept_classes) -> dict:
@@ -60,8 +66,10 @@ def test_figures(predicted: pd.DataFrame, solution: pd.DataFrame, kept_classes) 
     return figures
 
 
-def recognition_scores(predictions, validation_rows, solution, kept_classes, methods, nonlandmark_share) -> dict:
-    """method -> its figures (module docstring); predictions as the recognize stage writes them."""
+def recognition_scores(predictions, validation: tuple, solution, kept_classes, methods) -> dict:
+    """method -> its figures (module docstring); predictions as the recognize stage writes them; validation: its
+    rows (id, landmark_id) and what each counts (validation_weights)."""
+    validation_rows, weights = validation
     answers = validation_solution(validation_rows)
     dev = answers[answers["landmarks"].map(len) > 0]
     results = {}
@@ -69,7 +77,7 @@ def recognition_scores(predictions, validation_rows, solution, kept_classes, met
         mine = predictions[predictions["method"] == method]
         validation = _predicted(mine[mine["query_set"] == "validation"])
         figures = {
-            "validation_gap": weighted_gap(validation, answers, nonlandmark_share),
+            "validation_gap": weighted_gap(validation, answers, weights),
             "dev_gap": global_average_precision(validation[validation["id"].isin(dev["id"])], dev),
         }
         if solution is not None:

@@ -11,21 +11,20 @@ import numpy as np
 import pandas as pd
 
 from landmark.recognition.gallery import PARTS, VALIDATION_PARTS, Gallery, Queries
-from landmark.recognition.scoring import nonlandmark_weight
+from landmark.recognition.scoring import validation_weights
 from landmark.recognition.search import read_embeddings
 from landmark.recognition.verification import Photos
+from landmark.settings import Recognize
 
 
-def stands_for(landmark_ids, test_size: int, nonlandmark_share: float) -> np.ndarray:
-    """How many test queries each validation query stands for: its weight in the validation GAP (a non-landmark
-    counts for the test set's share of them), scaled so that the set adds up to the test set's size."""
-    is_landmark = np.asarray(landmark_ids) >= 0
-    weight = nonlandmark_weight(int(is_landmark.sum()), int((~is_landmark).sum()), nonlandmark_share)
-    weights = np.where(is_landmark, 1.0, weight)
+def stands_for(landmark_ids, test_size: int, recognize: Recognize) -> np.ndarray:
+    """How many test queries each validation query stands for: its weight in the validation GAP
+    (scoring.validation_weights), scaled so that the set adds up to the test set's size."""
+    weights = validation_weights(landmark_ids, recognize.nonlandmark_share, recognize.dev_weighting)
     return weights * test_size / max(weights.sum(), 1e-12)
 
 
-def query_sets(embeddings_dir, gallery: Gallery, neighbours: int, nonlandmark_share: float, cache=None) -> dict:
+def query_sets(embeddings_dir, gallery: Gallery, recognize: Recognize, cache=None) -> dict:
     """name -> (rows: id, landmark_id (-1: none), classifier_landmark, classifier_confidence; its Queries), with
     where their photos are, for the verify step to match through cache (a verification.FeatureCache)."""
     read = {name: read_embeddings(embeddings_dir, name) for name in ("dev", "holdout", "test")}
@@ -36,7 +35,7 @@ def query_sets(embeddings_dir, gallery: Gallery, neighbours: int, nonlandmark_sh
             validation,
             np.concatenate([read["dev"][1], read["holdout"][1]]),
             VALIDATION_PARTS,
-            stands_for(validation["landmark_id"], test_size, nonlandmark_share),
+            stands_for(validation["landmark_id"], test_size, recognize),
             ["train"] * len(read["dev"][0]) + ["nonlandmark"] * len(read["holdout"][0]),  # where the photos are
         ),
         "test": (read["test"][0], read["test"][1], PARTS, None, ["test"] * test_size),
@@ -44,7 +43,7 @@ def query_sets(embeddings_dir, gallery: Gallery, neighbours: int, nonlandmark_sh
     sets = {}
     for name, (rows, vectors, parts, weights, splits) in embeddings.items():
         classifier = rows["classifier_landmark"].to_numpy(), rows["classifier_confidence"].to_numpy()
-        queries = Queries.find(gallery, vectors, classifier, neighbours, parts, weights, name)
+        queries = Queries.find(gallery, vectors, classifier, recognize.neighbours, parts, weights, name)
         if cache is not None:
             queries = replace(queries, photos=Photos(cache, splits, rows["id"], gallery.ids))
         sets[name] = (rows, queries)
