@@ -50,18 +50,19 @@ def main(out_dir):
     if not resumable:
         shutil.rmtree(staging, ignore_errors=True)
     pools = [settings.nonlandmarks] if settings.nonlandmarks else []
+    shard_bytes = int(everything.pack.shard_size_mb * 2**20)
     try:
         if source == "synthetic":
             summary = synthetic.generate(staging, **settings.synthetic.model_dump())
         elif source == "kaggle":
-            summary = kaggle.download(staging, cache_dir=Path("data/downloads"), **settings.kaggle.model_dump())
+            summary = kaggle.download(staging, settings.kaggle, Path("data/downloads"), shard_bytes)
         elif source == "rehearsal":
-            summary, pool = rehearsal.download(staging, settings.rehearsal, Path("data/downloads/rehearsal"))
+            mirrors = Path("data/downloads/rehearsal")
+            summary, pool = rehearsal.download(staging, settings.rehearsal, mirrors, shard_bytes)
             pools.insert(0, pool)
         else:
             summary = local.link_tree(settings.local.path, staging)
         if pools:
-            shard_bytes = int(everything.pack.shard_size_mb * 2**20)
             summary["added_nonlandmarks"] = local.add_nonlandmarks(pools, staging, shard_bytes)
     except BaseException:
         if not resumable:

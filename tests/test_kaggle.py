@@ -29,6 +29,7 @@ from landmark.data.kaggle import (
 )
 from landmark.data.shards import ShardReader
 from landmark.errors import UserError
+from landmark.settings import Kaggle
 
 SHARD_NAMES = ["shard-000000.tar", "shard-000001.tar"]
 
@@ -158,7 +159,7 @@ def test_archives_cannot_write_outside_their_folder(tmp_path):
     with zipfile.ZipFile(evil_zip, "w") as bundle:
         bundle.writestr("../../escaped.csv", "x")
     with pytest.raises(UserError, match="points outside"):
-        extract_zip(evil_zip, tmp_path / "out3")
+        extract_zip(evil_zip, tmp_path / "out3", 2**20)
     assert not (tmp_path / "escaped.jpg").exists() and not (tmp_path.parent / "escaped.csv").exists()
 
 
@@ -224,16 +225,8 @@ def test_download_2019_lays_out_the_kaggle_layout(tmp_path, mirror):
             "sample_submission.csv": "id,landmarks\nabcdef0123456789,\n",
         }
     )
-    summary = download(
-        tmp_path / "raw",
-        competition="landmark-recognition-2019",
-        shard_base_url=mirror.url,
-        train_shards=1,
-        test_shards=1,
-        solution_url=f"{mirror.url}/solution.csv",
-        cache_dir=tmp_path / "downloads",
-        api=api,
-    )
+    source = competition("landmark-recognition-2019", mirror.url, 1, 1, f"{mirror.url}/solution.csv")
+    summary = download(tmp_path / "raw", source, tmp_path / "downloads", 2**20, api=api)
     assert summary == {"train_rows": 3, "train_images": 2, "test_images": 1}
     train = pd.read_csv(tmp_path / "raw/train.csv", dtype=str)
     assert train.to_dict("list") == {"id": ["0123456789abcdef", "456789abcdef0123"], "landmark_id": ["7", "8"]}
@@ -241,21 +234,48 @@ def test_download_2019_lays_out_the_kaggle_layout(tmp_path, mirror):
     assert (tmp_path / "raw/solution.csv").exists()
 
 
-def test_download_2020_takes_images_from_the_api(tmp_path):
+def competition(name, shard_base_url="http://127.0.0.1:9", train_shards=1, test_shards=1, solution_url=""):
+    return Kaggle(
+        competition=name, shard_base_url=shard_base_url, train_shards=train_shards, test_shards=test_shards,
+        solution_url=solution_url,
+    )  # fmt: skip
+
+
+def test_download_2020_packs_the_images_of_its_zip_into_shards(tmp_path):
+    train_images = {f"train/{i:x}/0/0/{i:016x}.jpg": os.urandom(300) for i in range(5)}  # 1 missing from the csv
     api = FakeKaggleApi(
         files={
-            "train.csv": "id,landmark_id\n0123456789abcdef,7\n456789abcdef0123,8\n",
-            "train/0/1/2/0123456789abcdef.jpg": "a",
-            "test/a/b/c/abcdef0123456789.jpg": "c",
+            "train.csv": "id,landmark_id\n" + "".join(f"{i:016x},{i % 2}\n" for i in range(6)),
+            **train_images,
+            "test/a/b/c/abcdef0123456789.jpg": b"c",
             "sample_submission.csv": "id,landmarks\nabcdef0123456789,1 0.5\n",
         }
     )
-    summary = download(
-        tmp_path / "raw", "landmark-recognition-2020", "http://127.0.0.1:9", 0, 0, "", tmp_path / "downloads", api=api
-    )
-    assert summary == {"train_rows": 2, "train_images": 1, "test_images": 1}
+    summary = download(tmp_path / "raw", competition("landmark-recognition-2020"), tmp_path / "downloads", 700, api=api)
+    assert summary == {"train_rows": 6, "train_images": 5, "test_images": 1}
     assert (tmp_path / "raw/test.csv").read_text() == "id\nabcdef0123456789\n"
     assert (tmp_path / "downloads/landmark-recognition-2020/landmark-recognition-2020.zip").exists()
+    # no loose image for DVC to hash: shards of about 700 bytes (3 and 2 images) with their index, as GLDv2's are
+    raw = tmp_path / "raw"
+    assert sorted(path.name for path in (raw / "train").iterdir()) == ["index.csv", *SHARD_NAMES]
+    assert sorted(path.name for path in (raw / "test").iterdir()) == ["index.csv", "shard-000000.tar"]
+    assert not list(raw.rglob("*.jpg"))
+    ids = [f"{i:016x}" for i in range(5)]
+    assert read_images(raw / "train", ids) == list(train_images.values())
+    assert read_images(raw / "test", ["abcdef0123456789"]) == [b"c"]
+
+
+def test_images_of_one_folder_in_two_zips_are_refused_before_any_is_unpacked(tmp_path):
+    api = FakeKaggleApi(
+        files={"train.csv": "id,landmark_id\n0123456789abcdef,7\n", "train/0/1/2/0123456789abcdef.jpg": b"a"}
+    )
+    cache = tmp_path / "downloads/landmark-recognition-2020"
+    cache.mkdir(parents=True)
+    with zipfile.ZipFile(cache / "landmark-recognition-2020-more.zip", "w") as bundle:
+        bundle.writestr("train/4/5/6/456789abcdef0123.jpg", b"b")
+    with pytest.raises(UserError, match=r"2020.zip: images of train/ are in landmark-recognition-2020-more.zip too"):
+        download(tmp_path / "raw", competition("landmark-recognition-2020"), tmp_path / "downloads", 2**20, api=api)
+    assert not (tmp_path / "raw/train").exists()
 
 
 def test_kill_9_during_download_keeps_verified_shards_and_resumes(tmp_path, mirror):
@@ -300,9 +320,9 @@ def test_an_interrupted_download_unpacks_only_what_it_had_not_unpacked(tmp_path,
     )
     unpacked, indexed = [], []
 
-    def unpack(archive, dest):
+    def unpack(archive, dest, shard_bytes):
         unpacked.append(Path(archive).name)
-        extract_zip(archive, dest)
+        extract_zip(archive, dest, shard_bytes)
 
     def index(path):
         indexed.append(Path(path).name)
@@ -312,15 +332,13 @@ def test_an_interrupted_download_unpacks_only_what_it_had_not_unpacked(tmp_path,
 
     monkeypatch.setattr(kaggle, "extract_zip", unpack)
     monkeypatch.setattr(kaggle, "index_tar", index)
-    arguments = dict(
-        competition="landmark-recognition-2019", shard_base_url=mirror.url, train_shards=2, test_shards=1,
-        solution_url="", cache_dir=tmp_path / "downloads", api=api,
-    )  # fmt: skip
+    source = competition("landmark-recognition-2019", mirror.url, train_shards=2)
+    arguments = dict(cache_dir=tmp_path / "downloads", shard_bytes=2**20, api=api)
     with pytest.raises(KeyboardInterrupt):
-        download(tmp_path / "raw", **arguments)
+        download(tmp_path / "raw", source, **arguments)
     unpacked.clear()
     served = len(mirror.requests)
-    summary = download(tmp_path / "raw", **arguments)
+    summary = download(tmp_path / "raw", source, **arguments)
     assert unpacked == []  # the competition's zip was unpacked before the kill
     assert [path for path, _ in mirror.requests[served:]] == ["/md5sum/test/md5.images_000.txt", "/test/images_000.tar"]
     assert summary == {"train_rows": 2, "train_images": 2, "test_images": 1}
@@ -330,7 +348,7 @@ def test_an_interrupted_download_unpacks_only_what_it_had_not_unpacked(tmp_path,
 
     # a folder left with other settings (or by anything else) is cleared and everything laid out afresh
     (tmp_path / "raw/stray.txt").write_text("left by something else")
-    summary = download(tmp_path / "raw", **arguments | {"train_shards": 1})
+    summary = download(tmp_path / "raw", source.model_copy(update={"train_shards": 1}), **arguments)
     assert unpacked == ["landmark-recognition-2019.zip"]
     assert summary == {"train_rows": 2, "train_images": 1, "test_images": 1}
     assert not (tmp_path / "raw/stray.txt").exists() and not (tmp_path / "raw/train/shard-000001.tar").exists()

@@ -140,7 +140,7 @@ def test_the_server_answers_a_range_past_the_end_with_416(mirror):
 
 
 def test_download_lays_out_the_kaggle_layout_and_its_pool_is_packed(mirror, tmp_path):
-    summary, pool = rehearsal.download(tmp_path / "raw", SETTINGS, tmp_path / "cache")
+    summary, pool = rehearsal.download(tmp_path / "raw", SETTINGS, tmp_path / "cache", 2**20)
     assert summary["train_images"] == 203 and summary["test_images"] == 6 and summary["test_landmarks"] == 1
     train = pd.read_csv(tmp_path / "raw/train.csv", dtype=str)
     assert list(train.columns) == ["id", "landmark_id"] and train["landmark_id"].nunique() == 10

@@ -2,9 +2,10 @@
 
 `landmark-recognition-2019` (the paper's competition) ships CSVs only; its images are the GLDv2 tar shards
 (`train/images_000.tar` … `images_499.tar`, `test/images_000.tar` … `images_019.tar`), each with an md5 file
-under `md5sum/`. `landmark-recognition-2020` ships GLDv2-clean with its images through the Kaggle API.
+under `md5sum/`. `landmark-recognition-2020` ships GLDv2-clean with its images in the competition's zip.
 Shards are verified by md5 and kept in a cache folder, so an interrupted download resumes where it stopped, and
-laid in the data folder as they are, with an index of where each image sits, not unpacked into millions of files.
+laid in the data folder as they are, with an index of where each image sits, not unpacked into millions of files;
+the 2020 zip's images are packed into shards of the same kind as they are read out of it.
 """
 
 import contextlib
@@ -20,11 +21,12 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from landmark.data.layout import read_csv
-from landmark.data.shards import INDEX
+from landmark.data.shards import INDEX, write_shards
 from landmark.errors import UserError
 from landmark.files import link_or_copy, write_csv
 
@@ -81,14 +83,49 @@ def _inside(root: Path, name: str) -> bool:
     return target == root or root in target.parents
 
 
-def extract_zip(archive, dest) -> None:
-    """Unpack a zip, refusing members that would land outside dest."""
+def extract_zip(archive, dest, shard_bytes: int) -> None:
+    """Unpack a zip, refusing members that would land outside dest; its JPEGs (2020's `train/a/b/c/<id>.jpg`, …)
+    are packed instead, each top folder into shards of about shard_bytes in dest/<folder> with its index, read
+    straight out of the zip: GLDv2-clean's 1.58M images, loose, would be as many files for DVC to hash."""
     dest = Path(dest).resolve()
     with zipfile.ZipFile(archive) as bundle:
-        for member in bundle.namelist():
+        names = bundle.namelist()
+        for member in names:
             if not _inside(dest, member):
                 raise UserError(f"{archive}: member {member!r} points outside {dest}; refusing to extract")
-        bundle.extractall(dest)
+        images = zipped_images(names)
+        bundle.extractall(dest, members=sorted(set(names) - set(images)))
+        for folder, members in images.groupby(images.str.split("/").str[0]):
+            ids = members.str.rsplit("/", n=1).str[-1].str[:-4]
+            reader = ZipMembers(bundle, members.to_list())
+            write_shards(reader, pd.DataFrame({"id": ids}), dest / folder, shard_bytes, np.arange(len(members)))
+
+
+def zipped_images(names) -> pd.Series:
+    """The JPEGs among a zip's member names that sit in a folder (2020's `train/a/b/c/<id>.jpg`)."""
+    return pd.Series([name for name in names if name.lower().endswith(".jpg") and "/" in name], dtype=str)
+
+
+def _one_zip_per_image_folder(archives) -> None:
+    """A folder of images packed out of two zips would keep only the second's: refused before anything is."""
+    seen = {}
+    for archive in archives:
+        with zipfile.ZipFile(archive) as bundle:
+            folders = zipped_images(bundle.namelist()).str.split("/").str[0].unique()
+        for folder in folders:
+            if folder in seen:
+                raise UserError(f"{archive}: images of {folder}/ are in {seen[folder].name} too; expected one zip each")
+            seen[folder] = archive
+
+
+class ZipMembers:
+    """The bytes of a zip's members by position, as landmark.data.shards.write_shards reads images."""
+
+    def __init__(self, bundle: zipfile.ZipFile, names: list):
+        self.bundle, self.names = bundle, names
+
+    def read(self, position: int) -> bytes:
+        return self.bundle.read(self.names[position])
 
 
 def extract_tar(archive, dest) -> None:
@@ -175,14 +212,14 @@ def fetch_verified_shard(base_url: str, split: str, index: int, cache_dir) -> Pa
     )
 
 
-def _extract_once(archive: Path, dest, marks: Path, kind: str) -> None:
-    """Unpack archive into dest unless the mark in `marks` says this very file (name, size, time) already was:
-    after an interruption, a rerun unpacks only what it had not finished."""
-    mark = marks / kind / archive.name
+def _extract_once(archive: Path, dest, marks: Path, shard_bytes: int) -> None:
+    """Unpack a competition zip into dest (extract_zip) unless the mark in `marks` says this very file (name, size,
+    time) already was: after an interruption, a rerun unpacks only what it had not finished."""
+    mark = marks / "kaggle" / archive.name
     identity = f"{archive.stat().st_size} {archive.stat().st_mtime_ns}\n"
     if mark.exists() and mark.read_text() == identity:
         return
-    (extract_zip if archive.suffix == ".zip" else extract_tar)(archive, dest)
+    extract_zip(archive, dest, shard_bytes)
     mark.parent.mkdir(parents=True, exist_ok=True)
     mark.write_text(identity)
 
@@ -224,10 +261,10 @@ def fetch_shards(base_url: str, split: str, count: int, cache_dir, dest) -> pd.D
 
 
 def _image_ids(folder) -> set:
-    """The ids of the images in a split: its index where its shards were laid, else its files (2020's)."""
-    if (Path(folder) / INDEX).is_file():
-        return set(read_csv(Path(folder) / INDEX, ["id"])["id"])
-    return {path.stem for path in Path(folder).rglob("*.jpg")}
+    """The ids of the images in a split, from the index of its shards."""
+    if not (Path(folder) / INDEX).is_file():
+        raise UserError(f"{folder}: no images arrived for it; check the competition's files and the shard settings")
+    return set(read_csv(Path(folder) / INDEX, ["id"])["id"])
 
 
 def _claim(dest: Path, settings: dict) -> Path:
@@ -243,26 +280,29 @@ def _claim(dest: Path, settings: dict) -> Path:
     return marks
 
 
-def download(dest, competition, shard_base_url, train_shards, test_shards, solution_url, cache_dir, api=None) -> dict:
+def download(dest, source, cache_dir, shard_bytes: int, api=None) -> dict:
     """Lay out a Kaggle competition's data in dest (the Kaggle layout), from the API and, for 2019, GLDv2 shards.
 
-    train.csv keeps only the rows whose image arrived (a partial set of shards leaves the rest out). `api` is an
-    authenticated KaggleApi (by default, made from the user's credentials). Downloads are cached in cache_dir;
-    rerun after an interruption with the same arguments, it unpacks only the zips not yet unpacked into dest
-    (2020's holds its images); GLDv2's shards are linked into dest, never unpacked.
+    source: what params.yaml's data.kaggle gives (competition, shard_base_url, train_shards, test_shards,
+    solution_url). train.csv keeps only the rows whose image arrived (a partial set of shards leaves the rest
+    out). `api` is an authenticated KaggleApi (by default, made from the user's credentials). Downloads are
+    cached in cache_dir; rerun after an interruption with the same arguments, it unpacks only the zips not yet
+    unpacked into dest (2020's holds its images, packed into shards of about shard_bytes); GLDv2's shards are
+    linked into dest, never unpacked.
     """
     dest, cache_dir = Path(dest), Path(cache_dir)
     api = api or kaggle_api()
-    settings = {
-        "competition": competition, "shard_base_url": shard_base_url, "train_shards": train_shards,
-        "test_shards": test_shards, "solution_url": solution_url, "cache_dir": str(cache_dir.resolve()),
-    }  # fmt: skip
+    competition = source.competition
+    settings = source.model_dump() | {"cache_dir": str(cache_dir.resolve()), "shard_bytes": shard_bytes}
     marks = _claim(dest, settings)
-    for archive in download_competition_files(api, competition, cache_dir / competition):
-        _extract_once(archive, dest, marks, "kaggle")
+    archives = download_competition_files(api, competition, cache_dir / competition)
+    _one_zip_per_image_folder(archives)
+    for archive in archives:
+        _extract_once(archive, dest, marks, shard_bytes)
     if competition == "landmark-recognition-2019":
-        fetch_shards(shard_base_url, "train", train_shards, cache_dir / "gldv2", dest / "train")
-        fetch_shards(shard_base_url, "test", test_shards, cache_dir / "gldv2", dest / "test")
+        fetch_shards(source.shard_base_url, "train", source.train_shards, cache_dir / "gldv2", dest / "train")
+        fetch_shards(source.shard_base_url, "test", source.test_shards, cache_dir / "gldv2", dest / "test")
+        solution_url = source.solution_url
         if solution_url:
             fetch(solution_url, cache_dir / "gldv2" / "solution.csv")
             (dest / "solution.csv").unlink(missing_ok=True)

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from landmark.data import kaggle
 from landmark.data.synthetic import make_blueprint, render
 from landmark.files import write_csv, write_json
+from landmark.settings import Kaggle
 
 
 def size_curve(first_rank: int, last_rank: int, first_size: float, last_size: float, total: float) -> np.ndarray:
@@ -291,22 +292,21 @@ def prepare_mirror(settings, cache_dir) -> tuple:
     return folder, build_mirror(folder / "mirror", settings, "landmark-recognition-2019")
 
 
-def download(dest, settings, cache_dir) -> tuple:
+def download(dest, settings, cache_dir, shard_bytes: int) -> tuple:
     """The rehearsal's data in dest, in the Kaggle layout: its mirror built (once) in cache_dir, served and fetched
-    by the kaggle source's download code. Returns what arrived, and the folder of its non-landmark pool, to be
+    by the kaggle source's download code (shard_bytes: as it packs a zip's images, though the rehearsal's are all in
+    GLDv2's shards). Returns what arrived, and the folder of its non-landmark pool, to be
     added as a folder of photos is (data.nonlandmarks)."""
     folder, manifest = prepare_mirror(settings, cache_dir)
     with serve(folder / "mirror") as url:
-        summary = kaggle.download(
-            dest,
+        source = Kaggle(
             competition=manifest["competition"],
             shard_base_url=url,
             train_shards=manifest["train_shards"],
             test_shards=manifest["test_shards"],
             solution_url=f"{url}/ground_truth/recognition_solution_v2.1.csv",
-            cache_dir=folder / "downloads",
-            api=MirrorApi(url),
         )
+        summary = kaggle.download(dest, source, folder / "downloads", shard_bytes, api=MirrorApi(url))
     summary["classes"] = manifest["classes"]
     summary["test_landmarks"] = manifest["test_landmarks"]
     summary["mirror_seconds"] = manifest["seconds"]
