@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from landmark.data.layout import read_csv
-from landmark.errors import UserError, exits_cleanly
+from landmark.errors import exits_cleanly
 from landmark.params import load_params
 from landmark.profiles import set_param_flags
 from landmark.submission import read_solution, read_submission, score, validate_submission
@@ -63,19 +63,14 @@ def _predict(args):
     from landmark.settings import load_settings
 
     settings = load_settings(args.params)
-    variant, method = (
+    chosen, method = (
         predict.chosen_recognition(args.submission) if args.model is None or args.method is None else (None, None)
     )
-    if args.model is None and variant in settings.embed.ensembles:
-        raise UserError(
-            f"{args.submission}: the submission's recognition is the ensemble {variant}, and landmark predict reads "
-            "one model; pass --model models/<variant>/model.pt"
-        )
-    model = Path(args.model) if args.model else Path("models") / variant / "model.pt"
-    name = model.parent.name
+    model_path = Path(args.model) if args.model and args.model.endswith(".pt") else None
+    recognition = model_path.parent.name if model_path else args.model or chosen
     recognizer = predict.Recognizer.load(
-        model, Path("indexes") / name, Path("embeddings") / name, args.method or method, settings,
-        pick_device(settings.runtime.device), args.gallery_images, Path("local_features") / name,
+        recognition, args.method or method, settings, pick_device(settings.runtime.device), args.gallery_images,
+        model_path,
     )  # fmt: skip
     paths, problems = predict.usable(args.images, settings.filter.max_image_pixels)
     answers, voters = recognizer.answers(recognizer.found(paths), args.top_k) if paths else ([], None)
@@ -121,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     predictor.add_argument("images", nargs="+", help="image files (any format PIL opens, whatever their name)")
     predictor.add_argument("--top-k", type=int, default=3, help="landmarks per photo, best first (default 3)")
     predictor.add_argument("--json", action="store_true", help="one JSON object per photo")
-    predictor.add_argument("--model", help="a variant's model.pt (default: the submission's); its index and "
-                           "embeddings are read from indexes/<variant>/ and embeddings/<variant>/")  # fmt: skip
+    predictor.add_argument("--model", help="a variant or ensemble of params.yaml (default: the submission's), or a "
+                           "variant's model file (*.pt, its gallery that of its folder's name)")  # fmt: skip
     predictor.add_argument("--method", help="a recognition method, e.g. knn+query_penalty (default: the submission's)")
     predictor.add_argument("--names", default="data/raw/train_label_to_category.csv",
                            help="landmark_id,category names file (GLDv2's), used where present")  # fmt: skip

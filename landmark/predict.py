@@ -1,5 +1,6 @@
 """`landmark predict`: a user's own photos recognised as the submission recognises the test set, by a trained
-variant, its whitening and its faiss indexes: the top landmarks with their confidences, each landmark's name where
+variant or an ensemble of several (each variant's model and whitening, the ensemble's descriptors as the ensemble
+stage combines them), with its faiss indexes: the top landmarks with their confidences, each landmark's name where
 a names file is given (GLDv2's train_label_to_category.csv), and "no landmark" where the method's non-landmark
 suppression leaves no landmark a positive confidence. The method runs as the recognize stage runs it
 (landmark.recognition.method), on every train image, the dev images included. A method that verifies matches every
@@ -8,7 +9,7 @@ recognize stage's local_features/<variant> where it kept them (extracted here, a
 
 import json
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from landmark.errors import UserError
 from landmark.inference import TrainedModel, embed
 from landmark.recognition.gallery import Gallery, Queries
 from landmark.recognition.method import Method
+from landmark.recognition.search import Whitening, combined
 from landmark.recognition.verification import FILES, FeatureCache, Photos
 from landmark.runtime import make_loader
 
@@ -42,19 +44,32 @@ def read_looks(embeddings_dir) -> dict:
         raise UserError(f"{embeddings_dir}/looks.json: no such file; rerun the embed stage (dvc repro)") from None
 
 
-class Recognizer:
-    """One variant's model with its gallery (indexes, whitening, pool), ready to recognise photos by one method."""
+@dataclass
+class Member:
+    """One variant of a recogniser: its model, the looks the embed stage took of the gallery with it, the whitening
+    its part of an ensemble's descriptor goes through (none for a lone variant, whose gallery whitens), its weight."""
 
-    def __init__(self, trained, gallery: Gallery, method: Method, neighbours: int, looks: dict, features=None):
-        self.trained, self.gallery, self.method, self.neighbours = trained, gallery, method, neighbours
-        self.looks = looks  # the embed stage's scales and flip: a photo is looked at as the gallery was
+    trained: TrainedModel
+    looks: dict
+    whitening: Whitening
+    weight: float
+
+
+class Recognizer:
+    """A recognition (one variant, or an ensemble of several) with its gallery (indexes, whitening, pool), ready to
+    recognise photos by one method."""
+
+    def __init__(self, members: list, gallery: Gallery, method: Method, neighbours: int, features=None):
+        self.members, self.gallery, self.method, self.neighbours = members, gallery, method, neighbours
         self.features = features  # the gallery photos' FeatureCache where the method verifies; None where not
 
     @classmethod
-    def load(cls, model_path, index_dir, embeddings_dir, method: str, settings, device, images_dir, features_dir):
-        """settings: params.yaml, parsed; images_dir: the gallery's stored photos (the pack stage's shards) and
-        features_dir: their local features as the recognize stage kept them, both read only by a method that
-        verifies."""
+    def load(cls, recognition: str, method: str, settings, device, images_dir, model_path=None):
+        """recognition: a variant of embed.variants or an ensemble of embed.ensembles, read where `dvc repro` wrote
+        it (models/, embeddings/, indexes/, ensembles/); model_path: another model file of a variant, whose gallery
+        is the variant's of its folder's name. settings: params.yaml, parsed; images_dir: the gallery's stored photos
+        (the pack stage's shards), and local_features/<recognition> their features as the recognize stage kept them,
+        both read only by a method that verifies."""
         parsed = Method.parse(method, settings.recognize, "--method").for_photos()
         features = None
         if any("photos" in step.needs for _, step in parsed.steps):
@@ -65,24 +80,50 @@ class Recognizer:
                 )
             extraction = settings.local_features
             features = FeatureCache(
-                features_dir, images_dir, extraction.max_side, extraction.max_features, os.cpu_count() or 1
-            )
-        trained = TrainedModel.load(model_path, device)
+                Path("local_features") / recognition, images_dir, extraction.max_side, extraction.max_features,
+                os.cpu_count() or 1,
+            )  # fmt: skip
+        ensemble = settings.embed.ensembles.get(recognition) if model_path is None else None
+        if model_path is None and ensemble is None and recognition not in settings.variants:
+            raise UserError(f"--model {recognition}: neither a variant nor an ensemble of params.yaml, nor a *.pt file")
+        if ensemble is None:
+            variants = [(Path(model_path or Path("models") / recognition / "model.pt"), recognition, 1.0)]
+            folders = Path("embeddings") / recognition, Path("indexes") / recognition
+        else:
+            weighted = zip(ensemble.variants, ensemble.weights)
+            variants = [(Path("models") / name / "model.pt", name, weight) for name, weight in weighted]
+            folders = Path("ensembles") / recognition / "embeddings", Path("ensembles") / recognition / "index"
+        models = [TrainedModel.load(path, device) for path, _, _ in variants]
         recognize = settings.recognize
-        gallery = Gallery.load(embeddings_dir, index_dir, recognize.nprobe, recognize.refine_factor)
-        return cls(trained, gallery, parsed, recognize.neighbours, read_looks(embeddings_dir), features)
+        gallery = Gallery.load(*folders, recognize.nprobe, recognize.refine_factor)
+        members = [
+            Member(
+                trained,
+                read_looks(Path("embeddings") / name),
+                Whitening() if ensemble is None else Whitening.load(Path("indexes") / name / "whitening.npz"),
+                weight,
+            )
+            for trained, (_, name, weight) in zip(models, variants)
+        ]
+        return cls(members, gallery, parsed, recognize.neighbours, features)
 
     def embeddings(self, paths, batch_size: int):
-        """(embeddings, classifier landmarks, classifier probabilities) of the image files, decoded as the model's
-        training images were."""
-        dataset = ImageDataset(
-            FileReader(paths), image_size=self.trained.variant.image_size, decode=self.trained.decode
-        )
-        loader = make_loader(dataset, batch_size, 0, self.trained.device)
-        scales, flip = self.looks["scales"], self.looks["flip"]
-        parts = list(zip(*embed(self.trained.model, loader, self.trained.device, None, scales=scales, flip=flip)))
-        vectors, classes, probabilities = (np.concatenate(part) for part in parts)
-        return vectors, self.trained.labels.landmarks(classes), probabilities
+        """(embeddings, classifier landmarks, classifier probabilities) of the image files, each variant's decoded
+        as its training images were and looked at as its gallery was; an ensemble's combined as the ensemble stage
+        combines them, with the first variant's classifier (as the stage keeps it)."""
+        parts, classifier = [], None
+        for member in self.members:
+            trained = member.trained
+            dataset = ImageDataset(FileReader(paths), image_size=trained.variant.image_size, decode=trained.decode)
+            loader = make_loader(dataset, batch_size, 0, trained.device)
+            scales, flip = member.looks["scales"], member.looks["flip"]
+            found = list(zip(*embed(trained.model, loader, trained.device, None, scales=scales, flip=flip)))
+            vectors, classes, probabilities = (np.concatenate(part) for part in found)
+            parts.append(member.whitening(vectors))
+            if classifier is None:
+                classifier = trained.labels.landmarks(classes), probabilities
+        vectors = parts[0] if len(parts) == 1 else combined(parts, [member.weight for member in self.members])
+        return vectors, *classifier
 
     def found(self, paths, batch_size: int = 32) -> Queries:
         """The photos as one query set, with their nearest gallery images: searched like the test set (every train

@@ -15,16 +15,10 @@ import numpy as np
 
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import atomic_path, write_csv
-from landmark.recognition.search import Whitening, normalized, read_embeddings
+from landmark.recognition.search import Whitening, combined, read_embeddings
 from landmark.settings import load_settings
 
 SETS = ("gallery", "dev", "pool", "holdout", "test")  # what the embed stage writes for each variant
-
-
-def combined(parts, weights) -> np.ndarray:
-    """The rows of each part (whitened vectors, one part per variant) side by side, weighted, L2-normalised."""
-    shares = np.sqrt(np.asarray(weights, dtype=np.float64) / np.sum(weights))
-    return normalized(np.concatenate([share * part for share, part in zip(shares, parts)], axis=1))
 
 
 @exits_cleanly

@@ -152,7 +152,7 @@ def test_landmark_predict_verifies_every_photo_from_its_file_and_draws_the_inlie
     settings = SETTINGS.model_copy(update={"steps": SETTINGS.steps | {"verify": VERIFY | {"share": 0.02}}})
     method = Method.parse("knn+verify", settings).for_photos()  # 2% of one photo would check none
     cache = FeatureCache(tmp_path / "cache", images, 512, 1000)
-    recognizer = Recognizer(None, gallery, method, 2, {"scales": [1], "flip": False}, cache)
+    recognizer = Recognizer([], gallery, method, 2, cache)
     queries = recognizer.with_photos(queries_of(gallery, unit([1, 0.05, 0]), 2), [mine])
     answers, voters = recognizer.answers(queries, 1)
     assert answers == [[(2, pytest.approx(queries.similarities[0, 1] + 1.0))]]
@@ -171,7 +171,7 @@ def test_landmark_predict_verifies_every_photo_from_its_file_and_draws_the_inlie
 def test_landmark_predict_asks_for_the_gallery_photos_a_verifying_method_matches(tmp_path):
     params = parse_params(PARAMS)
     with pytest.raises(UserError, match=r"^--gallery-images .*gone: no such folder; --method knn\+verify matches "):
-        Recognizer.load("no.pt", "no-index", "no-embeddings", "knn+verify", params, "cpu", tmp_path / "gone", "lf")
+        Recognizer.load("no-variant", "knn+verify", params, "cpu", tmp_path / "gone")
 
 
 def test_a_share_that_checks_no_test_query_is_refused_in_one_line():

@@ -36,6 +36,14 @@ def chunks(start: int, stop: int, size: int = 65_536):
     return (slice(first, min(first + size, stop)) for first in range(start, stop, size))
 
 
+def combined(parts, weights) -> np.ndarray:
+    """An ensemble's descriptors: the rows of each part (whitened vectors, one part per variant) side by side, each
+    times sqrt(its weight / the weights' sum), L2-normalised, so that the inner product of two is the weighted mean
+    of the variants' similarities."""
+    shares = np.sqrt(np.asarray(weights, dtype=np.float64) / np.sum(weights))
+    return normalized(np.concatenate([share * part for share, part in zip(shares, parts)], axis=1))
+
+
 class Whitening:
     """PCA whitening learned on the gallery (Jégou & Chum 2012; Radenović et al. 2018 for retrieval): centre,
     rotate onto the principal axes, scale each by 1 / sqrt(its variance + shrinkage · the mean variance), keep
