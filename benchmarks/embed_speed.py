@@ -1,0 +1,103 @@
+"""The embed stage's CPU inference, one look at 224 px, by each way of running the model: img/s and how far its
+embeddings are from eager fp32's (issue #34, item 1: which lever pays on a laptop, and stays exact enough).
+
+Usage: python benchmarks/embed_speed.py [--variant recipe_lite0_pretrained] [--size 224] [--batch 32]
+                                        [--rounds 5] [--threads N]
+
+The variant as profiles/photos.yaml sets it, built with random weights (the speed and the differences do not
+depend on them), run as `landmark.inference.embed` runs it: forward_features, forward_head(pre_logits), L2-norm.
+Ways, measured in turns (each round times every way once, so a noisy machine shifts them alike):
+  eager          fp32, channels-first
+  channels_last  fp32, channels_last input and weights (what the embed stage does today)
+  compiled       torch.compile (inductor's C++ backend) of the channels_last model
+  bf16           bf16 autocast on the CPU, channels_last
+Prints per way the median img/s over the rounds, its ratio to channels_last, and the largest 1 − cosine between
+its embeddings and eager fp32's over the batch.
+"""
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from landmark.models import create_model  # noqa: E402
+from landmark.runtime import compile_problem  # noqa: E402
+from landmark.settings import load_settings  # noqa: E402
+
+ROOT = Path(__file__).parents[1]
+
+
+def photos_variant(name: str, size: int):
+    """The variant as the photos profile gives it (its image size), with no weights to download."""
+    settings = load_settings(ROOT / "params.yaml")
+    profile = yaml.safe_load((ROOT / "profiles/photos.yaml").read_text())["variants"].get(name) or {}
+    return settings.variants[name].model_copy(update=profile | {"image_size": size, "pretrained": "none"})
+
+
+def embedder(model, autocast: bool):
+    def run(images):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            embedding = model.forward_head(model.forward_features(images), pre_logits=True).float()
+        return F.normalize(embedding, dim=1)
+
+    return run
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", default="recipe_lite0_pretrained")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = create_model(photos_variant(args.variant, args.size), 1000).eval()
+    images = torch.rand(args.batch, 3, args.size, args.size)
+    last = images.contiguous(memory_format=torch.channels_last)
+    nchw = embedder(model, autocast=False)
+    reference = nchw(images)
+    fast = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    ways = {
+        "eager": (nchw, images),
+        "channels_last": (embedder(fast, False), last),
+        "bf16": (embedder(fast, True), last),
+    }
+    problem = compile_problem(torch.device("cpu"))
+    if problem:
+        print(f"torch.compile left out: it cannot build kernels here ({problem})", file=sys.stderr)
+    else:
+        started = time.perf_counter()
+        ways["compiled"] = (embedder(torch.compile(fast), autocast=False), last)
+        ways["compiled"][0](last)  # compiles (inductor's cache may hold it from an earlier run)
+        print(f"torch.compile: {time.perf_counter() - started:.0f} s to compile", file=sys.stderr)
+    speeds = {name: [] for name in ways}
+    gaps = {}
+    for _ in range(args.rounds):
+        for name, (run, batch) in ways.items():
+            run(batch)  # warm: the first call of a layout allocates
+            started = time.perf_counter()
+            embeddings = run(batch)
+            speeds[name].append(args.batch / (time.perf_counter() - started))
+            gaps[name] = float((1 - (embeddings * reference).sum(dim=1)).max())
+    base = statistics.median(speeds["channels_last"])
+    print(f"{args.variant} at {args.size} px, batch {args.batch}, {torch.get_num_threads()} threads, one look")
+    print("| way | img/s (median of rounds) | vs channels_last | largest 1 − cosine to eager fp32 |")
+    print("|---|---|---|---|")
+    for name, measured in speeds.items():
+        median = statistics.median(measured)
+        print(f"| {name} | {median:.1f} | {median / base:.2f}× | {gaps[name]:.1e} |")
+
+
+if __name__ == "__main__":
+    main()
