@@ -190,8 +190,10 @@ def rehearse(fraction: float, work: Path, overrides: list, until: str | None) ->
 
 def finished(repo: Path, fraction: float, seconds: float) -> dict:
     """The figures of a run that every mode records: its size, wall time and submission."""
-    rows = repo / "data/raw/train.csv"
-    train = sum(1 for _ in rows.open()) - 1 if rows.exists() else 0
+    train = 0
+    if (repo / "data/raw/train.csv").exists():
+        with open(repo / "data/raw/train.csv") as rows:
+            train = sum(1 for _ in rows) - 1
     submission = repo / "reports/submission.json"
     scored = json.loads(submission.read_text()) if submission.exists() else {}
     return {"fraction": fraction, "train_images": train, "seconds": seconds, "submission": scored}
