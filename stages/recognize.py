@@ -21,7 +21,7 @@ from landmark.errors import exits_cleanly
 from landmark.files import write_csv, write_json
 from landmark.recognition.gallery import VALIDATION_PARTS, Gallery
 from landmark.recognition.method import check_methods, check_reach
-from landmark.recognition.scoring import recognition_scores, shown_queries
+from landmark.recognition.scoring import dev_weighting_note, recognition_scores, shown_queries
 from landmark.recognition.search import use_gpu
 from landmark.recognition.sets import predictions, query_sets
 from landmark.recognition.verification import FeatureCache
@@ -36,6 +36,9 @@ def main(embeddings_dir, index_dir, images_dir, classes_csv, features_dir, out_d
     check_reach(methods, len(read_csv(Path(embeddings_dir) / "test.csv", ["id"])))  # before any search
     gpu = use_gpu(settings.runtime.device)
     recognize = settings.recognize
+    dev_labels = read_csv(Path(embeddings_dir) / "dev.csv", ["landmark_id"])["landmark_id"]
+    if note := dev_weighting_note(dev_labels, recognize.dev_weighting):
+        print(note)
     gallery = Gallery.load(embeddings_dir, index_dir, recognize.nprobe, recognize.refine_factor, gpu)
     extraction = settings.local_features
     cache = FeatureCache(features_dir, images_dir, extraction.max_side, extraction.max_features, os.cpu_count() or 1)

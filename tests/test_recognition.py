@@ -18,7 +18,7 @@ from landmark.predict import landmark_names
 from landmark.recognition import steps as steps_module
 from landmark.recognition.gallery import PARTS, VALIDATION_PARTS, Gallery, Queries
 from landmark.recognition.method import Ballot, Method, check_methods, count
-from landmark.recognition.scoring import recognition_scores, validation_weights
+from landmark.recognition.scoring import dev_weighting_note, recognition_scores, validation_weights
 from landmark.recognition.search import Whitening, build_index, normalized, read_index, search, write_index
 from landmark.recognition.steps import Step
 from landmark.settings import nonlandmark_shortfalls, parse_params, whole
@@ -350,6 +350,9 @@ def test_dev_weighting_by_classes_counts_each_class_once():
     # classes: d1 and d2 count 1/2 each, d3 1; the non-landmark a quarter of the whole, 2/3
     assert validation_weights(validation["landmark_id"], 0.25, "classes") == pytest.approx([0.5, 0.5, 1, 2 / 3])
     assert validation_gap("classes") == pytest.approx((0.5 * 1 + 1 * (1.5 / 2)) / 2)
+    # where every dev class has one dev image, classes weighs as images: said in one line, not left to look alike
+    assert dev_weighting_note([5, 5, 6], "classes") is None and dev_weighting_note([5, 6], "images") is None
+    assert dev_weighting_note([5, 6], "classes").startswith("recognize.dev_weighting: classes changes nothing here")
 
 
 def test_landmark_names_come_from_the_category_urls(tmp_path):

@@ -42,6 +42,14 @@ def validation_weights(landmark_ids, nonlandmark_share: float, dev_weighting: st
     return weights
 
 
+def dev_weighting_note(dev_labels, dev_weighting: str) -> str | None:
+    """The line to print where `dev_weighting: classes` cannot change the validation GAP: every dev class has one
+    dev query, so each counts once either way (None where it can)."""
+    if dev_weighting == "classes" and pd.Series(dev_labels).is_unique:
+        return "recognize.dev_weighting: classes changes nothing here: every dev class has one dev image, as images"
+    return None
+
+
 def weighted_gap(predicted: pd.DataFrame, answers: pd.DataFrame, weights: np.ndarray) -> float:
     """GAP of validation predictions with each query counting its weight (validation_weights, in answers' order)."""
     is_landmark = (answers["landmarks"].map(len) > 0).to_numpy()
