@@ -200,13 +200,28 @@ def finished(repo: Path, fraction: float, seconds: float) -> dict:
 
 
 def through_repro(fraction: float, work: Path, overrides: list) -> dict:
-    """The rehearsal as a user runs the pipeline: one `dvc repro`. Each stage's seconds run from the line DVC prints
-    as it starts the stage to the next one (its command and DVC's hashing of its outputs), with the peak memory of
-    that span, the GPU's included. A failed run is recorded too: the stage it failed in and the end of its output.
-    Writes work/repro-f<fraction>.json and the whole output to work/repro-f<fraction>.log."""
+    """The rehearsal as a user runs the pipeline: one `dvc repro`, each stage's span timed (stage_spans). A failed
+    run is recorded too: the stage it failed in and the end of its output. Writes work/repro-f<fraction>.json and
+    the whole output to work/repro-f<fraction>.log."""
     repo = prepare(fraction, work, overrides)
     run = measured([sys.executable, "-m", "dvc", "repro"], repo, check=False)
     (work / f"repro-f{fraction:g}.log").write_text(run["output"])
+    stages = stage_spans(run)
+    result = finished(repo, fraction, run["seconds"]) | {"mode": "repro", "stages": stages}
+    result |= {"returncode": run["returncode"], "gpu": gpu_name()}
+    if run["returncode"]:
+        result |= {"failed_in": list(stages)[-1] if stages else "before any stage", "tail": run["output"][-4000:]}
+    (work / f"repro-f{fraction:g}.json").write_text(json.dumps(result, indent=1))
+    print_spans(stages)
+    outcome = f"failed in {result['failed_in']}" if run["returncode"] else f"test GAP {result['submission'].get('gap')}"
+    size = f"{result['train_images']} train images, {run['seconds'] / 60:.1f} min"
+    print(f"f={fraction:g}, dvc repro on {result['gpu'] or 'the CPU'}: {size}, {outcome}")
+    return result
+
+
+def stage_spans(run: dict) -> dict:
+    """Each stage of a measured `dvc repro`: its seconds, from the line DVC prints as it starts the stage to the next
+    one (its command and DVC's hashing of its outputs), and the peak memory of that span, the GPU's included."""
     starts = [(second, line.split("'")[1]) for second, line in run["lines"] if line.startswith("Running stage '")]
     spans = zip(starts, [second for second, _ in starts[1:]] + [run["seconds"]], strict=True)
     stages = {}
@@ -215,19 +230,14 @@ def through_repro(fraction: float, work: Path, overrides: list) -> dict:
         peak = np.max(during, axis=0)
         stages[name] = {"seconds": round(end - begin, 2), "peak_rss": int(peak[0]), "peak_anon": int(peak[1])}
         stages[name]["peak_gpu"] = int(peak[2])
-    result = finished(repo, fraction, run["seconds"]) | {"mode": "repro", "stages": stages}
-    result |= {"returncode": run["returncode"], "gpu": gpu_name()}
-    if run["returncode"]:
-        result |= {"failed_in": starts[-1][1] if starts else "before any stage", "tail": run["output"][-4000:]}
-    (work / f"repro-f{fraction:g}.json").write_text(json.dumps(result, indent=1))
+    return stages
+
+
+def print_spans(stages: dict) -> None:
     print("\n| stage | s | peak GiB (anonymous) | GPU GiB |\n|---|---|---|---|")
     for name, figures in stages.items():
         memory = f"{figures['peak_rss'] / 2**30:.2f} ({figures['peak_anon'] / 2**30:.2f})"
         print(f"| {name} | {figures['seconds']:.1f} | {memory} | {figures['peak_gpu'] / 2**30:.1f} |")
-    outcome = f"failed in {result['failed_in']}" if run["returncode"] else f"test GAP {result['submission'].get('gap')}"
-    size = f"{result['train_images']} train images, {run['seconds'] / 60:.1f} min"
-    print(f"f={fraction:g}, dvc repro on {result['gpu'] or 'the CPU'}: {size}, {outcome}")
-    return result
 
 
 def gpu_name() -> str:

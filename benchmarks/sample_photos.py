@@ -5,13 +5,16 @@ motorcycle through its two real viewpoints); the test set adds photos of other t
 further photos is the non-landmark pool. A check of the mechanics at a photo's resolution, not of accuracy: a crop
 of a photo is far easier to name than another photo of the same place.
 
-Usage: python benchmarks/sample_photos.py OUT_DIR   (writes OUT_DIR/gld, in the Kaggle layout, and OUT_DIR/street)
+Usage: python benchmarks/sample_photos.py OUT_DIR [--train N] [--test N] [--others N] [--pool N]
+    (writes OUT_DIR/gld, in the Kaggle layout, and OUT_DIR/street)
+The defaults make about 100 photos; the issue's held-back folder's size, about 2,000 (583 train photos, 815 test
+photos of which 570 show no landmark, 646 non-landmarks), is --train 84 --test 35 --others 570 --pool 646.
     dvc exp run $(landmark profile profiles/photos.yaml) -S data.local.path=OUT_DIR/gld \\
         -S data.nonlandmarks=OUT_DIR/street
 """
 
+import argparse
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +53,15 @@ def view(path, rng) -> Image.Image:
     return crop.resize((side, int(side * crop_height / crop_width)))
 
 
-def main(out_dir):
-    out_dir = Path(out_dir)
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--train", type=int, default=8, help="train photos of each landmark")
+    parser.add_argument("--test", type=int, default=2, help="test photos of each landmark")
+    parser.add_argument("--others", type=int, default=len(TEST_OTHERS), help="test photos without a landmark")
+    parser.add_argument("--pool", type=int, default=2 * len(POOL), help="non-landmark photos")
+    args = parser.parse_args()
+    out_dir = args.out_dir
     gld, street = out_dir / "gld", out_dir / "street"
     for folder in (gld, street):
         shutil.rmtree(folder, ignore_errors=True)
@@ -66,24 +76,24 @@ def main(out_dir):
 
     train, test, truth = [], [], []
     for label, paths in LANDMARKS.items():
-        train += [(save(view(paths[n % len(paths)], rng), "train"), label) for n in range(8)]
-        for n in range(2):
+        train += [(save(view(paths[n % len(paths)], rng), "train"), label) for n in range(args.train)]
+        for n in range(args.test):
             test.append(save(view(paths[n % len(paths)], rng), "test"))
             truth.append(str(label))
-    for name in TEST_OTHERS:
-        test.append(save(view(SKIMAGE / name, rng), "test"))
+    for number in range(args.others):
+        test.append(save(view(SKIMAGE / TEST_OTHERS[number % len(TEST_OTHERS)], rng), "test"))
         truth.append("")
     street.mkdir(parents=True)
-    for number, name in enumerate(POOL * 2):
-        view(SKIMAGE / name, rng).save(street / f"{number}.jpg", "JPEG", quality=90)
+    for number in range(args.pool):
+        view(SKIMAGE / POOL[number % len(POOL)], rng).save(street / f"{number}.jpg", "JPEG", quality=90)
     pd.DataFrame(train, columns=["id", "landmark_id"]).to_csv(gld / "train.csv", index=False)
     pd.DataFrame({"id": test}).to_csv(gld / "test.csv", index=False)
     pd.DataFrame({"id": test, "landmarks": truth, "Usage": "Public"}).to_csv(gld / "solution.csv", index=False)
     print(
         f"sample photos: {len(train)} train photos of {len(LANDMARKS)} landmarks, {len(test)} test photos "
-        f"({len(TEST_OTHERS)} without a landmark) in {gld}; {len(POOL) * 2} non-landmark photos in {street}"
+        f"({args.others} without a landmark) in {gld}; {args.pool} non-landmark photos in {street}"
     )
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main()

@@ -15,7 +15,7 @@ from landmark.data.shards import image_reader
 from landmark.errors import UserError
 from landmark.files import atomic_path
 from landmark.models import create_model
-from landmark.runtime import loader_workers, make_loader
+from landmark.runtime import autocast_dtype, loader_workers, make_loader
 from landmark.settings import Runtime, Variant, parse
 
 
@@ -88,6 +88,27 @@ def predict(model, loader, device, loss=None, desc="predict"):
     )
 
 
+@dataclass(frozen=True)
+class Looks:
+    """How embed looks at each image: resized by each scale, each look mirrored too where flip, and the model run
+    under autocast to dtype (bf16) or in fp32 (None)."""
+
+    scales: tuple = (1.0,)
+    flip: bool = False
+    dtype: torch.dtype | None = None
+
+    @classmethod
+    def of(cls, looked: dict, device: torch.device) -> "Looks":
+        """As `looked` says (scales, flip, precision: params.yaml's embed section, or the looks.json the embed stage
+        wrote), on this device."""
+        precision = autocast_dtype(looked["precision"], device, "embed.precision")
+        return cls(tuple(looked["scales"]), looked["flip"], precision)
+
+    @property
+    def count(self) -> int:
+        return len(self.scales) * (2 if self.flip else 1)
+
+
 def views(images, scales=(1.0,), flip=False):
     """The looks at a batch that a multi-scale descriptor averages (cirtorch's extract_ms): the batch resized by
     each scale (bilinear; antialiased when shrinking), each followed by its mirror image when flip."""
@@ -104,7 +125,7 @@ def views(images, scales=(1.0,), flip=False):
 
 
 @torch.no_grad()
-def embed(model, loader, device, desc="embed", batches_per_result=32, scales=(1.0,), flip=False, classify=True):
+def embed(model, loader, device, desc="embed", batches_per_result=32, looks=Looks(), classify=True):
     """The L2-normalised embedding (forward_head with pre_logits) of each image, with the classifier's top-1
     class index and confidence from the same pass: yields (embeddings, classes, confidences) as numpy arrays,
     one group of batches at a time in loader order, so a caller can write millions of them without holding
@@ -112,23 +133,22 @@ def embed(model, loader, device, desc="embed", batches_per_result=32, scales=(1.
     the head not run (it costs per image as many products as the classes it names: at GLDv2 scale, with its
     classes, more than the backbone's at 64 px).
 
-    With several scales or flip the embedding is the L2-normalised mean of every view's L2-normalised embedding
-    (Radenović et al.'s multi-scale descriptor), and the classifier reads the mean of their pre-logits."""
+    With several scales or flip (looks) the embedding is the L2-normalised mean of every view's L2-normalised
+    embedding (Radenović et al.'s multi-scale descriptor), and the classifier reads the mean of their pre-logits."""
     model.eval()
     batches = device_batches(loader, model_input(model, loader.dataset, device), device)
     progress = tqdm(batches, total=len(loader), desc=desc, unit="batch", leave=False, mininterval=1, disable=not desc)
     pending = []
     for number, (images, _, _) in enumerate(progress, 1):
         descriptors, pre_logits = 0, 0
-        for view in views(images, scales, flip):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for view in views(images, looks.scales, looks.flip):
+            with torch.autocast(device.type, dtype=looks.dtype or torch.float32, enabled=looks.dtype is not None):
                 embedding = model.forward_head(model.forward_features(view), pre_logits=True).float()
             descriptors = descriptors + F.normalize(embedding, dim=1)
             pre_logits = pre_logits + embedding
         if classify:
-            seen = len(scales) * (2 if flip else 1)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model.head(pre_logits / seen)
+            with torch.autocast(device.type, dtype=looks.dtype or torch.float32, enabled=looks.dtype is not None):
+                logits = model.head(pre_logits / looks.count)
             confidence, predicted = model.head.confidence(logits.float())
         else:
             predicted = torch.full((len(images),), -1, dtype=torch.int64, device=images.device)
@@ -181,11 +201,11 @@ class TrainedModel:
         """The images of ids at this model's size, decoded as its training images were."""
         return image_dataset(self.variant.image_size, images_root, split, ids, targets, self.decode)
 
-    def embed(self, images_root, split, ids, runtime: Runtime, looks, desc="embed", classify=True):
-        """embed() over the images of ids, batched and loaded as `runtime` says, looked at as `looks` (the embed
-        settings: scales and flip), with the classifier's answers or not."""
+    def embed(self, images_root, split, ids, runtime: Runtime, looks: Looks, desc="embed", classify=True):
+        """embed() over the images of ids, batched and loaded as `runtime` says, looked at as `looks`, with the
+        classifier's answers or not."""
         loader = self._loader(self.dataset(images_root, split, ids), runtime)
-        yield from embed(self.model, loader, self.device, desc, scales=looks.scales, flip=looks.flip, classify=classify)
+        yield from embed(self.model, loader, self.device, desc, looks=looks, classify=classify)
 
     def _loader(self, dataset, runtime: Runtime):
         workers = loader_workers(runtime.num_workers, self.device)

@@ -19,7 +19,7 @@ from landmark.data.layout import read_csv
 from landmark.data.loading import ImageDataset
 from landmark.data.shards import FileReader
 from landmark.errors import UserError
-from landmark.inference import TrainedModel, embed
+from landmark.inference import Looks, TrainedModel, embed
 from landmark.recognition.gallery import Gallery, Queries
 from landmark.recognition.method import Method
 from landmark.recognition.search import Whitening, combined
@@ -36,12 +36,16 @@ def landmark_names(path) -> dict:
     return dict(zip(names["landmark_id"].astype(np.int64), short))
 
 
-def read_looks(embeddings_dir) -> dict:
-    """The scales and flip the embed stage looked at the gallery with (its looks.json)."""
+def read_looks(embeddings_dir, device) -> Looks:
+    """The looks the embed stage took of the gallery with (its looks.json: scales, flip, precision), on device."""
+    path = Path(embeddings_dir) / "looks.json"
     try:
-        return json.loads((Path(embeddings_dir) / "looks.json").read_text())
+        looked = json.loads(path.read_text())
     except FileNotFoundError:
-        raise UserError(f"{embeddings_dir}/looks.json: no such file; rerun the embed stage (dvc repro)") from None
+        raise UserError(f"{path}: no such file; rerun the embed stage (dvc repro)") from None
+    if "precision" not in looked:
+        raise UserError(f"{path}: written before embed.precision was recorded; rerun the embed stage (dvc repro)")
+    return Looks.of(looked, device)
 
 
 @dataclass
@@ -50,7 +54,7 @@ class Member:
     its part of an ensemble's descriptor goes through (none for a lone variant, whose gallery whitens), its weight."""
 
     trained: TrainedModel
-    looks: dict
+    looks: Looks
     whitening: Whitening
     weight: float
 
@@ -99,7 +103,7 @@ class Recognizer:
         members = [
             Member(
                 trained,
-                read_looks(Path("embeddings") / name),
+                read_looks(Path("embeddings") / name, device),
                 Whitening() if ensemble is None else Whitening.load(Path("indexes") / name / "whitening.npz"),
                 weight,
             )
@@ -116,8 +120,7 @@ class Recognizer:
             trained = member.trained
             dataset = ImageDataset(FileReader(paths), image_size=trained.variant.image_size, decode=trained.decode)
             loader = make_loader(dataset, batch_size, 0, trained.device)
-            scales, flip = member.looks["scales"], member.looks["flip"]
-            found = list(zip(*embed(trained.model, loader, trained.device, None, scales=scales, flip=flip)))
+            found = list(zip(*embed(trained.model, loader, trained.device, None, looks=member.looks)))
             vectors, classes, probabilities = (np.concatenate(part) for part in found)
             parts.append(member.whitening(vectors))
             if classifier is None:

@@ -22,11 +22,27 @@ def pick_device(setting: str = "auto") -> torch.device:
     return torch.device(setting)
 
 
-def autocast_dtype(setting: str, device: torch.device):
-    """The autocast dtype for `train.precision`, or None for plain fp32: `auto` is bf16 on a GPU, fp32 on the CPU."""
+def autocast_dtype(setting: str, device: torch.device, name: str = "train.precision"):
+    """The autocast dtype for a precision setting (`name`: train.precision, embed.precision), or None for plain
+    fp32: `auto` is bf16 on a GPU, fp32 on the CPU. bf16 asked for on a CPU that emulates it is said in one line."""
     if setting == "auto":
         return torch.bfloat16 if device.type == "cuda" else None
+    if setting == "bf16" and not native_bf16(device):
+        print(
+            f"params.yaml {name}: bf16 on a CPU without bf16 instructions (AVX512-BF16 or AMX), which emulates it "
+            "slower than fp32; set it to fp32 or auto on this machine",
+            file=sys.stderr,
+        )
     return {"fp32": None, "bf16": torch.bfloat16}[setting]
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device computes in bf16 in hardware: a GPU, or a CPU with AVX512-BF16 or AMX (oneDNN's bf16
+    kernels, up to twice fp32's speed: docs/benchmarks.md). Elsewhere bf16 is emulated, slower than fp32."""
+    if device.type != "cpu":
+        return True
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's, not public: absent is False
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
 def compile_problem(device: torch.device) -> str | None:

@@ -412,6 +412,7 @@ class Embed(Section):
     variants: Names  # the variants recognition compares: embed, index, recognize for each
     scales: Annotated[tuple[float, ...], PlainValidator(scales)]  # each image is looked at resized by each; the mean
     flip: Annotated[bool, PlainValidator(one_of(True, False))]  # and each look mirrored too
+    precision: Annotated[str, PlainValidator(one_of("auto", "bf16", "fp32"))]  # auto: bf16 on a GPU, fp32 on CPU
     # name -> variants and weights: recognised like a variant (stages.ensemble)
     ensembles: Annotated[dict[str, Ensemble], BeforeValidator(mapping_of_mappings)]
 

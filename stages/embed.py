@@ -14,7 +14,8 @@ classifier_landmark of -1 and a confidence of 0: no step reads them, and at GLDv
 4.1M images times the classes it names.
 
 and OUT_DIR/classes.csv, the classes the variant's classifier learned (landmark_id, images), and OUT_DIR/looks.json,
-the scales and flip of embed's multi-scale descriptor (landmark predict looks at a user's photos the same way).
+the scales, flip and precision of embed's multi-scale descriptor (landmark predict looks at a user's photos the
+same way).
 
 With runtime.gpus above one (or auto on a machine with several GPUs) the stage reruns itself under torchrun, one
 process per GPU of this machine, each embedding every world-th image; the first process puts the parts together.
@@ -26,6 +27,7 @@ Usage: python -m stages.embed MODEL_PT IMAGES_DIR GALLERY_CSV SPLIT_DIR OUT_DIR
 import os
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,7 @@ from landmark.data.shards import packed_ids
 from landmark.distributed import Ranks, relaunch_under_torchrun, training_processes
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import atomic_path, write_csv, write_json
-from landmark.inference import TrainedModel
+from landmark.inference import Looks, TrainedModel
 from landmark.runtime import pick_device
 from landmark.settings import load_settings
 
@@ -62,15 +64,14 @@ def image_sets(images_dir, gallery_csv, split_dir) -> dict:
     }
 
 
-def write_set(trained: TrainedModel, images_dir, split, rows: pd.DataFrame, settings, out_dir, name, classify) -> None:
-    """Embed rows' images into out_dir/name.npy (streamed to disk) and name.csv, as settings (the parsed params)
-    say: their runtime section how, their embed section at which scales; with the classifier's answers where
-    classify."""
+def write_set(trained: TrainedModel, embedder, split, rows: pd.DataFrame, out_dir, name, classify) -> None:
+    """Embed rows' images of the packed split into out_dir/name.npy (streamed to disk) and name.csv, with the
+    classifier's answers where classify. embedder: trained.embed with the images, the runtime and the looks bound."""
     classes, confidences, written = [], [], 0
     with atomic_path(Path(out_dir) / f"{name}.npy") as temporary:
         shape = (len(rows), trained.embedding_size)
         vectors = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=shape)
-        embedded = trained.embed(images_dir, split, rows["id"], settings.runtime, settings.embed, name, classify)
+        embedded = embedder(split, rows["id"], desc=name, classify=classify)
         for embeddings, predicted, confidence in embedded:
             vectors[written : written + len(embeddings)] = embeddings
             written += len(embeddings)
@@ -111,13 +112,16 @@ def main(model_pt, images_dir, gallery_csv, split_dir, out_dir):
     ranks, parts_dir = Ranks(), Path(out_dir) / "parts"
     with ranks.joined(device) as device:
         trained = TrainedModel.load(model_pt, device)
+        looked = settings.embed.model_dump(include={"scales", "flip", "precision"})
+        looks = Looks.of(looked, device)
+        embedder = partial(trained.embed, images_dir, runtime=settings.runtime, looks=looks)
         sets = image_sets(images_dir, gallery_csv, split_dir)
         for name, (split, rows, classify) in sets.items():
             mine = rows.iloc[ranks.my_indices(len(rows))]
             if ranks.world == 1:
-                write_set(trained, images_dir, split, mine, settings, out_dir, name, classify)
+                write_set(trained, embedder, split, mine, out_dir, name, classify)
             else:
-                write_set(trained, images_dir, split, mine, settings, parts_dir, f"{name}.{ranks.rank}", classify)
+                write_set(trained, embedder, split, mine, parts_dir, f"{name}.{ranks.rank}", classify)
         if ranks.world > 1:
             dist.barrier()
             if ranks.leader:
@@ -128,12 +132,14 @@ def main(model_pt, images_dir, gallery_csv, split_dir, out_dir):
         return
     learned = pd.DataFrame({"landmark_id": trained.labels.landmark_ids, "images": trained.labels.images})
     write_csv(Path(out_dir) / "classes.csv", learned)
-    write_json(Path(out_dir) / "looks.json", {"scales": list(settings.embed.scales), "flip": settings.embed.flip})
+    write_json(Path(out_dir) / "looks.json", looked | {"scales": list(looked["scales"])})
     sizes = ", ".join(f"{len(rows)} {name}" for name, (_, rows, _) in sets.items())
     processes = f" on {ranks.world} processes" if ranks.world > 1 else ""
-    looks = len(settings.embed.scales) * (2 if settings.embed.flip else 1)
-    looks = f", {looks} looks each" if looks > 1 else ""
-    print(f"embed: {trained.embedding_size}-d embeddings of {sizes} images{looks}{processes} -> {out_dir}")
+    counted = f", {looks.count} looks each" if looks.count > 1 else ""
+    arithmetic = "bf16" if looks.dtype is not None else "fp32"
+    print(
+        f"embed: {trained.embedding_size}-d embeddings of {sizes} images{counted}, {arithmetic}{processes} -> {out_dir}"
+    )
 
 
 if __name__ == "__main__":

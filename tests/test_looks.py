@@ -9,9 +9,10 @@ from PIL import Image
 from landmark.data.loading import ImageDataset
 from landmark.data.shards import FileReader
 from landmark.errors import UserError
-from landmark.inference import embed, model_input
+from landmark.inference import Looks, embed, model_input
 from landmark.models import create_model
-from landmark.runtime import make_loader
+from landmark.predict import read_looks
+from landmark.runtime import autocast_dtype, make_loader
 from landmark.settings import Embed, parse
 from tests.test_models import variant
 from tests.test_settings import PARAMS
@@ -39,11 +40,10 @@ def model():
     return create_model(variant(neck={"name": "embedding", "dim": 16}), num_classes=5).eval()
 
 
-def embedded(model, paths, **looks):
+def embedded(model, paths, classify=True, **looks):
     loader = make_loader(ImageDataset(FileReader(paths), image_size=32), 2, 0, torch.device("cpu"))
-    vectors, classes, confidences = (
-        np.concatenate(part) for part in zip(*embed(model, loader, torch.device("cpu"), None, **looks))
-    )
+    found = embed(model, loader, torch.device("cpu"), None, looks=Looks(**looks), classify=classify)
+    vectors, classes, confidences = (np.concatenate(part) for part in zip(*found))
     return vectors, classes, confidences
 
 
@@ -88,3 +88,37 @@ def test_scales_are_checked_in_one_line():
         parse(Embed, EMBED | {"scales": [1, 1]}, "embed")
     with pytest.raises(UserError, match=r"params.yaml embed.scales: \[0\] must be a list of positive numbers"):
         parse(Embed, EMBED | {"scales": [0]}, "embed")
+
+
+def test_bf16_embeddings_are_near_fp32_ones_and_name_the_same_classes(model, photos):
+    paths, _ = photos
+    looks = {"scales": (0.7071, 1.0), "flip": True}
+    exact, exact_classes, _ = embedded(model, paths, **looks)
+    fast, fast_classes, _ = embedded(model, paths, **looks, dtype=torch.bfloat16)
+    cosines = (exact * fast).sum(axis=1)
+    assert (cosines > 0.999).all() and (cosines < 1 - 1e-7).any()  # bf16 took effect, and stayed close
+    np.testing.assert_array_equal(fast_classes, exact_classes)
+
+
+def test_the_precision_setting_resolves_per_device_and_bf16_without_the_instructions_is_said(monkeypatch, capsys):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    looked = {"scales": [1.0], "flip": False}
+    assert Looks.of(looked | {"precision": "auto"}, cpu).dtype is None
+    assert Looks.of(looked | {"precision": "auto"}, gpu).dtype is torch.bfloat16
+    assert Looks.of(looked | {"precision": "fp32"}, gpu).dtype is None
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
+    assert autocast_dtype("bf16", cpu, "embed.precision") is torch.bfloat16
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said == [
+        "params.yaml embed.precision: bf16 on a CPU without bf16 instructions (AVX512-BF16 or AMX), which emulates it "
+        "slower than fp32; set it to fp32 or auto on this machine"
+    ]
+
+
+def test_predict_reads_the_looks_the_gallery_was_embedded_with(tmp_path):
+    (tmp_path / "looks.json").write_text('{"scales": [0.7071, 1], "flip": true, "precision": "bf16"}')
+    assert read_looks(tmp_path, torch.device("cpu")) == Looks((0.7071, 1.0), True, torch.bfloat16)
+    (tmp_path / "looks.json").write_text('{"scales": [1], "flip": true}')
+    with pytest.raises(UserError, match="looks.json: written before embed.precision was recorded; rerun the embed"):
+        read_looks(tmp_path, torch.device("cpu"))
