@@ -15,7 +15,7 @@ from landmark.data.shards import image_reader
 from landmark.errors import UserError
 from landmark.files import atomic_path
 from landmark.models import create_model
-from landmark.runtime import autocast_dtype, loader_workers, make_loader
+from landmark.runtime import autocast_dtype, loader_workers, make_loader, native_bf16
 from landmark.settings import Runtime, Variant, parse
 
 
@@ -100,9 +100,13 @@ class Looks:
     @classmethod
     def of(cls, looked: dict, device: torch.device) -> "Looks":
         """As `looked` says (scales, flip, precision: params.yaml's embed section, or the looks.json the embed stage
-        wrote), on this device."""
-        precision = autocast_dtype(looked["precision"], device, "embed.precision")
-        return cls(tuple(looked["scales"]), looked["flip"], precision)
+        wrote), on this device. Precision auto is bf16 where the device computes it in hardware (a GPU, a CPU with
+        AVX512-BF16 or AMX), within 1e-4 of fp32's cosines (docs/benchmarks.md), and fp32 elsewhere."""
+        if looked["precision"] == "auto":
+            dtype = torch.bfloat16 if native_bf16(device) else None
+        else:
+            dtype = autocast_dtype(looked["precision"], device, "embed.precision")
+        return cls(tuple(looked["scales"]), looked["flip"], dtype)
 
     @property
     def count(self) -> int:

@@ -366,6 +366,18 @@ class Augmentation(Section):
     flip: Fraction  # the probability of a horizontal flip
 
 
+class StopEarly(Section):
+    """Training stops once the dev GAP has stopped rising: a dev pass every `every` steps, and the stop after
+    `patience` of them in a row without a GAP above the best before them."""
+
+    every: OneOrMore
+    patience: OneOrMore
+
+
+def none_or_mapping(value):
+    return None if value == "none" else value
+
+
 class Variant(Section):
     """One row of the results table: backbone → attention → pooling → neck → head, its loss, and how it is
     trained."""
@@ -384,7 +396,8 @@ class Variant(Section):
     image_size: OneOrMore
     batch_size: OneOrMore
     lr: Positive
-    steps: OneOrMore
+    steps: OneOrMore  # at most: with stop_early, fewer where the dev GAP stops rising
+    stop_early: Annotated[StopEarly | None, BeforeValidator(none_or_mapping)]
     augmentation: Augmentation
 
 
@@ -412,7 +425,7 @@ class Embed(Section):
     variants: Names  # the variants recognition compares: embed, index, recognize for each
     scales: Annotated[tuple[float, ...], PlainValidator(scales)]  # each image is looked at resized by each; the mean
     flip: Annotated[bool, PlainValidator(one_of(True, False))]  # and each look mirrored too
-    precision: Annotated[str, PlainValidator(one_of("auto", "bf16", "fp32"))]  # auto: bf16 on a GPU, fp32 on CPU
+    precision: Annotated[str, PlainValidator(one_of("auto", "bf16", "fp32"))]  # auto: bf16 where it is native
     # name -> variants and weights: recognised like a variant (stages.ensemble)
     ensembles: Annotated[dict[str, Ensemble], BeforeValidator(mapping_of_mappings)]
 

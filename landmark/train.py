@@ -26,7 +26,7 @@ from landmark.inference import LabelEncoding, image_dataset, model_input, predic
 from landmark.metrics import batch_gap, dev_metrics
 from landmark.models import check_builds, create_loss, create_model
 from landmark.runtime import autocast_dtype, compiled, loader_workers, make_loader, pick_device
-from landmark.settings import Runtime, Train, Variant
+from landmark.settings import Runtime, StopEarly, Train, Variant
 from landmark.tracking import TrainingLog
 
 
@@ -176,6 +176,25 @@ class DevPass:
         write_csv(path, frame.assign(confidence=confidences, loss=losses), float_format="%.9g")
 
 
+class EarlyStop:
+    """A variant's stop_early (None: never): the steps its dev passes fall on, and whether the dev GAP has stopped
+    rising. It reads the passes off the dev curve, which a checkpoint keeps, so a resumed training stops where an
+    uninterrupted one would, and every DDP process decides alike."""
+
+    def __init__(self, setting: StopEarly | None, dev_rows=()):
+        self.setting = setting
+        self.gaps = [row["gap"] for row in dev_rows if self.due(row["step"])]
+
+    def due(self, step: int) -> bool:
+        return self.setting is not None and step % self.setting.every == 0
+
+    def flat_after(self, gap: float) -> bool:
+        """After this pass's GAP: whether the last `patience` passes rose above none before them."""
+        self.gaps.append(gap)
+        patience = self.setting.patience
+        return len(self.gaps) > patience and max(self.gaps[-patience:]) <= max(self.gaps[:-patience])
+
+
 def dev_predictions_path(model_path) -> Path:
     """Where a trained model's final dev predictions lie: beside it, as dev_predictions.csv."""
     return Path(model_path).with_name("dev_predictions.csv")
@@ -222,7 +241,8 @@ def train_variant(
     checkpoint_path=None,
 ):
     """Train one variant and save it to model_path, its final dev predictions beside it (dev_predictions_path);
-    returns the final dev metrics and the run's speed.
+    returns the final dev metrics, the run's speed and the step it ended at (below variant.steps where its
+    stop_early stopped it).
 
     train_split, dev_split: frames with columns id, landmark_id. classes: the label encoding from the filter
     stage (landmark_id, class_index). Every `runtime.checkpoint_every` steps the full state goes to
@@ -263,6 +283,7 @@ def train_variant(
         loading = (runtime.inference_batch_size, workers, device)
         dev_pass = DevPass(model, loss_of, ranks, dev_split, labels, images_root, variant, training.decode, loading)
         meter = SpeedMeter(variant.batch_size, batches)
+        stop = EarlyStop(variant.stop_early, resumed["rows"]["dev"] if resumed else ())
         progress = tqdm(
             range(start + 1, steps + 1), desc=f"train {name}", unit="step", mininterval=2, disable=not ranks.leader
         )
@@ -274,9 +295,11 @@ def train_variant(
                 if step % runtime.log_every == 0 or step == steps or checkpoint_due:
                     value = _log_train_step(step, loss, logits, targets, model, ranks, log, meter, where, checkpoint)
                     progress.set_postfix(loss=f"{value:.3f}")
-                if step % runtime.eval_every == 0 or step == steps:
+                if step % runtime.eval_every == 0 or step == steps or stop.due(step):
                     with meter.paused():
                         metrics = dev_pass(step, log)
+                    if stop.due(step) and stop.flat_after(metrics["gap"]):
+                        break
                 if checkpoint_due and ranks.leader:
                     checkpoint.save(step, model, optimizer, log)
         except BaseException:
@@ -288,4 +311,5 @@ def train_variant(
             dev_pass.write(dev_predictions_path(model_path))
             log.finish(metrics, artifacts=[model_path, dev_predictions_path(model_path)])
             checkpoint.remove()
-        return metrics | meter.summary(steps - start)  # steps: this run's, fewer than the variant's after a resume
+        # steps: this run's, fewer than the variant's after a resume; last_step: where it ended, early or not
+        return metrics | meter.summary(step - start) | {"last_step": step}

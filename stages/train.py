@@ -65,6 +65,9 @@ def main(variant_name, images_dir, split_dir, classes_csv, gallery_csv, model_pa
     )
     if os.environ.get("RANK", "0") != "0":
         return
+    if metrics["last_step"] < variant.steps:
+        flat = f"the dev GAP rose in none of the last {variant.stop_early.patience} passes"
+        print(f"train {variant_name}: stopped at step {metrics['last_step']} of {variant.steps}: {flat}")
     print(
         f"train {variant_name}: {metrics['steps']} steps in {metrics['seconds']:.0f} s "
         f"({metrics['images_per_second']:.0f} img/s, {metrics['data_wait']:.0%} of the time waiting for data), "

@@ -103,11 +103,15 @@ def test_bf16_embeddings_are_near_fp32_ones_and_name_the_same_classes(model, pho
 def test_the_precision_setting_resolves_per_device_and_bf16_without_the_instructions_is_said(monkeypatch, capsys):
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     looked = {"scales": [1.0], "flip": False}
-    assert Looks.of(looked | {"precision": "auto"}, cpu).dtype is None
     assert Looks.of(looked | {"precision": "auto"}, gpu).dtype is torch.bfloat16
     assert Looks.of(looked | {"precision": "fp32"}, gpu).dtype is None
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        monkeypatch.setattr(torch.cpu, probe, lambda: False, raising=False)
+    for probe, supported in (("_is_avx512_bf16_supported", True), ("_is_amx_tile_supported", False)):
+        monkeypatch.setattr(torch.cpu, probe, lambda supported=supported: supported, raising=False)
+    assert Looks.of(looked | {"precision": "auto"}, cpu).dtype is torch.bfloat16  # native: bf16
+    assert autocast_dtype("auto", cpu) is None  # training's auto stays fp32 on the CPU
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert Looks.of(looked | {"precision": "auto"}, cpu).dtype is None  # emulated: fp32, said nothing
+    assert capsys.readouterr().err == ""
     assert autocast_dtype("bf16", cpu, "embed.precision") is torch.bfloat16
     said = capsys.readouterr().err.strip().splitlines()
     assert said == [

@@ -24,7 +24,7 @@ ROOT = Path(__file__).parents[1]
 VARIANT = {
     "backbone": "resnet10t", "min_class_images": "filter", "pooling": "avg", "attention": "none", "neck": "none",
     "head": "linear", "loss": "cross_entropy", "pretrained": "none",
-    "frozen_tensors": 0, "image_size": 32, "batch_size": 8, "lr": 0.001, "steps": 24,
+    "frozen_tensors": 0, "image_size": 32, "batch_size": 8, "lr": 0.001, "steps": 24, "stop_early": "none",
     "augmentation": {"translate": 0.1, "scale": [0.9, 1.1], "flip": 0.5},
 }  # fmt: skip
 TRAIN = {"seed": 0, "precision": "auto", "decode": "worker"}

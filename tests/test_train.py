@@ -19,8 +19,8 @@ from landmark.inference import LabelEncoding, TrainedModel, image_dataset, predi
 from landmark.metrics import dev_metrics
 from landmark.models import create_loss, create_model
 from landmark.runtime import loader_workers, make_loader, pick_device, will_compile
-from landmark.settings import Runtime, Train, parse
-from landmark.train import dev_predictions_path, train_variant
+from landmark.settings import Runtime, StopEarly, Train, parse
+from landmark.train import EarlyStop, dev_predictions_path, train_variant
 from stages.evaluate import read_dev_predictions
 from tests.test_resume import RUNTIME as RESUME_RUNTIME
 from tests.test_resume import VARIANT as RESUME_VARIANT
@@ -239,3 +239,33 @@ def test_the_model_contract_gives_features_embedding_logits_and_a_confidence():
         assert torch.equal(logits, model(images)) and torch.equal(logits, model.head(embedding))
         confidence, predicted = model.head.confidence(logits)
         assert torch.allclose(confidence, logits.softmax(dim=1).max(dim=1).values)
+
+
+def test_early_stop_waits_patience_passes_without_a_higher_gap_and_reads_a_resumed_curve():
+    stop = EarlyStop(StopEarly(every=5, patience=2))
+    assert [stop.due(step) for step in (4, 5, 10)] == [False, True, True]
+    assert [stop.flat_after(gap) for gap in (0.5, 0.7, 0.7, 0.9, 0.8, 0.9)] == [False] * 5 + [True]
+    # a resumed training reads the passes it made from the dev curve (only those on its cadence) and goes on alike
+    rows = [{"step": step, "gap": gap} for step, gap in ((5, 0.5), (7, 0.99), (10, 0.7), (15, 0.7), (20, 0.9))]
+    resumed = EarlyStop(StopEarly(every=5, patience=2), rows)
+    assert [resumed.flat_after(gap) for gap in (0.8, 0.9)] == [False, True]
+    never = EarlyStop(None)
+    assert not never.due(5)
+
+
+def test_training_stops_where_the_dev_gap_stops_rising(tmp_path, tiny_dataset, prepared, mlflow_store):
+    train, dev, classes = prepared
+    stopping = VARIANT | {"steps": 40, "stop_early": {"every": 2, "patience": 1}}
+    runtime = RUNTIME | {"eval_every": 100}
+    model_path = tmp_path / "model.pt"
+    metrics = train_variant(
+        "tiny", *typed(stopping, runtime), tiny_dataset, train, dev, classes, model_path, tmp_path / "plots"
+    )
+    curve = pd.read_csv(tmp_path / "plots/dev/tiny.csv")
+    gaps = curve["gap"].tolist()
+    assert curve["step"].tolist() == list(range(2, metrics["last_step"] + 1, 2))
+    assert metrics["last_step"] < 40 and metrics["steps"] == metrics["last_step"]
+    # it stopped at the first pass whose GAP rose above none before it, and no earlier
+    assert gaps[-1] <= max(gaps[:-1]) and all(gaps[n] > max(gaps[:n]) for n in range(1, len(gaps) - 1))
+    assert metrics["gap"] == pytest.approx(gaps[-1])
+    assert TrainedModel.load(model_path, torch.device("cpu")).variant.stop_early == StopEarly(every=2, patience=1)
