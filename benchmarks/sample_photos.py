@@ -8,7 +8,8 @@ of a photo is far easier to name than another photo of the same place.
 Usage: python benchmarks/sample_photos.py OUT_DIR [--train N] [--test N] [--others N] [--pool N]
     (writes OUT_DIR/gld, in the Kaggle layout, and OUT_DIR/street)
 The defaults make about 100 photos; the issue's held-back folder's size, about 2,000 (583 train photos, 815 test
-photos of which 570 show no landmark, 646 non-landmarks), is --train 84 --test 35 --others 570 --pool 646.
+photos of which 570 show no landmark, 646 non-landmarks), is --train 84 --test 35 --others 570 --pool 646. With --viewpoints the test photos of a landmark show another part of
+it than its train photos, so that the GAP is not 1 whatever the settings (checking which settings pay).
     dvc exp run $(landmark profile profiles/photos.yaml) -S data.local.path=OUT_DIR/gld \\
         -S data.nonlandmarks=OUT_DIR/street
 """
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 import skimage
 import sklearn.datasets
-from PIL import Image
+from PIL import Image, ImageEnhance
 
 from landmark.data.layout import image_path
 
@@ -39,16 +40,22 @@ TEST_OTHERS = ["camera.png", "moon.png", "coins.png", "hubble_deep_field.jpg", "
 POOL = ["gravel.png", "page.png", "text.png", "retina.jpg", "horse.png", "color.png"]
 
 
-def view(path, rng) -> Image.Image:
-    """A random crop (55–90% of each side), maybe flipped, scaled to 320–640 px wide."""
+def view(path, rng, part=(0.0, 1.0), hard=False) -> Image.Image:
+    """A random crop (55–90% of each side) of the part of the photo between those shares of its width, maybe
+    flipped, scaled to 320–640 px wide; hard: a smaller crop (40–80%), turned by up to 10° and lit 0.6–1.4×."""
     image = Image.open(path).convert("RGB")
     width, height = image.size
-    share = rng.uniform(0.55, 0.9)
+    image = image.crop((int(width * part[0]), 0, int(width * part[1]), height))
+    width, height = image.size
+    share = rng.uniform(0.4, 0.8) if hard else rng.uniform(0.55, 0.9)
     crop_width, crop_height = int(width * share), int(height * share)
     left, top = rng.integers(0, width - crop_width + 1), rng.integers(0, height - crop_height + 1)
     crop = image.crop((left, top, left + crop_width, top + crop_height))
     if rng.uniform() < 0.5:
         crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+    if hard:
+        crop = crop.rotate(rng.uniform(-10, 10), resample=Image.BILINEAR, expand=False)
+        crop = ImageEnhance.Brightness(crop).enhance(rng.uniform(0.6, 1.4))
     side = int(rng.integers(320, 640))
     return crop.resize((side, int(side * crop_height / crop_width)))
 
@@ -60,6 +67,12 @@ def main():
     parser.add_argument("--test", type=int, default=2, help="test photos of each landmark")
     parser.add_argument("--others", type=int, default=len(TEST_OTHERS), help="test photos without a landmark")
     parser.add_argument("--pool", type=int, default=2 * len(POOL), help="non-landmark photos")
+    parser.add_argument(
+        "--viewpoints",
+        action="store_true",
+        help="harder: train photos of a landmark from the left 60%% of its photo, test ones from the right 60%%, "
+        "each a smaller crop, turned and lit differently (a crop of the same scene is otherwise too easy to name)",
+    )
     args = parser.parse_args()
     out_dir = args.out_dir
     gld, street = out_dir / "gld", out_dir / "street"
@@ -76,9 +89,11 @@ def main():
 
     train, test, truth = [], [], []
     for label, paths in LANDMARKS.items():
-        train += [(save(view(paths[n % len(paths)], rng), "train"), label) for n in range(args.train)]
+        seen, unseen = ((0.0, 0.6), (0.4, 1.0)) if args.viewpoints else ((0.0, 1.0), (0.0, 1.0))
+        for n in range(args.train):
+            train.append((save(view(paths[n % len(paths)], rng, seen, args.viewpoints), "train"), label))
         for n in range(args.test):
-            test.append(save(view(paths[n % len(paths)], rng), "test"))
+            test.append(save(view(paths[n % len(paths)], rng, unseen, args.viewpoints), "test"))
             truth.append(str(label))
     for number in range(args.others):
         test.append(save(view(SKIMAGE / TEST_OTHERS[number % len(TEST_OTHERS)], rng), "test"))

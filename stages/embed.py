@@ -21,22 +21,30 @@ With runtime.gpus above one (or auto on a machine with several GPUs) the stage r
 process per GPU of this machine, each embedding every world-th image; the first process puts the parts together.
 (Embedding needs no other machine: runtime.nodes is for training.)
 
-Usage: python -m stages.embed MODEL_PT IMAGES_DIR GALLERY_CSV SPLIT_DIR OUT_DIR
+Each image's embedding (and the classifier's answers) is kept in CACHE_DIR, found by the image's bytes, the model
+file and the looks (landmark.embedding_cache): a rerun embeds only the images it has not seen, so photos added to
+a large gallery cost their own embedding, not the gallery's.
+
+Usage: python -m stages.embed MODEL_PT IMAGES_DIR GALLERY_CSV SPLIT_DIR OUT_DIR CACHE_DIR
 """
 
 import os
 import shutil
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import torch.distributed as dist
 
 from landmark.data.layout import read_csv, read_labels
-from landmark.data.shards import packed_ids
+from landmark.data.shards import packed_digests, packed_ids
 from landmark.distributed import Ranks, relaunch_under_torchrun, training_processes
+from landmark.embedding_cache import EmbeddingCache, fingerprint
 from landmark.errors import UserError, exits_cleanly
 from landmark.files import atomic_path, write_csv, write_json
 from landmark.inference import Looks, TrainedModel
@@ -64,27 +72,49 @@ def image_sets(images_dir, gallery_csv, split_dir) -> dict:
     }
 
 
-def write_set(trained: TrainedModel, embedder, split, rows: pd.DataFrame, out_dir, name, classify) -> None:
+@dataclass
+class Embedder:
+    """A trained model as the stage runs it: `embed`, its TrainedModel.embed with the images, the runtime and the
+    looks bound; `cache`, what it embedded in earlier runs."""
+
+    trained: TrainedModel
+    embed: Callable
+    cache: EmbeddingCache
+    images_dir: Path
+
+
+def write_set(embedder: Embedder, split, rows: pd.DataFrame, out_dir, name, classify) -> int:
     """Embed rows' images of the packed split into out_dir/name.npy (streamed to disk) and name.csv, with the
-    classifier's answers where classify. embedder: trained.embed with the images, the runtime and the looks bound."""
-    classes, confidences, written = [], [], 0
+    classifier's answers where classify: those the cache holds from its rows, the others embedded now and added
+    to it. Returns how many were embedded now."""
+    digests = packed_digests(embedder.images_dir, split, rows["id"])
+    cached = embedder.cache.find(digests, classify)
+    hits, misses = np.flatnonzero(cached >= 0), np.flatnonzero(cached < 0)
+    answers = np.zeros((len(rows), 2))
     with atomic_path(Path(out_dir) / f"{name}.npy") as temporary:
-        shape = (len(rows), trained.embedding_size)
+        shape = (len(rows), embedder.trained.embedding_size)
         vectors = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=shape)
-        embedded = embedder(split, rows["id"], desc=name, classify=classify)
-        for embeddings, predicted, confidence in embedded:
-            vectors[written : written + len(embeddings)] = embeddings
-            written += len(embeddings)
-            classes.append(predicted)
-            confidences.append(confidence)
+        for chunk in np.array_split(hits, len(hits) // 65536 + 1) if len(hits) else ():  # bounded at any size
+            found, classes, confidences = embedder.cache.take(cached[chunk])
+            vectors[chunk], answers[chunk, 0], answers[chunk, 1] = found, classes, confidences
+        with embedder.cache.adding(digests[misses], shape[1], name) as (new_vectors, new_answers):
+            written = 0
+            for embeddings, predicted, confidence in embedder.embed(
+                split, rows["id"].iloc[misses], desc=name, classify=classify
+            ):
+                done = slice(written, written + len(embeddings))
+                vectors[misses[done]] = new_vectors[done] = embeddings
+                answers[misses[done]] = new_answers[done] = np.stack([predicted, confidence], axis=1)
+                written += len(embeddings)
         vectors.flush()
         del vectors
-    classes = np.concatenate(classes) if classes else np.zeros(0, np.int64)
+    classes = answers[:, 0].astype(np.int64) if classify else np.full(len(rows), -1)
     rows = rows.reset_index(drop=True).assign(
-        classifier_landmark=np.where(classes >= 0, trained.labels.landmarks(np.maximum(classes, 0)), -1),
-        classifier_confidence=np.concatenate(confidences) if confidences else np.zeros(0),
+        classifier_landmark=np.where(classes >= 0, embedder.trained.labels.landmarks(np.maximum(classes, 0)), -1),
+        classifier_confidence=answers[:, 1].astype(np.float32) if classify else np.zeros(len(rows), np.float32),
     )
     write_csv(Path(out_dir) / f"{name}.csv", rows)
+    return len(misses)
 
 
 def put_together(parts_dir, out_dir, name: str, world: int) -> None:
@@ -103,7 +133,7 @@ def put_together(parts_dir, out_dir, name: str, world: int) -> None:
 
 
 @exits_cleanly
-def main(model_pt, images_dir, gallery_csv, split_dir, out_dir):
+def main(model_pt, images_dir, gallery_csv, split_dir, out_dir, cache_dir):
     settings = load_settings()
     device = pick_device(settings.runtime.device)
     processes = training_processes(settings.runtime.gpus, device)
@@ -114,15 +144,18 @@ def main(model_pt, images_dir, gallery_csv, split_dir, out_dir):
         trained = TrainedModel.load(model_pt, device)
         looked = settings.embed.model_dump(include={"scales", "flip", "precision"})
         looks = Looks.of(looked, device)
-        embedder = partial(trained.embed, images_dir, runtime=settings.runtime, looks=looks)
-        sets = image_sets(images_dir, gallery_csv, split_dir)
+        cache = EmbeddingCache(cache_dir, fingerprint(trained, looks))
+        bound = partial(trained.embed, images_dir, runtime=settings.runtime, looks=looks)
+        embedder = Embedder(trained, bound, cache, Path(images_dir))
+        sets, embedded = image_sets(images_dir, gallery_csv, split_dir), 0
         for name, (split, rows, classify) in sets.items():
             mine = rows.iloc[ranks.my_indices(len(rows))]
             if ranks.world == 1:
-                write_set(trained, embedder, split, mine, out_dir, name, classify)
+                embedded += write_set(embedder, split, mine, out_dir, name, classify)
             else:
-                write_set(trained, embedder, split, mine, parts_dir, f"{name}.{ranks.rank}", classify)
+                embedded += write_set(embedder, split, mine, parts_dir, f"{name}.{ranks.rank}", classify)
         if ranks.world > 1:
+            embedded = int(ranks.cat(torch.tensor([embedded], device=device)).sum())
             dist.barrier()
             if ranks.leader:
                 for name in sets:
@@ -133,12 +166,16 @@ def main(model_pt, images_dir, gallery_csv, split_dir, out_dir):
     learned = pd.DataFrame({"landmark_id": trained.labels.landmark_ids, "images": trained.labels.images})
     write_csv(Path(out_dir) / "classes.csv", learned)
     write_json(Path(out_dir) / "looks.json", looked | {"scales": list(looked["scales"])})
+    cache.drop_others()
     sizes = ", ".join(f"{len(rows)} {name}" for name, (_, rows, _) in sets.items())
     processes = f" on {ranks.world} processes" if ranks.world > 1 else ""
-    counted = f", {looks.count} looks each" if looks.count > 1 else ""
+    counted = f"{looks.count} looks each, " if looks.count > 1 else ""
     arithmetic = "bf16" if looks.dtype is not None else "fp32"
+    total = sum(len(rows) for _, rows, _ in sets.values())
+    reused = f"{embedded} embedded now, {total - embedded} found in {cache_dir}"
     print(
-        f"embed: {trained.embedding_size}-d embeddings of {sizes} images{counted}, {arithmetic}{processes} -> {out_dir}"
+        f"embed: {trained.embedding_size}-d embeddings of {sizes} images ({counted}{arithmetic}{processes}; "
+        f"{reused}) -> {out_dir}"
     )
 
 

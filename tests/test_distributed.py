@@ -201,7 +201,17 @@ def test_the_embed_stage_on_two_gloo_processes_writes_what_one_process_writes(tm
     written = {}
     for processes in (1, 2):
         project = embed_project(tmp_path / str(processes), tiny_dataset, processes)
-        command = [sys.executable, "-m", "stages.embed", "model.pt", "shards", "gallery.csv", "split", "embeddings"]
+        command = [
+            sys.executable,
+            "-m",
+            "stages.embed",
+            "model.pt",
+            "shards",
+            "gallery.csv",
+            "split",
+            "embeddings",
+            "cache",
+        ]
         result = subprocess.run(command, cwd=project, env=environment(project), capture_output=True, text=True)
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.count("embed: 16-d embeddings of") == 1  # the first process's line only

@@ -7,6 +7,7 @@ resumable, seeded sampling of training works unchanged, and the shards still str
 """
 
 import copy
+import hashlib
 import io
 import os
 import shutil
@@ -42,7 +43,8 @@ def write_shards(reader, frame: pd.DataFrame, final: Path, shard_bytes: int, ord
     """The images of reader (one per row of frame: id, optionally landmark_id), in `order`, as shards of about
     shard_bytes in the folder final.
 
-    Returns and writes final/index.csv: id, shard, offset, size (bytes of the JPEG inside its shard).
+    Returns and writes final/index.csv: id, shard, offset, size (bytes of the JPEG inside its shard), digest (of
+    those bytes: BLAKE2b, 128 bits, what a cached embedding of the image is found by).
     The folder appears whole or not at all: it is written beside its final place and renamed.
     """
     split = final.name
@@ -64,7 +66,7 @@ def write_shards(reader, frame: pd.DataFrame, final: Path, shard_bytes: int, ord
             tar.addfile(*_tar_member(f"{image_id}.jpg", data))
             if labels is not None:
                 tar.addfile(*_tar_member(f"{image_id}.cls", str(labels[position]).encode()))
-            rows.append((image_id, shard, len(data)))
+            rows.append((image_id, shard, len(data), hashlib.blake2b(data, digest_size=16).hexdigest()))
             written += len(data)
     except FileNotFoundError as error:
         raise UserError(f"{error.filename}: missing; rerun the download and filter stages (dvc repro)") from None
@@ -75,7 +77,7 @@ def write_shards(reader, frame: pd.DataFrame, final: Path, shard_bytes: int, ord
     for number in range(shard + 1):  # where tarfile put each JPEG's bytes, read back from the headers
         with tarfile.open(partial / f"shard-{number:06d}.tar") as reading:
             offsets.update({member.name[:-4]: member.offset_data for member in reading if member.name.endswith(".jpg")})
-    index = pd.DataFrame(rows, columns=["id", "shard", "size"])
+    index = pd.DataFrame(rows, columns=["id", "shard", "size", "digest"])
     index.insert(2, "offset", index["id"].map(offsets))
     write_csv(partial / INDEX, index)
     shutil.rmtree(final, ignore_errors=True)
@@ -167,6 +169,15 @@ def packed_ids(images_root, split: str):
     """The ids the pack stage packed for split, or None when images_root is not its output."""
     index = Path(images_root) / split / INDEX
     return read_csv(index, ["id"])["id"].to_numpy() if index.is_file() else None
+
+
+def packed_digests(images_root, split: str, ids) -> np.ndarray:
+    """The content digest of each packed image of ids, as the pack stage's index records it."""
+    index = read_csv(Path(images_root) / split / INDEX, ["id", "digest"]).set_index("id")["digest"]
+    try:
+        return index.loc[pd.Index(ids, dtype=str)].to_numpy(dtype=str)
+    except KeyError:
+        raise UserError(f"{Path(images_root) / split / INDEX}: an image is not in it; rerun pack (dvc repro)") from None
 
 
 def image_reader(images_root, split: str, ids, missing_ok: bool = False):
