@@ -2,7 +2,7 @@
 embeddings are from eager fp32's (issue #34, item 1: which lever pays on a laptop, and stays exact enough).
 
 Usage: python benchmarks/embed_speed.py [--variant recipe_lite0_pretrained] [--size 224] [--batch 32]
-                                        [--rounds 5] [--threads N]
+                                        [--rounds 5] [--threads N] [--stage REPO]
 
 The variant as profiles/photos.yaml sets it, built with random weights (the speed and the differences do not
 depend on them), run as `landmark.inference.embed` runs it: forward_features, forward_head(pre_logits), L2-norm.
@@ -13,12 +13,21 @@ Ways, measured in turns (each round times every way once, so a noisy machine shi
   bf16           bf16 autocast on the CPU, channels_last
 Prints per way the median img/s over the rounds, its ratio to channels_last, and the largest 1 − cosine between
 its embeddings and eager fp32's over the batch.
+
+With --stage REPO (a finished run of the photos profile, e.g. benchmarks/photos_profile.py's) it times the embed
+stage itself instead, as `dvc repro` runs it, on that run's photos and model (--variant): one look at 224 px
+(scales [1], no flip), embed.precision fp32 (before) and auto (bf16 on this CPU where it has the instructions),
+in turns, each with an empty embedding cache; img/s is every image of the five sets over the stage's wall time.
 """
 
 import argparse
 import copy
+import re
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,6 +60,36 @@ def embedder(model, autocast: bool):
     return run
 
 
+def stage_speed(repo: Path, variant: str, rounds: int) -> None:
+    """The embed stage's img/s in repo for fp32 and auto precision, in turns (module docstring)."""
+    from dvc.utils.hydra import apply_overrides
+
+    params, original = repo / "params.yaml", (repo / "params.yaml").read_text()
+    speeds, scratch = {"fp32": [], "auto": []}, Path(tempfile.mkdtemp())
+    command = [
+        sys.executable, "-m", "stages.embed", f"models/{variant}/model.pt", "data/shards",
+        "data/filtered/gallery.csv", "data/split", str(scratch / "out"), str(scratch / "cache"),
+    ]  # fmt: skip
+    try:
+        for _ in range(rounds):
+            for precision in speeds:
+                params.write_text(original)
+                apply_overrides(params, ["embed.scales=[1]", "embed.flip=false", f"embed.precision={precision}"])
+                shutil.rmtree(scratch / "cache", ignore_errors=True)
+                started = time.perf_counter()
+                result = subprocess.run(command, cwd=repo, capture_output=True, text=True, check=True)
+                seconds = time.perf_counter() - started
+                images = sum(int(count) for count in re.findall(r"(\d+) embedded now, (\d+)", result.stdout)[0])
+                speeds[precision].append(images / seconds)
+                print(f"{precision}: {images} images in {seconds:.1f} s, {images / seconds:.1f} img/s", file=sys.stderr)
+    finally:
+        params.write_text(original)
+        shutil.rmtree(scratch, ignore_errors=True)
+    before, after = (statistics.median(speeds[key]) for key in ("fp32", "auto"))
+    print(f"the embed stage, {variant} in {repo}, one look, medians of {rounds} rounds in turns:")
+    print(f"fp32 {before:.1f} img/s, auto {after:.1f} img/s: {after / before:.2f}x")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="recipe_lite0_pretrained")
@@ -58,7 +97,11 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
+    parser.add_argument("--stage", type=Path, help="time the embed stage in this finished photos-profile run")
     args = parser.parse_args()
+    if args.stage:
+        stage_speed(args.stage, args.variant, args.rounds)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
