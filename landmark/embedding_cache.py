@@ -80,7 +80,11 @@ class EmbeddingCache:
         """A new part for the images of digests, in that order: yields (vectors, answers), memory-mapped arrays to
         fill (answers: class and confidence, class -1 without the classifier's); kept once the block ends
         without an error, written beside and renamed, so a killed run leaves no half part. name: unique within a
-        run (the set and the process)."""
+        run (the set and the process). Nothing to add writes no part: a rerun that found everything leaves the
+        cache as it was."""
+        if not len(digests):
+            yield np.zeros((0, dimensions), np.float32), np.zeros((0, 2))
+            return
         final = self.folder / f"part-{len(self.parts):06d}-{name}"  # in the order written: the latest wins
         partial = final.with_name(final.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)

@@ -21,8 +21,8 @@ With runtime.gpus above one (or auto on a machine with several GPUs) the stage r
 process per GPU of this machine, each embedding every world-th image; the first process puts the parts together.
 (Embedding needs no other machine: runtime.nodes is for training.)
 
-Each image's embedding (and the classifier's answers) is kept in CACHE_DIR, found by the image's bytes, the model
-file and the looks (landmark.embedding_cache): a rerun embeds only the images it has not seen, so photos added to
+Each image's embedding (and the classifier's answers) is kept in CACHE_DIR, found by the image's bytes, the model's
+weights and the looks (landmark.embedding_cache): a rerun embeds only the images it has not seen, so photos added to
 a large gallery cost their own embedding, not the gallery's.
 
 Usage: python -m stages.embed MODEL_PT IMAGES_DIR GALLERY_CSV SPLIT_DIR OUT_DIR CACHE_DIR
@@ -74,8 +74,8 @@ def image_sets(images_dir, gallery_csv, split_dir) -> dict:
 
 @dataclass
 class Embedder:
-    """A trained model as the stage runs it: `embed`, its TrainedModel.embed with the images, the runtime and the
-    looks bound; `cache`, what it embedded in earlier runs."""
+    """A trained model as the stage runs it: `embed`, its TrainedModel.embed with the runtime and the looks bound;
+    `cache`, what it embedded in earlier runs; `images_dir`, the packed images."""
 
     trained: TrainedModel
     embed: Callable
@@ -99,8 +99,9 @@ def write_set(embedder: Embedder, split, rows: pd.DataFrame, out_dir, name, clas
             vectors[chunk], answers[chunk, 0], answers[chunk, 1] = found, classes, confidences
         with embedder.cache.adding(digests[misses], shape[1], name) as (new_vectors, new_answers):
             written = 0
+            ids = rows["id"].iloc[misses]
             for embeddings, predicted, confidence in embedder.embed(
-                split, rows["id"].iloc[misses], desc=name, classify=classify
+                embedder.images_dir, split, ids, desc=name, classify=classify
             ):
                 done = slice(written, written + len(embeddings))
                 vectors[misses[done]] = new_vectors[done] = embeddings
@@ -145,7 +146,7 @@ def main(model_pt, images_dir, gallery_csv, split_dir, out_dir, cache_dir):
         looked = settings.embed.model_dump(include={"scales", "flip", "precision"})
         looks = Looks.of(looked, device)
         cache = EmbeddingCache(cache_dir, fingerprint(trained, looks))
-        bound = partial(trained.embed, images_dir, runtime=settings.runtime, looks=looks)
+        bound = partial(trained.embed, runtime=settings.runtime, looks=looks)
         embedder = Embedder(trained, bound, cache, Path(images_dir))
         sets, embedded = image_sets(images_dir, gallery_csv, split_dir), 0
         for name, (split, rows, classify) in sets.items():

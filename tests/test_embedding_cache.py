@@ -94,7 +94,9 @@ def test_the_embed_stage_embeds_only_changed_images_and_everything_for_a_new_mod
     first = outputs(project)
     total = sum(len(frame) for _, frame in first.values())
     assert embedded == total  # the first run: every image
+    parts = sorted((project / "cache").rglob("part-*"))
     assert run_embed(project) == 0  # a rerun: every image found
+    assert sorted((project / "cache").rglob("part-*")) == parts  # and nothing added to the cache
     for name, (vectors, frame) in outputs(project).items():
         np.testing.assert_array_equal(vectors, first[name][0])
         pd.testing.assert_frame_equal(frame, first[name][1])
