@@ -188,6 +188,17 @@ class EarlyStop:
     def due(self, step: int) -> bool:
         return self.setting is not None and step % self.setting.every == 0
 
+    @staticmethod
+    def never_stops(setting: StopEarly | None, steps: int) -> str | None:
+        """Why setting cannot stop a training of this many steps (too few dev passes to find patience of them
+        flat after a first), or None where it can, or where there is none."""
+        if setting is None or steps // setting.every > setting.patience:
+            return None
+        return (
+            f"stop_early cannot stop it: {steps} steps hold {steps // setting.every} dev passes (one every "
+            f"{setting.every}), and a stop comes after {setting.patience + 1} at the earliest; it trains every step"
+        )
+
     def flat_after(self, gap: float) -> bool:
         """After this pass's GAP: whether the last `patience` passes rose above none before them."""
         self.gaps.append(gap)

@@ -25,7 +25,7 @@ from landmark.distributed import relaunch_under_torchrun, split_batch, training_
 from landmark.errors import exits_cleanly
 from landmark.runtime import pick_device
 from landmark.settings import load_settings
-from landmark.train import train_variant
+from landmark.train import EarlyStop, train_variant
 
 
 def training_data(min_class_images, split_dir, classes_csv, gallery_csv):
@@ -45,6 +45,8 @@ def training_data(min_class_images, split_dir, classes_csv, gallery_csv):
 def main(variant_name, images_dir, split_dir, classes_csv, gallery_csv, model_path, plots_dir, checkpoint_path):
     settings = load_settings()
     variant, runtime = settings.variant(variant_name), settings.runtime
+    if (never := EarlyStop.never_stops(variant.stop_early, variant.steps)) and "WORLD_SIZE" not in os.environ:
+        print(f"train {variant_name}: {never}")
     processes = training_processes(runtime.gpus, pick_device(runtime.device))  # on this node
     split_batch(variant.batch_size, processes * runtime.nodes)
     if processes * runtime.nodes > 1 and "WORLD_SIZE" not in os.environ:

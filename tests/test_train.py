@@ -251,6 +251,12 @@ def test_early_stop_waits_patience_passes_without_a_higher_gap_and_reads_a_resum
     assert [resumed.flat_after(gap) for gap in (0.8, 0.9)] == [False, True]
     never = EarlyStop(None)
     assert not never.due(5)
+    assert EarlyStop.never_stops(StopEarly(every=5, patience=2), 15) is None  # passes at 5, 10, 15: 15 can stop
+    assert EarlyStop.never_stops(StopEarly(every=5, patience=2), 14) == (
+        "stop_early cannot stop it: 14 steps hold 2 dev passes (one every 5), and a stop comes after 3 at the "
+        "earliest; it trains every step"
+    )
+    assert EarlyStop.never_stops(None, 14) is None
 
 
 def test_training_stops_where_the_dev_gap_stops_rising(tmp_path, tiny_dataset, prepared, mlflow_store):
