@@ -67,7 +67,7 @@ def stage_speed(repo: Path, variant: str, rounds: int) -> None:
     params, original = repo / "params.yaml", (repo / "params.yaml").read_text()
     speeds, scratch = {"fp32": [], "auto": []}, Path(tempfile.mkdtemp())
     command = [
-        sys.executable, "-m", "stages.embed", f"models/{variant}/model.pt", "data/shards",
+        sys.executable, "-m", "stages.embed", f"models/{variant}/model.pt", "data/shards", "data/gallery_photos",
         "data/filtered/gallery.csv", "data/split", str(scratch / "out"), str(scratch / "cache"),
     ]  # fmt: skip
     try:

@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from landmark.data.layout import read_csv
-from landmark.errors import exits_cleanly
+from landmark.errors import UserError, exits_cleanly
 from landmark.params import load_params
 from landmark.profiles import set_param_flags
 from landmark.submission import read_solution, read_submission, score, validate_submission
@@ -63,6 +63,8 @@ def _predict(args):
     from landmark.settings import load_settings
 
     settings = load_settings(args.params)
+    if args.model and args.model.startswith(("models:/", "runs:/")):
+        return _predict_registered(args, settings)
     chosen, method = (
         predict.chosen_recognition(args.submission) if args.model is None or args.method is None else (None, None)
     )
@@ -81,6 +83,23 @@ def _predict(args):
 
         plot_answers(paths, voters, answers, args.gallery_images, args.show)
         print(f"{args.show}: {len(paths)} photos beside their nearest gallery photos", file=sys.stderr)
+    if problems:
+        sys.exit(1)
+
+
+def _predict_registered(args, settings):
+    """landmark predict by a registered model (landmark.serving), as `mlflow models serve` answers."""
+    from landmark import predict, serving
+
+    if args.method or args.show:
+        flag = "--method" if args.method else "--show"
+        raise UserError(
+            f"{flag}: a registered model answers by its own method and carries no gallery photos to draw; drop "
+            f"{flag}, or pass --model a variant or ensemble of params.yaml"
+        )
+    paths, problems = predict.usable(args.images, settings.filter.max_image_pixels)
+    answers, names = serving.predict_files(args.model, paths, args.top_k) if paths else ([], {})
+    print("\n".join(predict.answer_lines(args.images, problems, answers, names, args.json)))
     if problems:
         sys.exit(1)
 
@@ -116,8 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     predictor.add_argument("images", nargs="+", help="image files (any format PIL opens, whatever their name)")
     predictor.add_argument("--top-k", type=int, default=3, help="landmarks per photo, best first (default 3)")
     predictor.add_argument("--json", action="store_true", help="one JSON object per photo")
-    predictor.add_argument("--model", help="a variant or ensemble of params.yaml (default: the submission's), or a "
-                           "variant's model file (*.pt, its gallery that of its folder's name)")  # fmt: skip
+    predictor.add_argument("--model", help="a variant or ensemble of params.yaml (default: the submission's), a "
+                           "variant's model file (*.pt, its gallery that of its folder's name), or a registered "
+                           "model (models:/landmark/<version>: reports/registered.json names the last)")  # fmt: skip
     predictor.add_argument("--method", help="a recognition method, e.g. knn+query_penalty (default: the submission's)")
     predictor.add_argument("--names", default="data/raw/train_label_to_category.csv",
                            help="landmark_id,category names file (GLDv2's), used where present")  # fmt: skip
@@ -130,8 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     predictor.add_argument("--show", metavar="OUT.png", help="draw each photo beside its nearest gallery photos")
     predictor.add_argument(
         "--gallery-images",
-        default="data/shards",
-        help="the gallery's stored photos, drawn by --show and matched by a method that verifies",
+        nargs="+",
+        default=["data/shards", "data/gallery_photos"],
+        help="the gallery's stored photos (default: the pack stage's and the gallery_photos stage's), drawn by "
+        "--show and matched by a method that verifies",
     )
 
     scorer = _command(

@@ -20,7 +20,7 @@ from landmark.data.loading import ImageDataset
 from landmark.data.shards import FileReader
 from landmark.errors import UserError
 from landmark.inference import Looks, TrainedModel, embed
-from landmark.recognition.gallery import Gallery, Queries
+from landmark.recognition.gallery import PARTS, Gallery, Queries
 from landmark.recognition.method import Method
 from landmark.recognition.search import Whitening, combined
 from landmark.recognition.verification import FILES, FeatureCache, Photos
@@ -59,6 +59,52 @@ class Member:
     weight: float
 
 
+@dataclass
+class RecognizerFiles:
+    """Where a recognition's files are under root, as `dvc repro` writes them: its gallery's embeddings and index
+    folders, and per member variant (one, or an ensemble's) its model, its looks and its whitening (what an
+    ensemble's part goes through before it is combined)."""
+
+    recognition: str
+    ensemble_variants: list | None
+    root: Path
+
+    @property
+    def variants(self) -> list:
+        return list(self.ensemble_variants) if self.ensemble_variants else [self.recognition]
+
+    @property
+    def embeddings(self) -> Path:
+        if self.ensemble_variants:
+            return self.root / "ensembles" / self.recognition / "embeddings"
+        return self.root / "embeddings" / self.recognition
+
+    @property
+    def index(self) -> Path:
+        if self.ensemble_variants:
+            return self.root / "ensembles" / self.recognition / "index"
+        return self.root / "indexes" / self.recognition
+
+    @property
+    def models(self) -> list:
+        return [self.root / "models" / name / "model.pt" for name in self.variants]
+
+    @property
+    def looks(self) -> list:
+        return [self.root / "embeddings" / name / "looks.json" for name in self.variants]
+
+    @property
+    def whitenings(self) -> list:
+        return [self.root / "indexes" / name / "whitening.npz" for name in self.variants]
+
+    def every_file(self) -> list:
+        """Every file a Recognizer reads (a method that verifies aside), relative to root."""
+        gallery = [self.embeddings / f"{part}.{kind}" for part in PARTS for kind in ("csv", "npy")]
+        indexes = [self.index / name for name in ("whitening.npz", "gallery.faiss", "dev.faiss", "pool.faiss")]
+        members = self.models + self.looks + (self.whitenings if self.ensemble_variants else [])
+        return [path.relative_to(self.root) for path in gallery + indexes + members]
+
+
 class Recognizer:
     """A recognition (one variant, or an ensemble of several) with its gallery (indexes, whitening, pool), ready to
     recognise photos by one method."""
@@ -68,46 +114,43 @@ class Recognizer:
         self.features = features  # the gallery photos' FeatureCache where the method verifies; None where not
 
     @classmethod
-    def load(cls, recognition: str, method: str, settings, device, images_dir, model_path=None):
+    def load(cls, recognition: str, method: str, settings, device, images_dir, model_path=None, root=Path(".")):
         """recognition: a variant of embed.variants or an ensemble of embed.ensembles, read where `dvc repro` wrote
-        it (models/, embeddings/, indexes/, ensembles/); model_path: another model file of a variant, whose gallery
-        is the variant's of its folder's name. settings: params.yaml, parsed; images_dir: the gallery's stored photos
-        (the pack stage's shards), and local_features/<recognition> their features as the recognize stage kept them,
-        both read only by a method that verifies."""
+        it (root's models/, embeddings/, indexes/, ensembles/: recognizer_files); model_path: another model file of
+        a variant, whose gallery is the variant's of its folder's name. settings: params.yaml, parsed; images_dir:
+        the folders of the gallery's stored photos (the pack stage's and the gallery_photos stage's), and
+        local_features/<recognition> their features as the recognize stage kept them, both read only by a method
+        that verifies."""
         parsed = Method.parse(method, settings.recognize, "--method").for_photos()
         features = None
         if any("photos" in step.needs for _, step in parsed.steps):
-            if not Path(images_dir).is_dir():
+            if missing := [folder for folder in images_dir if not Path(folder).is_dir()]:
                 raise UserError(
-                    f"--gallery-images {images_dir}: no such folder; --method {method} matches your photos with the "
+                    f"--gallery-images {missing[0]}: no such folder; --method {method} matches your photos with the "
                     "gallery's stored photos: run `dvc repro` (or `dvc pull`) first, or choose a method without verify"
                 )
             extraction = settings.local_features
             features = FeatureCache(
-                Path("local_features") / recognition, images_dir, extraction.max_side, extraction.max_features,
+                root / "local_features" / recognition, images_dir, extraction.max_side, extraction.max_features,
                 os.cpu_count() or 1,
             )  # fmt: skip
         ensemble = settings.embed.ensembles.get(recognition) if model_path is None else None
         if model_path is None and ensemble is None and recognition not in settings.variants:
             raise UserError(f"--model {recognition}: neither a variant nor an ensemble of params.yaml, nor a *.pt file")
-        if ensemble is None:
-            variants = [(Path(model_path or Path("models") / recognition / "model.pt"), recognition, 1.0)]
-            folders = Path("embeddings") / recognition, Path("indexes") / recognition
-        else:
-            weighted = zip(ensemble.variants, ensemble.weights)
-            variants = [(Path("models") / name / "model.pt", name, weight) for name, weight in weighted]
-            folders = Path("ensembles") / recognition / "embeddings", Path("ensembles") / recognition / "index"
-        models = [TrainedModel.load(path, device) for path, _, _ in variants]
+        files = RecognizerFiles(recognition, ensemble.variants if ensemble else None, root)
+        model_paths = [model_path] if model_path else files.models
+        weights = ensemble.weights if ensemble else [1.0]
+        models = [TrainedModel.load(path, device) for path in model_paths]
         recognize = settings.recognize
-        gallery = Gallery.load(*folders, recognize.nprobe, recognize.refine_factor)
+        gallery = Gallery.load(files.embeddings, files.index, recognize.nprobe, recognize.refine_factor)
         members = [
             Member(
                 trained,
-                read_looks(Path("embeddings") / name, device),
-                Whitening() if ensemble is None else Whitening.load(Path("indexes") / name / "whitening.npz"),
+                read_looks(looks.parent, device),
+                Whitening() if ensemble is None else Whitening.load(whitening),
                 weight,
             )
-            for trained, (_, name, weight) in zip(models, variants)
+            for trained, looks, whitening, weight in zip(models, files.looks, files.whitenings, weights)
         ]
         return cls(members, gallery, parsed, recognize.neighbours, features)
 

@@ -95,6 +95,31 @@ def results_table(metrics: dict, variants: dict | None = None) -> str:
     return text
 
 
+def gallery_table(recognitions: dict) -> str:
+    """Markdown: per variant, the classes its classifier learned and those only its gallery knows, and what the
+    gallery photos (data.gallery_photos) add."""
+    lines = [
+        "| variant | gallery images | of them gallery photos | classes | learned | only in the gallery "
+        "| only in gallery photos |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for variant, figures in recognitions.items():
+        known = figures["gallery"]
+        cells = [variant] + [
+            str(known.get(key, "–"))
+            for key in ("images", "gallery_photos", "classes", "classifier_classes", "unlearned_classes",
+                        "gallery_photo_only_classes")
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return (
+        "\n## What the gallery knows that the classifier does not\n\n" + "\n".join(lines) + "\n\nA classifier "
+        "names the classes it `learned`; retrieval names every class of its gallery, those `only in the gallery` "
+        "too: the filter's tail and the landmarks of the gallery photos (`data.gallery_photos`), which no model "
+        "trains on. `only in gallery photos`: landmarks no train image shows, added without retraining. The test "
+        "column `of classes not learned` counts the test landmarks named right that only the gallery knows.\n"
+    )
+
+
 def recognition_table(recognitions: dict, methods, submission: dict | None) -> str:
     """Markdown: one row per variant × recognition method (the recognize stages' metrics.json, methods in
     recognize.methods' order), the submission's in bold, then the submission and its test GAP."""
@@ -105,7 +130,7 @@ def recognition_table(recognitions: dict, methods, submission: dict | None) -> s
     if any_test:
         header += (
             " test GAP | public | private | test GAP, landmarks only | test landmarks named"
-            " | of classes below the filter |"
+            " | of classes below the filter | of classes not learned |"
         )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     chosen = (submission or {}).get("variant"), (submission or {}).get("method")
@@ -121,6 +146,7 @@ def recognition_table(recognitions: dict, methods, submission: dict | None) -> s
                     for key in ("test_gap", "test_public", "test_private", "test_gap_landmarks_only")
                 ]
                 cells += [f"{row['correct']} of {row['test_landmarks']}", str(row["correct_below_threshold"])]
+                cells.append(str(row.get("correct_unlearned", "–")))
             lines.append("| " + " | ".join(cells) + " |")
     gallery = next(iter(recognitions.values()))["gallery"]
     text = "\n# Recognition: methods × variants\n\n" + "\n".join(lines) + "\n\n"
@@ -134,6 +160,7 @@ def recognition_table(recognitions: dict, methods, submission: dict | None) -> s
         "classes it never learned. The test columns come from the solution file and are only reported. Nearest "
         "neighbours of fixed queries: `retrieval.png`.\n"
     )
+    text += gallery_table(recognitions)
     if submission:
         text += (
             f"\n## Submission\n\n`{submission['variant']}` by `{submission['method']}` (validation GAP "

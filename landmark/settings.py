@@ -307,6 +307,8 @@ class Data(Section):
     # A folder of photos that show no landmark (searched recursively), for non-landmark suppression and for
     # validation; empty: none (kaggle, local), or the synthetic set's own pool.
     nonlandmarks: UrlOrEmpty
+    # A folder in the Kaggle layout whose photos only the gallery gets (stages/gallery_photos.py): no retraining.
+    gallery_photos: Text
 
 
 class Filter(Section):
@@ -465,6 +467,7 @@ class Submission(Section):
     variant: Text  # best (by validation GAP) or one of embed.variants
     method: Text  # best (by validation GAP) or one of recognize.methods
     min_confidence: Annotated[float | None, PlainValidator(none_or_number)]  # below it, the prediction is left empty
+    registered_model: Text  # the chosen recogniser's name in MLflow's Model Registry (landmark.serving)
 
 
 class Settings(BaseModel):

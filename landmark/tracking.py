@@ -13,7 +13,7 @@ locked".
 
 import os
 import subprocess
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -129,3 +129,15 @@ def log_data_check(counts: dict, bad_list) -> None:
     with mlflow.start_run(run_name="filter", tags={"stage": "filter", "git_commit": _git_commit()}):
         mlflow.log_metrics(counts)
         mlflow.log_artifact(str(bad_list))
+
+
+@contextmanager
+def registration_run(figures: dict):
+    """An MLflow run for the register stage's recogniser (landmark.serving), with the submission's figures."""
+    mlflow = _mlflow()
+    tags = {"stage": "register", "git_commit": _git_commit()}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+    with mlflow.start_run(run_name="register", tags=tags) as run:
+        mlflow.log_metrics(figures)
+        yield run

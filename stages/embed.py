@@ -3,7 +3,8 @@ from the same pass, of every image recognition uses, as OUT_DIR/<set>.npy (float
 OUT_DIR/<set>.csv (id, landmark_id, classifier_landmark, classifier_confidence; a landmark_id of -1: none or
 not known here). The sets:
 
-- gallery: every usable train image but the dev set's, the classes the filter dropped included (what is searched)
+- gallery: every usable train image but the dev set's, the classes the filter dropped included, and every photo of
+  data.gallery_photos (GALLERY_PHOTOS_DIR, the gallery_photos stage's output): what is searched
 - dev: the dev set (validation queries, each showing a landmark)
 - holdout: the non-landmarks held out for validation (queries that should get no landmark)
 - pool: the non-landmark pool that suppression compares against
@@ -25,7 +26,7 @@ Each image's embedding (and the classifier's answers) is kept in CACHE_DIR, foun
 weights and the looks (landmark.embedding_cache): a rerun embeds only the images it has not seen, so photos added to
 a large gallery cost their own embedding, not the gallery's.
 
-Usage: python -m stages.embed MODEL_PT IMAGES_DIR GALLERY_CSV SPLIT_DIR OUT_DIR CACHE_DIR
+Usage: python -m stages.embed MODEL_PT IMAGES_DIR GALLERY_PHOTOS_DIR GALLERY_CSV SPLIT_DIR OUT_DIR CACHE_DIR
 """
 
 import os
@@ -42,7 +43,7 @@ import torch
 import torch.distributed as dist
 
 from landmark.data.layout import read_csv, read_labels
-from landmark.data.shards import packed_digests, packed_ids
+from landmark.data.shards import INDEX, packed_digests, packed_ids
 from landmark.distributed import Ranks, relaunch_under_torchrun, training_processes
 from landmark.embedding_cache import EmbeddingCache, fingerprint
 from landmark.errors import UserError, exits_cleanly
@@ -52,19 +53,26 @@ from landmark.runtime import pick_device
 from landmark.settings import load_settings
 
 
-def image_sets(images_dir, gallery_csv, split_dir) -> dict:
+def image_sets(images_dir, gallery_photos_dir, gallery_csv, split_dir) -> dict:
     """set name -> (the packed split its images are in, its rows: id, landmark_id, whether its images are queries
     the classifier answers)."""
     gallery, dev = read_labels(gallery_csv), read_labels(Path(split_dir) / "dev.csv")
     test_ids = packed_ids(images_dir, "test")
     if test_ids is None:
         raise UserError(f"{images_dir}: not the pack stage's output (no test/index.csv); run dvc repro")
+    photos = read_labels(Path(gallery_photos_dir) / "train" / INDEX)
+    twice = photos["id"][photos["id"].isin(gallery["id"])]
+    if len(twice):
+        raise UserError(
+            f"data.gallery_photos: photo id {twice.iloc[0]} is a train image's id too ({len(twice)} such); give "
+            "the gallery photo another id in its train.csv and file name"
+        )
 
     def unlabelled(ids):
         return pd.DataFrame({"id": ids, "landmark_id": np.full(len(ids), -1, dtype=np.int64)})
 
     return {
-        "gallery": ("train", gallery[~gallery["id"].isin(dev["id"])], False),
+        "gallery": ("train", pd.concat([gallery[~gallery["id"].isin(dev["id"])], photos], ignore_index=True), False),
         "dev": ("train", dev, True),
         "holdout": ("nonlandmark", unlabelled(read_csv(Path(split_dir) / "holdout.csv", ["id"])["id"]), True),
         "pool": ("nonlandmark", unlabelled(read_csv(Path(split_dir) / "pool.csv", ["id"])["id"]), False),
@@ -75,19 +83,20 @@ def image_sets(images_dir, gallery_csv, split_dir) -> dict:
 @dataclass
 class Embedder:
     """A trained model as the stage runs it: `embed`, its TrainedModel.embed with the runtime and the looks bound;
-    `cache`, what it embedded in earlier runs; `images_dir`, the packed images."""
+    `cache`, what it embedded in earlier runs; `images`, the folders of the packed images (the pack stage's, the
+    gallery photos')."""
 
     trained: TrainedModel
     embed: Callable
     cache: EmbeddingCache
-    images_dir: Path
+    images: list
 
 
 def write_set(embedder: Embedder, split, rows: pd.DataFrame, out_dir, name, classify) -> int:
     """Embed rows' images of the packed split into out_dir/name.npy (streamed to disk) and name.csv, with the
     classifier's answers where classify: those the cache holds from its rows, the others embedded now and added
     to it. Returns how many were embedded now."""
-    digests = packed_digests(embedder.images_dir, split, rows["id"])
+    digests = packed_digests(embedder.images, split, rows["id"])
     cached = embedder.cache.find(digests, classify)
     hits, misses = np.flatnonzero(cached >= 0), np.flatnonzero(cached < 0)
     answers = np.zeros((len(rows), 2))
@@ -101,7 +110,7 @@ def write_set(embedder: Embedder, split, rows: pd.DataFrame, out_dir, name, clas
             written = 0
             ids = rows["id"].iloc[misses]
             for embeddings, predicted, confidence in embedder.embed(
-                embedder.images_dir, split, ids, desc=name, classify=classify
+                embedder.images, split, ids, desc=name, classify=classify
             ):
                 done = slice(written, written + len(embeddings))
                 vectors[misses[done]] = new_vectors[done] = embeddings
@@ -134,7 +143,7 @@ def put_together(parts_dir, out_dir, name: str, world: int) -> None:
 
 
 @exits_cleanly
-def main(model_pt, images_dir, gallery_csv, split_dir, out_dir, cache_dir):
+def main(model_pt, images_dir, gallery_photos_dir, gallery_csv, split_dir, out_dir, cache_dir):
     settings = load_settings()
     device = pick_device(settings.runtime.device)
     processes = training_processes(settings.runtime.gpus, device)
@@ -147,8 +156,8 @@ def main(model_pt, images_dir, gallery_csv, split_dir, out_dir, cache_dir):
         looks = Looks.of(looked, device)
         cache = EmbeddingCache(cache_dir, fingerprint(trained, looks))
         bound = partial(trained.embed, runtime=settings.runtime, looks=looks)
-        embedder = Embedder(trained, bound, cache, Path(images_dir))
-        sets, embedded = image_sets(images_dir, gallery_csv, split_dir), 0
+        embedder = Embedder(trained, bound, cache, [Path(images_dir), Path(gallery_photos_dir)])
+        sets, embedded = image_sets(images_dir, gallery_photos_dir, gallery_csv, split_dir), 0
         for name, (split, rows, classify) in sets.items():
             mine = rows.iloc[ranks.my_indices(len(rows))]
             if ranks.world == 1:

@@ -5,9 +5,11 @@ images) and on the test set (searched against every usable train image).
 The validation GAP is what the submission chooses a method by; the test solution, where the data has one, is
 only used to report. OUT_DIR gets metrics.json (per method: validation GAP, dev GAP, and the test figures),
 predictions.csv (query_set, method, id, landmark_id, confidence; -1: no prediction) and neighbours.csv (the
-nearest gallery images of a fixed sample of queries, for reports/retrieval.png). FEATURES_DIR: where the verify step
-keeps the local features of the photos it has matched (IMAGES_DIR's), from one run to the next.
-Usage: python -m stages.recognize EMBEDDINGS_DIR INDEX_DIR IMAGES_DIR CLASSES_CSV FEATURES_DIR OUT_DIR
+nearest gallery images of a fixed sample of queries, for reports/retrieval.png). IMAGES_DIR and GALLERY_PHOTOS_DIR:
+the pack stage's and the gallery_photos stage's packed images; FEATURES_DIR: where the verify step keeps the local
+features of the photos it has matched, from one run to the next.
+Usage:
+  python -m stages.recognize EMBEDDINGS_DIR INDEX_DIR IMAGES_DIR GALLERY_PHOTOS_DIR CLASSES_CSV FEATURES_DIR OUT_DIR
 """
 
 import os
@@ -15,8 +17,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from landmark.data.layout import read_csv
+from landmark.data.shards import INDEX
 from landmark.errors import exits_cleanly
 from landmark.files import write_csv, write_json
 from landmark.recognition.gallery import VALIDATION_PARTS, Gallery
@@ -29,8 +33,21 @@ from landmark.settings import load_settings, nonlandmark_shortfalls
 from landmark.submission import read_solution
 
 
+def gallery_photo_figures(gallery, learned, gallery_photos_dir) -> dict:
+    """What the gallery knows that the classifier does not: its classes the classifier never learned, and the
+    gallery photos (data.gallery_photos) with the classes only they show (no train image does)."""
+    photos = read_csv(Path(gallery_photos_dir) / "train" / INDEX, ["id"])["id"]
+    from_photos = pd.Index(gallery.ids).isin(photos)
+    only_photos = np.setdiff1d(gallery.labels[from_photos], gallery.labels[~from_photos])
+    return {
+        "unlearned_classes": len(np.setdiff1d(gallery.labels, learned)),
+        "gallery_photos": int(from_photos.sum()),
+        "gallery_photo_only_classes": len(only_photos),
+    }
+
+
 @exits_cleanly
-def main(embeddings_dir, index_dir, images_dir, classes_csv, features_dir, out_dir):
+def main(embeddings_dir, index_dir, images_dir, gallery_photos_dir, classes_csv, features_dir, out_dir):
     settings, out_dir = load_settings(), Path(out_dir)
     methods = check_methods(settings, nonlandmark_shortfalls(settings.data, settings.split))
     check_reach(methods, len(read_csv(Path(embeddings_dir) / "test.csv", ["id"])))  # before any search
@@ -41,21 +58,24 @@ def main(embeddings_dir, index_dir, images_dir, classes_csv, features_dir, out_d
         print(note)
     gallery = Gallery.load(embeddings_dir, index_dir, recognize.nprobe, recognize.refine_factor, gpu)
     extraction = settings.local_features
-    cache = FeatureCache(features_dir, images_dir, extraction.max_side, extraction.max_features, os.cpu_count() or 1)
+    images = [Path(images_dir), Path(gallery_photos_dir)]
+    cache = FeatureCache(features_dir, images, extraction.max_side, extraction.max_features, os.cpu_count() or 1)
     sets = query_sets(embeddings_dir, gallery, recognize, cache)
     predicted = predictions(methods, sets)
     solution_path = Path(images_dir) / "solution.csv"
     solution = read_solution(solution_path) if solution_path.exists() else None
     kept = read_csv(classes_csv, ["landmark_id"])["landmark_id"].to_numpy(np.int64)
+    learned = read_csv(Path(embeddings_dir) / "classes.csv", ["landmark_id"])["landmark_id"].to_numpy(np.int64)
     validation, queries = sets["validation"]
-    scores = recognition_scores(predicted, (validation, queries.stands_for), solution, kept, recognize.methods)
+    classes = (kept, learned)
+    scores = recognition_scores(predicted, (validation, queries.stands_for), solution, classes, recognize.methods)
     figures = {
         "images": len(gallery),
         "validation_images": gallery.size(VALIDATION_PARTS),  # what validation searches: no dev image
         "classes": len(np.unique(gallery.labels)),
         "filter_classes": len(kept),
-        "classifier_classes": len(read_csv(Path(embeddings_dir) / "classes.csv", ["landmark_id"])),
-    }
+        "classifier_classes": len(learned),
+    } | gallery_photo_figures(gallery, learned, gallery_photos_dir)
     cache.save()
     write_json(out_dir / "metrics.json", {"methods": scores, "gallery": figures})
     write_csv(out_dir / "predictions.csv", predicted)

@@ -1,7 +1,11 @@
 """Stage report: reports/results.md (our dev metrics beside the paper's; recognition methods × variants; the
 submission), reports/curves.png and reports/retrieval.png.
 
-Usage: python -m stages.report METRICS_DIR PLOTS_DIR SUBMISSION_JSON RECOGNITIONS_DIR IMAGES_DIR OUT_DIR
+IMAGES_DIR and GALLERY_PHOTOS_DIR: the pack stage's and the gallery_photos stage's packed images, which
+retrieval.png shows.
+
+Usage: python -m stages.report METRICS_DIR PLOTS_DIR SUBMISSION_JSON RECOGNITIONS_DIR IMAGES_DIR GALLERY_PHOTOS_DIR
+OUT_DIR
 """
 
 import sys
@@ -12,9 +16,10 @@ from landmark.settings import load_settings
 
 
 @exits_cleanly
-def main(metrics_dir, plots_dir, submission_json, recognitions_dir, images_dir, out_dir):
+def main(metrics_dir, plots_dir, submission_json, recognitions_dir, images_dir, gallery_photos_dir, out_dir):
     settings = load_settings()
-    metrics = write_report(metrics_dir, plots_dir, submission_json, recognitions_dir, images_dir, settings, out_dir)
+    images = [images_dir, gallery_photos_dir]
+    metrics = write_report(metrics_dir, plots_dir, submission_json, recognitions_dir, images, settings, out_dir)
     best = max(metrics, key=lambda name: metrics[name]["gap"])
     print(
         f"report: {len(metrics)} variants, best {best} (dev GAP {metrics[best]['gap']:.3f}) -> {out_dir}/results.md, "

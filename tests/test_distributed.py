@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 
+from landmark.data.gallery_photos import update_gallery_photos
 from landmark.data.layout import read_labels
 from landmark.data.prepare import filter_classes, split_dev
 from landmark.data.shards import pack
@@ -175,8 +176,13 @@ def test_loader_workers_share_this_machines_cores_among_its_own_processes(monkey
     assert Ranks().on_this_machine == 16  # one machine: every process is on it
 
 
-def embed_project(folder: Path, dataset: Path, processes: int) -> Path:
-    """A project holding what the embed stage reads: shards, the split's CSVs, a model and params.yaml."""
+def embed_project(folder: Path, dataset: Path, processes: int, gallery_photos: Path | None = None) -> Path:
+    """A project holding what the embed stage reads: shards, the split's CSVs, a model, params.yaml, and the
+    gallery photos stage's output (of gallery_photos, a folder in the Kaggle layout; by default none)."""
+    if gallery_photos is None:
+        gallery_photos = folder / "no_photos"
+        write_csv(gallery_photos / "train.csv", pd.DataFrame({"id": [], "landmark_id": []}))
+    update_gallery_photos(gallery_photos, folder / "gallery_photos", 2**20, 10**8)
     kept, classes = filter_classes(read_labels(dataset / "train.csv"), 4)
     _, dev = split_dev(kept, classes["landmark_id"], 0.25, 0.0, seed=0)
     pool = pd.read_csv(dataset / "nonlandmark.csv", dtype=str)
@@ -207,6 +213,7 @@ def test_the_embed_stage_on_two_gloo_processes_writes_what_one_process_writes(tm
             "stages.embed",
             "model.pt",
             "shards",
+            "gallery_photos",
             "gallery.csv",
             "split",
             "embeddings",

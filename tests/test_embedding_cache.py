@@ -73,7 +73,18 @@ def test_the_fingerprint_follows_the_weights_and_the_looks_not_the_files_bytes(t
 
 def run_embed(project) -> int:
     """Run the embed stage in project; returns how many images it embedded (not found in its cache)."""
-    command = [sys.executable, "-m", "stages.embed", "model.pt", "shards", "gallery.csv", "split", "out", "cache"]
+    command = [
+        sys.executable,
+        "-m",
+        "stages.embed",
+        "model.pt",
+        "shards",
+        "gallery_photos",
+        "gallery.csv",
+        "split",
+        "out",
+        "cache",
+    ]
     result = subprocess.run(command, cwd=project, env=environment(project), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return int(re.search(r"(\d+) embedded now, \d+ found in cache", result.stdout).group(1))

@@ -50,16 +50,19 @@ def test_an_ensemble_of_one_variant_with_weight_1_recognises_as_that_variant(tmp
     params["recognize"]["methods"] = ["softmax", "knn", "knn+query_penalty", "knn+dba+query_penalty"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "images").mkdir()
+    (tmp_path / "photos/train").mkdir(parents=True)
+    (tmp_path / "photos/train/index.csv").write_text("id\n")
     pd.DataFrame({"landmark_id": [0, 1, 2, 3]}).to_csv(tmp_path / "classes.csv", index=False)
     monkeypatch.chdir(tmp_path)
     from stages import ensemble, index, recognize
 
     index.main("embeddings/resnet50", "indexes/resnet50")
-    recognize.main("embeddings/resnet50", "indexes/resnet50", "images", "classes.csv", "cache/a", "recognitions/a")
+    recognize.main("embeddings/resnet50", "indexes/resnet50", "images", "photos", "classes.csv", "cache/a",
+                   "recognitions/a")  # fmt: skip
     ensemble.main("solo", "embeddings", "indexes", "ensembles/solo/embeddings")
     index.main("ensembles/solo/embeddings", "ensembles/solo/index", "none")
-    recognize.main("ensembles/solo/embeddings", "ensembles/solo/index", "images", "classes.csv", "cache/b",
-                   "recognitions/solo")  # fmt: skip
+    recognize.main("ensembles/solo/embeddings", "ensembles/solo/index", "images", "photos", "classes.csv",
+                   "cache/b", "recognitions/solo")  # fmt: skip
     variant, alone = (
         json.loads((tmp_path / f"recognitions/{name}/metrics.json").read_text()) for name in ("a", "solo")
     )

@@ -321,7 +321,7 @@ def test_recognition_scores_on_hand_made_predictions():
 
     def scores(share, dev_weighting="images"):
         weights = validation_weights(validation["landmark_id"], share, dev_weighting)
-        return recognition_scores(predictions, (validation, weights), solution, [5, 6], ["knn"])["knn"]
+        return recognition_scores(predictions, (validation, weights), solution, ([5, 6], [5, 6, 9]), ["knn"])["knn"]
 
     figures = scores(1 / 3)  # as in the validation set itself: the non-landmark takes one rank, the second
     assert figures["validation_gap"] == pytest.approx((1 + 2 / 3) / 2)
@@ -331,6 +331,10 @@ def test_recognition_scores_on_hand_made_predictions():
     assert figures["test_gap_landmarks_only"] == pytest.approx(1.0)
     assert figures["test_public"] == pytest.approx(1.0) and figures["test_private"] == pytest.approx(0.5)
     assert (figures["correct"], figures["correct_below_threshold"], figures["test_landmarks"]) == (2, 1, 2)
+    assert figures["correct_unlearned"] == 0  # the classifier learned 9 too (a recipe learns the tail)
+    learned_five = recognition_scores(predictions, (validation, validation_weights(validation["landmark_id"], 0.5,
+                                      "images")), solution, ([5, 6], [5]), ["knn"])["knn"]  # fmt: skip
+    assert learned_five["correct_unlearned"] == 1  # t2, of class 9: only the gallery knows it
 
 
 def test_dev_weighting_by_classes_counts_each_class_once():
@@ -343,7 +347,9 @@ def test_dev_weighting_by_classes_counts_each_class_once():
 
     def validation_gap(dev_weighting):
         weights = validation_weights(validation["landmark_id"], 0.25, dev_weighting)
-        return recognition_scores(predictions, (validation, weights), None, [5, 6], ["knn"])["knn"]["validation_gap"]
+        return recognition_scores(predictions, (validation, weights), None, ([5, 6], [5]), ["knn"])["knn"][
+            "validation_gap"
+        ]
 
     assert validation_weights(validation["landmark_id"], 0.25, "images").tolist() == [1, 1, 1, 1]
     assert validation_gap("images") == pytest.approx((1 + 2 / 3) / 3)
@@ -391,11 +397,13 @@ def test_a_tail_class_dev_query_is_asked_and_only_retrieval_answers_it(tmp_path,
     params["recognize"]["neighbours"] = 2
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "images").mkdir()
+    (tmp_path / "photos/train").mkdir(parents=True)
+    (tmp_path / "photos/train/index.csv").write_text("id\nc\n")  # c came from data.gallery_photos
     monkeypatch.chdir(tmp_path)
     from stages import index, recognize
 
     index.main("embeddings", "indexes")
-    recognize.main("embeddings", "indexes", "images", "classes.csv", "local_features", "recognitions")
+    recognize.main("embeddings", "indexes", "images", "photos", "classes.csv", "local_features", "recognitions")
     predictions = pd.read_csv(tmp_path / "recognitions/predictions.csv", dtype={"id": str})
     answer = predictions.set_index(["query_set", "method", "id"])["landmark_id"]
     assert answer["validation", "knn", "d30"] == 30 and answer["validation", "softmax", "d30"] == 10
@@ -405,5 +413,6 @@ def test_a_tail_class_dev_query_is_asked_and_only_retrieval_answers_it(tmp_path,
     assert shown.loc[shown["query_set"] == "test", "neighbour_id"].tolist()[:1] == ["d30"]
     metrics = yaml.safe_load((tmp_path / "recognitions/metrics.json").read_text())
     assert metrics["gallery"] == {"images": 6, "validation_images": 3, "classes": 3, "filter_classes": 2,
-                                  "classifier_classes": 2}  # fmt: skip
+                                  "classifier_classes": 2, "unlearned_classes": 1, "gallery_photos": 1,
+                                  "gallery_photo_only_classes": 0}  # fmt: skip  # d30, a train image, shows 30 too
     assert metrics["methods"]["knn"]["dev_gap"] == pytest.approx(1.0) and metrics["methods"]["softmax"]["dev_gap"] < 1

@@ -26,25 +26,29 @@ def recognition(validation_gap, test_gap):
         "correct": 7,
         "test_landmarks": 10,
         "correct_below_threshold": 3,
+        "correct_unlearned": 4,
     }
 
 
 def test_recognition_table_has_a_row_per_variant_and_method_in_the_params_order():
     gallery = {"images": 90, "validation_images": 80, "classes": 12, "filter_classes": 5, "classifier_classes": 5}
+    gallery |= {"unlearned_classes": 7, "gallery_photos": 6, "gallery_photo_only_classes": 2}
     recognitions = {
         "resnet50": {"methods": {"softmax": recognition(0.2, 0.01), "knn": recognition(0.4, 0.3)}, "gallery": gallery},
         "recipe": {"methods": {"softmax": recognition(0.1, 0.02), "knn": recognition(0.3, 0.2)}, "gallery": gallery},
     }
     submission = {"variant": "resnet50", "method": "knn", "validation_gap": 0.4, "predicted": 5, "test_images": 9}
     text = recognition_table(recognitions, ["softmax", "knn"], submission | {"gap": 0.3, "private": 0.4})
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    methods, known = text.split("## What the gallery knows that the classifier does not")
+    rows = [line for line in methods.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [row.split(" | ")[:3:2] for row in rows] == [
         ["| resnet50", "softmax"],
         ["| **resnet50**", "**knn**"],
         ["| recipe", "softmax"],
         ["| recipe", "knn"],
     ]
-    assert rows[1].endswith("| 0.400 | 0.500 | 0.300 | 0.100 | 0.200 | 0.600 | 7 of 10 | 3 |")
+    assert rows[1].endswith("| 0.400 | 0.500 | 0.300 | 0.100 | 0.200 | 0.600 | 7 of 10 | 3 | 4 |")
+    assert "| resnet50 | 90 | 6 | 12 | 5 | 7 | 2 |" in known and "| recipe | 90 | 6 | 12 | 5 | 7 | 2 |" in known
     assert rows[0].startswith("| resnet50 | 5 | softmax |")
     assert "The filter kept 5 classes;" in text and "retrieval searches all 90 train images of 12 classes" in text
     assert "`resnet50` by `knn` (validation GAP 0.400) predicted 5 of 9 test images" in text

@@ -171,7 +171,7 @@ def test_landmark_predict_verifies_every_photo_from_its_file_and_draws_the_inlie
 def test_landmark_predict_asks_for_the_gallery_photos_a_verifying_method_matches(tmp_path):
     params = parse_params(PARAMS)
     with pytest.raises(UserError, match=r"^--gallery-images .*gone: no such folder; --method knn\+verify matches "):
-        Recognizer.load("no-variant", "knn+verify", params, "cpu", tmp_path / "gone")
+        Recognizer.load("no-variant", "knn+verify", params, "cpu", [tmp_path / "gone"])
 
 
 def test_a_share_that_checks_no_test_query_is_refused_in_one_line():

@@ -47,21 +47,31 @@ def write_shards(reader, frame: pd.DataFrame, final: Path, shard_bytes: int, ord
     those bytes: BLAKE2b, 128 bits, what a cached embedding of the image is found by).
     The folder appears whole or not at all: it is written beside its final place and renamed.
     """
-    split = final.name
-    partial = final.with_name(f"{split}.partial")
+    partial = final.with_name(f"{final.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
+    index = write_tars(reader, frame, order, partial, shard_bytes)
+    write_csv(partial / INDEX, index)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+    return index
+
+
+def write_tars(reader, frame: pd.DataFrame, order, folder: Path, shard_bytes: int, first_shard: int = 0):
+    """The images of reader in `order` as new shards in folder, numbered from first_shard; returns their index rows
+    (write_shards), the shards complete on disk but in no index.csv yet."""
     labels = frame["landmark_id"].to_numpy() if "landmark_id" in frame else None
-    rows, tar, shard, written = [], None, -1, 0
+    rows, tar, shard, written = [], None, first_shard - 1, 0
     try:
-        for position in tqdm(order, desc=f"pack {split}", unit="image", mininterval=2):
+        desc = f"pack {folder.name.removesuffix('.partial')}"
+        for position in tqdm(order, desc=desc, unit="image", mininterval=2):
             image_id = str(frame["id"].iat[position])
             data = reader.read(position)
             if tar is None or written >= shard_bytes:
                 if tar is not None:
                     tar.close()
                 shard += 1
-                tar = tarfile.open(partial / f"shard-{shard:06d}.tar", "w", format=tarfile.USTAR_FORMAT)
+                tar = tarfile.open(folder / f"shard-{shard:06d}.tar", "w", format=tarfile.USTAR_FORMAT)
                 written = 0
             tar.addfile(*_tar_member(f"{image_id}.jpg", data))
             if labels is not None:
@@ -74,38 +84,42 @@ def write_shards(reader, frame: pd.DataFrame, final: Path, shard_bytes: int, ord
         if tar is not None:
             tar.close()
     offsets = {}
-    for number in range(shard + 1):  # where tarfile put each JPEG's bytes, read back from the headers
-        with tarfile.open(partial / f"shard-{number:06d}.tar") as reading:
+    for number in range(first_shard, shard + 1):  # where tarfile put each JPEG's bytes, read back from the headers
+        with tarfile.open(folder / f"shard-{number:06d}.tar") as reading:
             offsets.update({member.name[:-4]: member.offset_data for member in reading if member.name.endswith(".jpg")})
     index = pd.DataFrame(rows, columns=["id", "shard", "size", "digest"])
-    index.insert(2, "offset", index["id"].map(offsets))
-    write_csv(partial / INDEX, index)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(partial, final)
+    index.insert(2, "offset", index["id"].map(offsets).astype(np.int64))
     return index
 
 
 class ShardReader:
-    """The bytes of the packed images of ids, by position, with one pread on its shard.
+    """The bytes of the packed images of ids, by position, with one pread on its shard; from one packed folder or
+    several (the pack stage's train images and the gallery photos), each id found in the first that has it.
 
     Locations are numpy arrays, not per-image Python objects: loader workers fork with the dataset, and touching
-    millions of small objects would copy them into every worker. An id the index lacks is an error, or with
+    millions of small objects would copy them into every worker. An id no index has is an error, or with
     missing_ok a FileNotFoundError when it is read, as a missing file is for FolderReader.
     """
 
-    def __init__(self, folder, ids, missing_ok: bool = False):
-        self.folder = Path(folder)
-        index = read_csv(self.folder / INDEX, ["id", "shard", "offset", "size"])
+    def __init__(self, folders, ids, missing_ok: bool = False):
+        self.folders = [Path(folders)] if isinstance(folders, (str, os.PathLike)) else [Path(f) for f in folders]
+        columns = ["id", "shard", "offset", "size"]
+        indexes = [read_csv(folder / INDEX, columns)[columns] for folder in self.folders]
+        index = pd.concat(indexes, ignore_index=True).assign(
+            folder=np.repeat(np.arange(len(indexes)), [len(part) for part in indexes])
+        )
+        index = index[~index["id"].duplicated()]
         rows = pd.Index(index["id"]).get_indexer(pd.Index(ids, dtype=str))
         if (rows < 0).any() and not missing_ok:
             missing = np.asarray(ids)[rows < 0]
+            named = " or ".join(str(folder / INDEX) for folder in self.folders)
             raise UserError(
-                f"{self.folder / INDEX}: {len(missing)} image(s) not in it, e.g. {missing[0]}; "
-                "rerun the stage that wrote it (dvc repro)"
+                f"{named}: {len(missing)} image(s) not in it, e.g. {missing[0]}; rerun the stage that wrote it "
+                "(dvc repro)"
             )
-        self.shard, self.offset, self.size = (
+        self.folder, self.shard, self.offset, self.size = (
             np.where(rows >= 0, index[column].to_numpy(dtype=np.int64)[rows], -1)
-            for column in ("shard", "offset", "size")
+            for column in ("folder", "shard", "offset", "size")
         )
         self._handles, self._pid = {}, None
 
@@ -115,17 +129,18 @@ class ShardReader:
     def read(self, position: int) -> bytes:
         if self._pid != os.getpid():  # a forked loader worker opens its own handles
             self._handles, self._pid = {}, os.getpid()
-        shard = int(self.shard[position])
-        if shard < 0:
+        where = int(self.folder[position]), int(self.shard[position])
+        if where[1] < 0:
             raise FileNotFoundError(position)
-        if shard not in self._handles:
-            self._handles[shard] = os.open(self.folder / f"shard-{shard:06d}.tar", os.O_RDONLY)
-        return os.pread(self._handles[shard], int(self.size[position]), int(self.offset[position]))
+        if where not in self._handles:
+            self._handles[where] = os.open(self.folders[where[0]] / f"shard-{where[1]:06d}.tar", os.O_RDONLY)
+        return os.pread(self._handles[where], int(self.size[position]), int(self.offset[position]))
 
     def take(self, positions) -> "ShardReader":
         """A reader of these positions only: what a worker process is sent, instead of every image's place."""
         part = copy.copy(self)
-        part.shard, part.offset, part.size = self.shard[positions], self.offset[positions], self.size[positions]
+        part.folder, part.shard = self.folder[positions], self.shard[positions]
+        part.offset, part.size = self.offset[positions], self.size[positions]
         part._handles, part._pid = {}, None
         return part
 
@@ -165,6 +180,12 @@ class FileReader:
         return FileReader([self.paths[position] for position in positions])
 
 
+def image_roots(images_root) -> list:
+    """images_root as a list: one folder (a path), or several searched in turn (the pack stage's output and the
+    gallery photos stage's)."""
+    return [Path(images_root)] if isinstance(images_root, (str, os.PathLike)) else [Path(r) for r in images_root]
+
+
 def packed_ids(images_root, split: str):
     """The ids the pack stage packed for split, or None when images_root is not its output."""
     index = Path(images_root) / split / INDEX
@@ -172,17 +193,23 @@ def packed_ids(images_root, split: str):
 
 
 def packed_digests(images_root, split: str, ids) -> np.ndarray:
-    """The content digest of each packed image of ids, as the pack stage's index records it."""
-    index = read_csv(Path(images_root) / split / INDEX, ["id", "digest"]).set_index("id")["digest"]
+    """The content digest of each packed image of ids, as the index of the first of images_root's folders that
+    packed it records it."""
+    folders = [root / split for root in image_roots(images_root) if (root / split / INDEX).is_file()]
+    indexes = [read_csv(folder / INDEX, ["id", "digest"])[["id", "digest"]] for folder in folders]
+    index = pd.concat(indexes, ignore_index=True).drop_duplicates("id").set_index("id")["digest"]
     try:
         return index.loc[pd.Index(ids, dtype=str)].to_numpy(dtype=str)
     except KeyError:
-        raise UserError(f"{Path(images_root) / split / INDEX}: an image is not in it; rerun pack (dvc repro)") from None
+        named = " or ".join(str(folder / INDEX) for folder in folders)
+        raise UserError(f"{named}: an image is not in it; rerun pack (dvc repro)") from None
 
 
 def image_reader(images_root, split: str, ids, missing_ok: bool = False):
-    """The images of ids: from shards where images_root holds the split packed (the pack stage's output, or the
-    download stage's GLDv2 shards), else from the Kaggle layout's files."""
-    if (Path(images_root) / split / INDEX).is_file():
-        return ShardReader(Path(images_root) / split, ids, missing_ok)
-    return FolderReader(images_root, split, ids)
+    """The images of ids: from shards where images_root (a folder, or several searched in turn) holds the split
+    packed (the pack stage's output, the gallery photos stage's, or the download stage's GLDv2 shards), else from
+    the Kaggle layout's files of its first folder."""
+    packed = [root / split for root in image_roots(images_root) if (root / split / INDEX).is_file()]
+    if packed:
+        return ShardReader(packed, ids, missing_ok)
+    return FolderReader(image_roots(images_root)[0], split, ids)

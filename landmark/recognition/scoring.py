@@ -57,10 +57,11 @@ def weighted_gap(predicted: pd.DataFrame, answers: pd.DataFrame, weights: np.nda
     return gap_of_ranked(correct, weights[is_landmark].sum(), weights[query])
 
 
-def test_figures(predicted: pd.DataFrame, solution: pd.DataFrame, kept_classes) -> dict:
+def test_figures(predicted: pd.DataFrame, solution: pd.DataFrame, kept_classes, learned_classes) -> dict:
     """Test GAP (all, and per Usage split), test GAP with non-landmark queries left out, how many test landmarks
-    are named right and how many of those are of classes the filter dropped (the long tail only retrieval can
-    name)."""
+    are named right, how many of those are of classes the filter dropped (the long tail only retrieval can name),
+    and how many of classes the variant's classifier never learned (what only the gallery knows: the filter's
+    tail, and the landmarks of data.gallery_photos)."""
     figures = {
         f"test_{key}" if key != "gap" else "test_gap": value for key, value in score(predicted, solution).items()
     }
@@ -71,12 +72,14 @@ def test_figures(predicted: pd.DataFrame, solution: pd.DataFrame, kept_classes) 
     figures["test_landmarks"] = len(scored)
     figures["correct"] = int(right["id"].nunique())
     figures["correct_below_threshold"] = int(right.loc[~right["landmark_id"].isin(kept_classes), "id"].nunique())
+    figures["correct_unlearned"] = int(right.loc[~right["landmark_id"].isin(learned_classes), "id"].nunique())
     return figures
 
 
-def recognition_scores(predictions, validation: tuple, solution, kept_classes, methods) -> dict:
+def recognition_scores(predictions, validation: tuple, solution, classes: tuple, methods) -> dict:
     """method -> its figures (module docstring); predictions as the recognize stage writes them; validation: its
-    rows (id, landmark_id) and what each counts (validation_weights)."""
+    rows (id, landmark_id) and what each counts (validation_weights); classes: those the filter kept and those the
+    classifier learned."""
     validation_rows, weights = validation
     answers = validation_solution(validation_rows)
     dev = answers[answers["landmarks"].map(len) > 0]
@@ -89,7 +92,7 @@ def recognition_scores(predictions, validation: tuple, solution, kept_classes, m
             "dev_gap": global_average_precision(validation[validation["id"].isin(dev["id"])], dev),
         }
         if solution is not None:
-            figures |= test_figures(_predicted(mine[mine["query_set"] == "test"]), solution, kept_classes)
+            figures |= test_figures(_predicted(mine[mine["query_set"] == "test"]), solution, *classes)
         results[method] = figures
     return results
 

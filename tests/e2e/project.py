@@ -10,7 +10,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).parents[2]
-PROJECT_FILES = ["dvc.yaml", ".dvcignore", ".gitignore", "data/.gitignore", "stages", "landmark", "profiles"]
+PROJECT_FILES = [
+    "dvc.yaml", ".dvcignore", ".gitignore", "data/.gitignore", "stages", "landmark", "profiles", "gallery_photos"
+]  # fmt: skip
 DVC = [sys.executable, "-m", "dvc"]
 
 

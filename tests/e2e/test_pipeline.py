@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import yaml
 from PIL import Image
 
 from landmark.data.layout import image_path, read_labels
+from landmark.data.synthetic import make_blueprint, render
 from landmark.recognition.gallery import VALIDATION_PARTS, Gallery, Queries
 from landmark.recognition.method import Method
 from landmark.recognition.search import read_embeddings
@@ -167,6 +169,71 @@ def predict_answers_each_photo(repo, env, score, tmp_path):
     assert unindexed.stderr == "error: indexes/xception/whitening.npz: no such file; run the index stage (dvc repro)\n"
 
 
+def new_landmark_photos(folder, landmark: int, count: int, query) -> None:
+    """count photos of a landmark no class of the dataset shows, drawn as the synthetic set draws its own, into
+    folder's Kaggle layout and its train.csv; and at query, a photo of it that is not among them (the first one
+    mirrored)."""
+    rng = np.random.default_rng(landmark)
+    blueprint = make_blueprint(rng)
+    ids = [f"{landmark:04d}{number:012d}" for number in range(count)]
+    for image_id in ids:
+        path = image_path(folder, "train", image_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        render(rng, TINY_SYNTHETIC["image_size"], blueprint).save(path, "JPEG", quality=90)
+    pd.DataFrame({"id": ids, "landmark_id": landmark}).to_csv(folder / "train.csv", index=False)
+    Image.open(image_path(folder, "train", ids[0])).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(query, "JPEG")
+
+
+def gallery_photos_name_a_new_landmark(repo, env, dvc, query):
+    """Photos of a landmark no model learned, added to data.gallery_photos: `dvc repro` packs and embeds them and
+    trains nothing; landmark predict then names it, and the report says only the gallery knows it. Removed again,
+    the gallery is as it was. Put back and tracked by DVC (README: to share them), they are found in the embedding
+    cache; the clone below pulls them."""
+    assert "Data and pipelines are up to date" in run(dvc + ["status"], repo, env)
+    before = (repo / "embeddings/recipe_resnet50/gallery.csv").read_text()
+    new, photos = 777, repo / "gallery_photos"
+    new_landmark_photos(photos, new, 3, query)
+    assert set(json.loads(run(dvc + ["status", "--json"], repo, env))) == {"gallery_photos"}
+    added = run(dvc + ["repro"], repo, env)
+    ran = stages_run(added)
+    assert not {stage for stage in ran if stage.startswith(("train@", "evaluate@"))} and "saliency" not in ran
+    assert {"gallery_photos", "embed@recipe_resnet50", "index@recipe_resnet50", "recognize@recipe_resnet50"} <= ran
+    assert "gallery_photos: 3 photos listed in gallery_photos/train.csv: 3 packed now" in added
+    assert re.search(r"embed: .* \(.*3 embedded now, \d+ found in embedding_cache/recipe_resnet50\)", added)
+    assert "Data and pipelines are up to date" in run(dvc + ["status"], repo, env)
+    learned = read_labels(repo / "data/filtered/gallery.csv")["landmark_id"]
+    assert new not in set(learned)  # no train image shows it: no model learned it
+    answer = run(["landmark", "predict", str(query), "--json", "--top-k", "1", "--method", "knn"], repo, env)
+    assert json.loads(answer)["landmarks"][0]["landmark_id"] == new, answer
+    known = json.loads((repo / "recognitions/recipe_resnet50/metrics.json").read_text())["gallery"]
+    assert (known["gallery_photos"], known["gallery_photo_only_classes"]) == (3, 1)
+    assert "| recipe_resnet50 | " in (repo / "reports/results.md").read_text().split("only in gallery photos |")[1]
+
+    shutil.rmtree(photos / "train")  # removed: the gallery as it was
+    (photos / "train.csv").write_text("id,landmark_id\n")
+    removed = run(dvc + ["repro"], repo, env)
+    assert "3 removed" in removed and not {stage for stage in stages_run(removed) if stage.startswith("train@")}
+    assert (repo / "embeddings/recipe_resnet50/gallery.csv").read_text() == before
+
+    new_landmark_photos(photos, new, 3, query)
+    run(["git", "rm", "-r", "-q", "--cached", "gallery_photos"], repo, env)
+    run(dvc + ["add", "-q", "gallery_photos"], repo, env)
+    shared = run(dvc + ["repro"], repo, env)
+    assert re.search(r"embed: .* \(.*0 embedded now, \d+ found in embedding_cache/recipe_resnet50\)", shared)
+
+
+def registered_model_answers_as_predict(repo, env, score):
+    """The register stage's model (the submission's recognition, a variant or the ensemble) answers test photos
+    as `landmark predict` does in the workspace by the same recognition and method."""
+    registered = json.loads((repo / "reports/registered.json").read_text())
+    assert registered["recognition"] == score["variant"] and registered["uri"] == "models:/landmark/1"
+    photos = sorted(str(path) for path in (repo / "data/raw/test").rglob("*.jpg"))[:3]
+    answers = {}
+    for model in (["--model", registered["uri"]], ["--model", score["variant"], "--method", registered["method"]]):
+        answers[model[1]] = run(["landmark", "predict", *photos, "--json", "--top-k", "2", *model], repo, env)
+    assert answers[registered["uri"]] == answers[score["variant"]]
+
+
 def queued_experiments_run_side_by_side(repo, env, dvc):
     """Two queued experiments run at once by two queue workers: both finish, and both land in the project's one
     sqlite MLflow store with their params, curves and model, with no lock error."""
@@ -204,9 +271,9 @@ def test_dvc_repro_end_to_end(tmp_path):
     per_variant = {f"{stage}@{name}" for stage in ("train", "evaluate") for name in E2E_VARIANTS}
     per_variant |= {f"{stage}@{name}" for stage in ("embed", "index", "recognize") for name in RETRIEVAL_VARIANTS}
     per_variant |= {f"{stage}@both" for stage in ("ensemble", "ensemble_index", "ensemble_recognize")}
-    assert (
-        stages_run(first) == {"download", "filter", "split", "pack", "submission", "saliency", "report"} | per_variant
-    )
+    everything_once = {"download", "filter", "split", "pack", "gallery_photos", "submission", "register", "saliency",
+                       "report"}  # fmt: skip
+    assert stages_run(first) == everything_once | per_variant
     for variant in E2E_VARIANTS:
         metrics = json.loads((repo / f"metrics/{variant}.json").read_text())
         assert set(metrics) >= {"gap", "batch_gap", "loss", "accuracy"} and 0 <= metrics["gap"] <= 1
@@ -224,11 +291,12 @@ def test_dvc_repro_end_to_end(tmp_path):
     stage_and_predict_agree(repo, env, "recipe_resnet50")
     stage_and_predict_agree(repo, env, "both")
     predict_answers_each_photo(repo, env, score, tmp_path)
+    registered_model_answers_as_predict(repo, env, score)
     with sqlite3.connect(repo / "mlflow.db") as db:
         trained = len(E2E_VARIANTS)
-        assert db.execute("select count(*) from runs where status = 'FINISHED' and name != 'filter'").fetchone() == (
-            trained,
-        )
+        assert db.execute(
+            "select count(*) from runs where status = 'FINISHED' and name not in ('filter', 'register')"
+        ).fetchone() == (trained,)
         assert db.execute("select count(distinct run_uuid) from metrics where key = 'eval_gap'").fetchone() == (
             trained,
         )
@@ -247,8 +315,9 @@ def test_dvc_repro_end_to_end(tmp_path):
     # Recognition's settings rerun recognition alone; the index's, the index.
     recognitions = {f"recognize@{name}" for name in RETRIEVAL_VARIANTS} | {"ensemble_recognize@both"}
     ban = {"max_label_predictions": 3}
-    assert (
-        changed_stages(repo, env, lambda params: params["recognize"]["steps"].update(frequency_ban=ban)) == recognitions
+    # (and the registered model, which answers by the recognition's settings)
+    assert changed_stages(repo, env, lambda params: params["recognize"]["steps"].update(frequency_ban=ban)) == (
+        recognitions | {"register"}
     )
     assert changed_stages(repo, env, lambda params: params["index"].update(exact_below=5)) == {
         f"index@{name}" for name in RETRIEVAL_VARIANTS
@@ -266,6 +335,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert extracted and set(extracted) == {"0"}
     path.write_text(original)
     run(dvc + ["repro"], repo, env)
+    gallery_photos_name_a_new_landmark(repo, env, dvc, tmp_path / "query.jpg")
 
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "lock"], repo, env)
@@ -277,9 +347,10 @@ def test_dvc_repro_end_to_end(tmp_path):
     run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
     run(dvc + ["pull"], clone, env)
     assert "Data and pipelines are up to date" in run(dvc + ["status"], clone, env)
+    assert (clone / "gallery_photos/train.csv").read_bytes() == (repo / "gallery_photos/train.csv").read_bytes()
     assert stages_run(run(dvc + ["repro"], clone, env)) == set()
     assert (clone / "submission.csv").read_bytes() == (repo / "submission.csv").read_bytes()
-    assert json.loads((clone / "reports/submission.json").read_text()) == score
+    assert (clone / "reports/submission.json").read_bytes() == (repo / "reports/submission.json").read_bytes()
     # `++` adds the key to a variant that inherits it (DVC's -S is Hydra's override syntax); that variant alone reruns.
     experiment = run(dvc + ["exp", "run", "-S", "++variants.xception.lr=0.0001"], repo, env)
     assert stages_run(experiment) == {"train@xception", "evaluate@xception", "saliency", "report"}
