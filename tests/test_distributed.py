@@ -176,6 +176,12 @@ def test_loader_workers_share_this_machines_cores_among_its_own_processes(monkey
     assert Ranks().on_this_machine == 16  # one machine: every process is on it
 
 
+def embed_command(model: str, out_dir: str) -> list:
+    """The embed stage's command in an embed_project: model's embeddings into out_dir, its cache in cache/."""
+    return [sys.executable, "-m", "stages.embed", model, "shards", "gallery_photos", "gallery.csv", "split", out_dir,
+            "cache"]  # fmt: skip
+
+
 def embed_project(folder: Path, dataset: Path, processes: int, gallery_photos: Path | None = None) -> Path:
     """A project holding what the embed stage reads: shards, the split's CSVs, a model, params.yaml, and the
     gallery photos stage's output (of gallery_photos, a folder in the Kaggle layout; by default none)."""
@@ -207,18 +213,7 @@ def test_the_embed_stage_on_two_gloo_processes_writes_what_one_process_writes(tm
     written = {}
     for processes in (1, 2):
         project = embed_project(tmp_path / str(processes), tiny_dataset, processes)
-        command = [
-            sys.executable,
-            "-m",
-            "stages.embed",
-            "model.pt",
-            "shards",
-            "gallery_photos",
-            "gallery.csv",
-            "split",
-            "embeddings",
-            "cache",
-        ]
+        command = embed_command("model.pt", "embeddings")
         result = subprocess.run(command, cwd=project, env=environment(project), capture_output=True, text=True)
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.count("embed: 16-d embeddings of") == 1  # the first process's line only

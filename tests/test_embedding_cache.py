@@ -4,7 +4,6 @@ any of them changes; on the cache itself and through the embed stage."""
 import re
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -17,7 +16,7 @@ from landmark.embedding_cache import EmbeddingCache, fingerprint
 from landmark.inference import LabelEncoding, Looks, TrainedModel, save_model
 from landmark.models import create_model
 from landmark.settings import Variant, parse
-from tests.test_distributed import embed_project
+from tests.test_distributed import embed_command, embed_project
 from tests.test_resume import VARIANT as RESUME_VARIANT
 from tests.test_resume import environment
 
@@ -73,18 +72,7 @@ def test_the_fingerprint_follows_the_weights_and_the_looks_not_the_files_bytes(t
 
 def run_embed(project) -> int:
     """Run the embed stage in project; returns how many images it embedded (not found in its cache)."""
-    command = [
-        sys.executable,
-        "-m",
-        "stages.embed",
-        "model.pt",
-        "shards",
-        "gallery_photos",
-        "gallery.csv",
-        "split",
-        "out",
-        "cache",
-    ]
+    command = embed_command("model.pt", "out")
     result = subprocess.run(command, cwd=project, env=environment(project), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return int(re.search(r"(\d+) embedded now, \d+ found in cache", result.stdout).group(1))

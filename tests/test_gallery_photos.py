@@ -4,7 +4,6 @@ to the embed stage's gallery set, embedding only the photos it has not seen."""
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -16,7 +15,7 @@ from landmark.data.layout import image_path, read_labels
 from landmark.data.shards import INDEX, image_reader
 from landmark.errors import UserError
 from landmark.files import write_csv
-from tests.test_distributed import embed_project
+from tests.test_distributed import embed_command, embed_project
 from tests.test_embedding_cache import SETS, run_embed
 from tests.test_resume import environment
 
@@ -141,8 +140,7 @@ def test_the_embed_stage_adds_the_gallery_photos_embedding_only_the_new_ones(tmp
     write_csv(photos / "train.csv", pd.DataFrame({"id": [train["id"].iat[3]], "landmark_id": [1]}))
     photo_folder(photos, tiny_dataset, {train["id"].iat[3]: (train["id"].iat[3], 1)})
     update_gallery_photos(photos, project / "gallery_photos", 2**20, 10**8)
-    command = [sys.executable, "-m", "stages.embed", "model.pt", "shards", "gallery_photos", "gallery.csv", "split",
-               "out", "cache"]  # fmt: skip
+    command = embed_command("model.pt", "out")
     result = subprocess.run(command, cwd=project, env=environment(project), capture_output=True, text=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr == (

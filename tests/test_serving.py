@@ -20,7 +20,7 @@ from PIL import Image
 
 from landmark.data.layout import image_path, read_labels
 from landmark.serving import photo_bytes, pinned_requirements
-from tests.test_distributed import embed_project
+from tests.test_distributed import embed_command, embed_project
 from tests.test_resume import environment
 
 VARIANT = "resnet50"  # a variant of params.yaml: the tiny model embed_project saves stands in for its training
@@ -44,8 +44,7 @@ def registered(tmp_path_factory, tiny_dataset):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (project / "models" / VARIANT).mkdir(parents=True)
     shutil.move(project / "model.pt", project / "models" / VARIANT / "model.pt")
-    run([sys.executable, "-m", "stages.embed", f"models/{VARIANT}/model.pt", "shards", "gallery_photos",
-         "gallery.csv", "split", f"embeddings/{VARIANT}", "cache"], project)  # fmt: skip
+    run(embed_command(f"models/{VARIANT}/model.pt", f"embeddings/{VARIANT}"), project)
     run([sys.executable, "-m", "stages.index", f"embeddings/{VARIANT}", f"indexes/{VARIANT}"], project)
     chosen = {"variant": VARIANT, "method": METHOD, "validation_gap": 0.5, "gap": 0.25}
     (project / "submission.json").write_text(json.dumps(chosen))
