@@ -13,11 +13,10 @@ work takes longer. Needs the project's environment active.
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
-from rehearsal import finished, measured, print_spans, stage_spans, working_tree_copy
+from rehearsal import finished, measured, overridden_copy, print_spans, stage_spans
 
 from landmark.profiles import set_param_flags
 
@@ -31,15 +30,10 @@ def main():
     parser.add_argument("--work", type=Path, default=Path("/tmp/photos_profile"))
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="another -S override")
     args = parser.parse_args()
-    from dvc.utils.hydra import apply_overrides
-
     repo = args.work / "photos"
-    shutil.rmtree(repo, ignore_errors=True)
-    repo.mkdir(parents=True)
-    working_tree_copy(repo)
     flags = set_param_flags(ROOT / "profiles/photos.yaml", ROOT / "params.yaml")[1::2]
     folders = [f"data.local.path={args.photos.resolve()}", f"data.nonlandmarks={args.nonlandmarks.resolve()}"]
-    apply_overrides(repo / "params.yaml", flags + folders + args.overrides)
+    overridden_copy(repo, flags + folders + args.overrides)
     run = measured([sys.executable, "-m", "dvc", "repro"], repo, check=False)
     (args.work / "photos.log").write_text(run["output"])
     stages = stage_spans(run)

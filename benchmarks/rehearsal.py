@@ -148,16 +148,23 @@ def working_tree_copy(repo: Path) -> None:
         subprocess.run(["git", *command], cwd=repo, check=True)
 
 
+def overridden_copy(repo: Path, overrides: list) -> None:
+    """This working tree as a new git repository at repo (anything there before removed), with overrides applied
+    to its params.yaml as `dvc exp run -S` applies them."""
+    from dvc.utils.hydra import apply_overrides
+
+    shutil.rmtree(repo, ignore_errors=True)
+    repo.mkdir(parents=True)
+    working_tree_copy(repo)
+    apply_overrides(repo / "params.yaml", overrides)
+
+
 def prepare(fraction: float, work: Path, overrides: list) -> Path:
     """This working tree at work/f<fraction> with the rehearsal profile, this fraction and the overrides in
     params.yaml, and the rehearsal's mirror built."""
-    from dvc.utils.hydra import apply_overrides
-
     repo = work / f"f{fraction:g}"
-    shutil.rmtree(repo, ignore_errors=True)
-    working_tree_copy(repo)
     flags = set_param_flags(ROOT / "profiles/rehearsal.yaml", ROOT / "params.yaml")[1::2]
-    apply_overrides(repo / "params.yaml", flags + [f"data.rehearsal.fraction={fraction}", *overrides])
+    overridden_copy(repo, flags + [f"data.rehearsal.fraction={fraction}", *overrides])
     settings = load_settings(repo / "params.yaml").data.rehearsal
     started = time.perf_counter()
     _, manifest = rehearsal.prepare_mirror(settings, repo / "data/downloads/rehearsal")
