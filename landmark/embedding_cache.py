@@ -24,12 +24,13 @@ import torch
 
 def fingerprint(trained, looks) -> str:
     """What an embedding depends on besides the image: the trained model (its weights, variant and decoding; not
-    its file's bytes, which torch.save stamps anew on every save) and the looks (scales, flip, arithmetic)."""
+    its file's bytes, which torch.save stamps anew on every save) and the looks (scales, flip, arithmetic, engine)."""
     digest = hashlib.sha256()
     for name, tensor in sorted(trained.model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     described = [trained.variant.model_dump(), trained.decode, list(looks.scales), looks.flip, str(looks.dtype)]
+    described += [looks.engine] if looks.engine != "torch" else []  # torch's caches from before the setting stay
     digest.update(json.dumps(described, sort_keys=True).encode())
     return digest.hexdigest()[:32]
 

@@ -2,7 +2,13 @@
 the decoder its images went through, the label encoding), and prediction or embedding of the images of a split.
 Training's dev passes, evaluation, the embed stage and the saliency maps all go through here."""
 
-from dataclasses import dataclass
+import os
+import sys
+import tempfile
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -91,22 +97,28 @@ def predict(model, loader, device, loss=None, desc="predict"):
 @dataclass(frozen=True)
 class Looks:
     """How embed looks at each image: resized by each scale, each look mirrored too where flip, and the model run
-    under autocast to dtype (bf16) or in fp32 (None)."""
+    under autocast to dtype (bf16) or in fp32 (None), by torch or by ONNX Runtime (engine)."""
 
     scales: tuple = (1.0,)
     flip: bool = False
     dtype: torch.dtype | None = None
+    engine: str = "torch"
 
     @classmethod
     def of(cls, looked: dict, device: torch.device) -> "Looks":
         """As `looked` says (scales, flip, precision: params.yaml's embed section, or the looks.json the embed stage
         wrote), on this device. Precision auto is bf16 where the device computes it in hardware (a GPU, a CPU with
         AVX512-BF16 or AMX), within 1e-4 of fp32's cosines (docs/benchmarks.md), and fp32 elsewhere."""
-        if looked["precision"] == "auto":
+        engine = looked.get("engine", "torch")  # a looks.json from before the setting: torch embedded
+        if engine == "auto":
+            engine = "onnxruntime" if device.type == "cpu" and looked["precision"] != "bf16" else "torch"
+        if engine == "onnxruntime":
+            dtype = None
+        elif looked["precision"] == "auto":
             dtype = torch.bfloat16 if native_bf16(device) else None
         else:
             dtype = autocast_dtype(looked["precision"], device, "embed.precision")
-        return cls(tuple(looked["scales"]), looked["flip"], dtype)
+        return cls(tuple(looked["scales"]), looked["flip"], dtype, engine)
 
     @property
     def count(self) -> int:
@@ -128,8 +140,60 @@ def views(images, scales=(1.0,), flip=False):
             yield scaled.flip(-1)
 
 
+class PreLogits(torch.nn.Module):
+    """A model's embedding, the pre-logits of forward_head: what ONNX Runtime runs of it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        return self.model.forward_head(self.model.forward_features(images), pre_logits=True)
+
+
+@contextmanager
+def output_silenced():
+    """This process's stdout and stderr (its file descriptors) to /dev/null: torch's ONNX exporter prints its whole
+    graph from C++ when it meets an operator it cannot export (its log is always on: torch.onnx's
+    setup_onnx_logging tests the function _jit_is_onnx_log_enabled, not what it returns)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for descriptor in saved:
+                os.close(descriptor)
+
+
+class OnnxPreLogits:
+    """PreLogits exported to ONNX (any batch size and side, for the looks' scales) and run by ONNX Runtime on the
+    CPU, in fp32 as torch runs it; called on a batch of images, it returns their pre-logits as torch would."""
+
+    def __init__(self, model, image_size: int):
+        import onnxruntime
+
+        with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings(), output_silenced():
+            warnings.simplefilter("ignore")  # the exporter's tracer warnings: tests check the graph against torch
+            path = Path(folder) / "model.onnx"
+            torch.onnx.export(PreLogits(model).eval(), torch.zeros(2, 3, image_size, image_size), path,
+                              input_names=["images"], output_names=["pre_logits"], opset_version=17, dynamo=False,
+                              dynamic_axes={"images": {0: "n", 2: "h", 3: "w"}})  # fmt: skip
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, images):
+        return torch.from_numpy(self.session.run(None, {"images": images.float().contiguous().numpy()})[0])
+
+
 @torch.no_grad()
-def embed(model, loader, device, desc="embed", batches_per_result=32, looks=Looks(), classify=True):
+def embed(model, loader, device, desc="embed", batches_per_result=32, looks=Looks(), classify=True, engine=None):
     """The L2-normalised embedding (forward_head with pre_logits) of each image, with the classifier's top-1
     class index and confidence from the same pass: yields (embeddings, classes, confidences) as numpy arrays,
     one group of batches at a time in loader order, so a caller can write millions of them without holding
@@ -138,7 +202,8 @@ def embed(model, loader, device, desc="embed", batches_per_result=32, looks=Look
     classes, more than the backbone's at 64 px).
 
     With several scales or flip (looks) the embedding is the L2-normalised mean of every view's L2-normalised
-    embedding (Radenović et al.'s multi-scale descriptor), and the classifier reads the mean of their pre-logits."""
+    embedding (Radenović et al.'s multi-scale descriptor), and the classifier reads the mean of their pre-logits.
+    engine: what computes a view's pre-logits in place of the model (an OnnxPreLogits), or None: the model."""
     model.eval()
     batches = device_batches(loader, model_input(model, loader.dataset, device), device)
     progress = tqdm(batches, total=len(loader), desc=desc, unit="batch", leave=False, mininterval=1, disable=not desc)
@@ -146,8 +211,11 @@ def embed(model, loader, device, desc="embed", batches_per_result=32, looks=Look
     for number, (images, _, _) in enumerate(progress, 1):
         descriptors, pre_logits = 0, 0
         for view in views(images, looks.scales, looks.flip):
-            with torch.autocast(device.type, dtype=looks.dtype or torch.float32, enabled=looks.dtype is not None):
-                embedding = model.forward_head(model.forward_features(view), pre_logits=True).float()
+            if engine is not None:
+                embedding = engine(view)
+            else:
+                with torch.autocast(device.type, dtype=looks.dtype or torch.float32, enabled=looks.dtype is not None):
+                    embedding = model.forward_head(model.forward_features(view), pre_logits=True).float()
             descriptors = descriptors + F.normalize(embedding, dim=1)
             pre_logits = pre_logits + embedding
         if classify:
@@ -187,6 +255,7 @@ class TrainedModel:
     labels: LabelEncoding
     mlflow_run_id: str
     device: torch.device
+    engines: dict = field(default_factory=dict, repr=False)  # engine name -> what runs the model (engine_for)
 
     @classmethod
     def load(cls, path, device) -> "TrainedModel":
@@ -209,7 +278,23 @@ class TrainedModel:
         """embed() over the images of ids, batched and loaded as `runtime` says, looked at as `looks`, with the
         classifier's answers or not."""
         loader = self._loader(self.dataset(images_root, split, ids), runtime)
-        yield from embed(self.model, loader, self.device, desc, looks=looks, classify=classify)
+        yield from embed(self.model, loader, self.device, desc, looks=looks, classify=classify,
+                         engine=self.engine_for(looks))  # fmt: skip
+
+    def engine_for(self, looks: Looks):
+        """What embed() runs this model by for looks: None (torch), or its OnnxPreLogits, exported once per model.
+        A model the exporter or ONNX Runtime cannot take is said in one line and run by torch."""
+        if looks.engine != "onnxruntime" or self.device.type != "cpu":
+            return None
+        if "onnxruntime" not in self.engines:
+            try:
+                self.engines["onnxruntime"] = OnnxPreLogits(self.model, self.variant.image_size)
+            except Exception as error:  # the exporter and the runtime raise many kinds; torch can run it still
+                reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+                print(f"embed: onnxruntime cannot run this {self.variant.backbone} ({reason}); torch runs it",
+                      file=sys.stderr)  # fmt: skip
+                self.engines["onnxruntime"] = None
+        return self.engines["onnxruntime"]
 
     def _loader(self, dataset, runtime: Runtime):
         workers = loader_workers(runtime.num_workers, self.device)

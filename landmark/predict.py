@@ -163,7 +163,8 @@ class Recognizer:
             trained = member.trained
             dataset = ImageDataset(FileReader(paths), image_size=trained.variant.image_size, decode=trained.decode)
             loader = make_loader(dataset, batch_size, 0, trained.device)
-            found = list(zip(*embed(trained.model, loader, trained.device, None, looks=member.looks)))
+            engine = trained.engine_for(member.looks)
+            found = list(zip(*embed(trained.model, loader, trained.device, None, looks=member.looks, engine=engine)))
             vectors, classes, probabilities = (np.concatenate(part) for part in found)
             parts.append(member.whitening(vectors))
             if classifier is None:

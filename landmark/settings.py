@@ -428,8 +428,21 @@ class Embed(Section):
     scales: Annotated[tuple[float, ...], PlainValidator(scales)]  # each image is looked at resized by each; the mean
     flip: Annotated[bool, PlainValidator(one_of(True, False))]  # and each look mirrored too
     precision: Annotated[str, PlainValidator(one_of("auto", "bf16", "fp32"))]  # auto: bf16 where it is native
+    # what runs the model: torch, or its ONNX export under ONNX Runtime (fp32, on the CPU); auto: ONNX Runtime on a
+    # CPU unless precision asks for bf16, torch on a GPU
+    engine: Annotated[str, PlainValidator(one_of("auto", "torch", "onnxruntime"))]
     # name -> variants and weights: recognised like a variant (stages.ensemble)
     ensembles: Annotated[dict[str, Ensemble], BeforeValidator(mapping_of_mappings)]
+
+    @model_validator(mode="after")
+    def engine_computes_the_precision(self):
+        if self.engine == "onnxruntime" and self.precision == "bf16":
+            raise SettingError(
+                "onnxruntime runs the model in fp32; set embed.precision to fp32 or auto, or embed.engine to torch "
+                "for bf16",
+                ("engine",),
+            )
+        return self
 
     @property
     def recognitions(self) -> tuple:

@@ -15,8 +15,8 @@ classifier_landmark of -1 and a confidence of 0: no step reads them, and at GLDv
 4.1M images times the classes it names.
 
 and OUT_DIR/classes.csv, the classes the variant's classifier learned (landmark_id, images), and OUT_DIR/looks.json,
-the scales, flip and precision of embed's multi-scale descriptor (landmark predict looks at a user's photos the
-same way).
+the scales, flip, precision and engine of embed's multi-scale descriptor (landmark predict looks at a user's photos
+the same way).
 
 With runtime.gpus above one (or auto on a machine with several GPUs) the stage reruns itself under torchrun, one
 process per GPU of this machine, each embedding every world-th image; the first process puts the parts together.
@@ -152,7 +152,7 @@ def main(model_pt, images_dir, gallery_photos_dir, gallery_csv, split_dir, out_d
     ranks, parts_dir = Ranks(), Path(out_dir) / "parts"
     with ranks.joined(device) as device:
         trained = TrainedModel.load(model_pt, device)
-        looked = settings.embed.model_dump(include={"scales", "flip", "precision"})
+        looked = settings.embed.model_dump(include={"scales", "flip", "precision", "engine"})
         looks = Looks.of(looked, device)
         cache = EmbeddingCache(cache_dir, fingerprint(trained, looks))
         bound = partial(trained.embed, runtime=settings.runtime, looks=looks)
@@ -180,7 +180,7 @@ def main(model_pt, images_dir, gallery_photos_dir, gallery_csv, split_dir, out_d
     sizes = ", ".join(f"{len(rows)} {name}" for name, (_, rows, _) in sets.items())
     processes = f" on {ranks.world} processes" if ranks.world > 1 else ""
     counted = f"{looks.count} looks each, " if looks.count > 1 else ""
-    arithmetic = "bf16" if looks.dtype is not None else "fp32"
+    arithmetic = ("bf16" if looks.dtype is not None else "fp32") + f" by {looks.engine}"
     total = sum(len(rows) for _, rows, _ in sets.values())
     reused = f"{embedded} embedded now, {total - embedded} found in {cache_dir}"
     print(

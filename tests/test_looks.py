@@ -9,7 +9,7 @@ from PIL import Image
 from landmark.data.loading import ImageDataset
 from landmark.data.shards import FileReader
 from landmark.errors import UserError
-from landmark.inference import Looks, embed, model_input
+from landmark.inference import LabelEncoding, Looks, OnnxPreLogits, TrainedModel, embed, model_input
 from landmark.models import create_model
 from landmark.predict import read_looks
 from landmark.runtime import autocast_dtype, make_loader
@@ -40,9 +40,9 @@ def model():
     return create_model(variant(neck={"name": "embedding", "dim": 16}), num_classes=5).eval()
 
 
-def embedded(model, paths, classify=True, **looks):
+def embedded(model, paths, classify=True, engine=None, **looks):
     loader = make_loader(ImageDataset(FileReader(paths), image_size=32), 2, 0, torch.device("cpu"))
-    found = embed(model, loader, torch.device("cpu"), None, looks=Looks(**looks), classify=classify)
+    found = embed(model, loader, torch.device("cpu"), None, looks=Looks(**looks), classify=classify, engine=engine)
     vectors, classes, confidences = (np.concatenate(part) for part in zip(*found))
     return vectors, classes, confidences
 
@@ -126,3 +126,41 @@ def test_predict_reads_the_looks_the_gallery_was_embedded_with(tmp_path):
     (tmp_path / "looks.json").write_text('{"scales": [1], "flip": true}')
     with pytest.raises(UserError, match="looks.json: written before embed.precision was recorded; rerun the embed"):
         read_looks(tmp_path, torch.device("cpu"))
+
+
+def test_onnxruntime_computes_the_embeddings_and_classes_torch_computes(model, photos):
+    paths, _ = photos
+    looks = {"scales": (0.7071, 1.0), "flip": True}  # the export takes any side: each scale's
+    exact, exact_classes, exact_confidences = embedded(model, paths, **looks)
+    onnx, classes, confidences = embedded(model, paths, engine=OnnxPreLogits(model, 32), **looks)
+    np.testing.assert_allclose(onnx, exact, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(classes, exact_classes)
+    np.testing.assert_allclose(confidences, exact_confidences, rtol=0, atol=1e-5)
+
+
+def test_the_engine_setting_resolves_per_device_and_onnxruntime_computes_fp32():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    looked = {"scales": [1.0], "flip": False, "engine": "auto"}
+    assert Looks.of(looked | {"precision": "auto"}, cpu) == Looks((1.0,), False, None, "onnxruntime")
+    assert Looks.of(looked | {"precision": "bf16"}, cpu).engine == "torch"  # bf16 asked for: torch computes it
+    assert Looks.of(looked | {"precision": "auto"}, gpu) == Looks((1.0,), False, torch.bfloat16, "torch")
+    assert Looks.of(looked | {"precision": "fp32", "engine": "torch"}, cpu) == Looks((1.0,), False, None, "torch")
+    with pytest.raises(UserError, match=r"^params.yaml embed.engine: onnxruntime runs the model in fp32; set "
+                       r"embed.precision to fp32 or auto, or embed.engine to torch for bf16$"):  # fmt: skip
+        parse(Embed, EMBED | {"engine": "onnxruntime", "precision": "bf16"}, "embed")
+
+
+def test_a_model_onnxruntime_cannot_take_is_said_in_one_line_and_torch_runs_it(model, monkeypatch, capsys):
+    trained = TrainedModel(model, variant(), "worker", LabelEncoding([1, 2, 3, 4, 5], [2] * 5), "", torch.device("cpu"))
+
+    def unsupported(*args, **kwargs):
+        raise RuntimeError("Exporting the operator 'aten::fft_rfftn' to ONNX opset version 17 is not supported")
+
+    monkeypatch.setattr(torch.onnx, "export", unsupported)
+    assert trained.engine_for(Looks(engine="onnxruntime")) is None
+    assert trained.engine_for(Looks(engine="onnxruntime")) is None  # tried once per model
+    assert capsys.readouterr().err.splitlines() == [
+        "embed: onnxruntime cannot run this resnet18 (Exporting the operator 'aten::fft_rfftn' to ONNX opset version "
+        "17 is not supported); torch runs it"
+    ]
+    assert trained.engine_for(Looks(engine="torch")) is None
