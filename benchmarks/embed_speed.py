@@ -16,8 +16,9 @@ its embeddings and eager fp32's over the batch.
 
 With --stage REPO (a finished run of the photos profile, e.g. benchmarks/photos_profile.py's) it times the embed
 stage itself instead, as `dvc repro` runs it, on that run's photos and model (--variant): one look at 224 px
-(scales [1], no flip), embed.precision fp32 (before) and auto (bf16 on this CPU where it has the instructions),
-in turns, each with an empty embedding cache; img/s is every image of the five sets over the stage's wall time.
+(scales [1], no flip), by torch in fp32 (before), by torch in bf16 and by ONNX Runtime in fp32 (embed.engine), in
+turns, each with an empty embedding cache; img/s is every image of the five sets over the stage's wall time. The
+repository's code runs: a run made before embed.engine needs this checkout's landmark/ and stages/ copied in.
 """
 
 import argparse
@@ -61,33 +62,39 @@ def embedder(model, autocast: bool):
 
 
 def stage_speed(repo: Path, variant: str, rounds: int) -> None:
-    """The embed stage's img/s in repo for fp32 and auto precision, in turns (module docstring)."""
+    """The embed stage's img/s in repo for each way of running the model, in turns (module docstring)."""
     from dvc.utils.hydra import apply_overrides
 
     params, original = repo / "params.yaml", (repo / "params.yaml").read_text()
-    speeds, scratch = {"fp32": [], "auto": []}, Path(tempfile.mkdtemp())
+    ways = {
+        "torch fp32": ["embed.precision=fp32", "embed.engine=torch"],
+        "torch bf16": ["embed.precision=bf16", "embed.engine=torch"],
+        "onnxruntime fp32": ["embed.precision=fp32", "embed.engine=onnxruntime"],
+    }
+    speeds, scratch = {way: [] for way in ways}, Path(tempfile.mkdtemp())
     command = [
         sys.executable, "-m", "stages.embed", f"models/{variant}/model.pt", "data/shards", "data/gallery_photos",
         "data/filtered/gallery.csv", "data/split", str(scratch / "out"), str(scratch / "cache"),
     ]  # fmt: skip
     try:
         for _ in range(rounds):
-            for precision in speeds:
+            for way, overrides in ways.items():
                 params.write_text(original)
-                apply_overrides(params, ["embed.scales=[1]", "embed.flip=false", f"embed.precision={precision}"])
+                apply_overrides(params, ["embed.scales=[1]", "embed.flip=false", *overrides])
                 shutil.rmtree(scratch / "cache", ignore_errors=True)
                 started = time.perf_counter()
                 result = subprocess.run(command, cwd=repo, capture_output=True, text=True, check=True)
                 seconds = time.perf_counter() - started
                 images = sum(int(count) for count in re.findall(r"(\d+) embedded now, (\d+)", result.stdout)[0])
-                speeds[precision].append(images / seconds)
-                print(f"{precision}: {images} images in {seconds:.1f} s, {images / seconds:.1f} img/s", file=sys.stderr)
+                speeds[way].append(images / seconds)
+                print(f"{way}: {images} images in {seconds:.1f} s, {images / seconds:.1f} img/s", file=sys.stderr)
     finally:
         params.write_text(original)
         shutil.rmtree(scratch, ignore_errors=True)
-    before, after = (statistics.median(speeds[key]) for key in ("fp32", "auto"))
+    medians = {way: statistics.median(found) for way, found in speeds.items()}
     print(f"the embed stage, {variant} in {repo}, one look, medians of {rounds} rounds in turns:")
-    print(f"fp32 {before:.1f} img/s, auto {after:.1f} img/s: {after / before:.2f}x")
+    for way, speed in medians.items():
+        print(f"{way}: {speed:.1f} img/s, {speed / medians['torch fp32']:.2f}x torch fp32")
 
 
 def main():
