@@ -97,12 +97,14 @@ def update_gallery_photos(folder, out_dir, shard_bytes: int, max_pixels: int) ->
         ]
     )
     fresh = fresh[usable].reset_index(drop=True)
+    paths = [path for path, kept in zip(paths, usable) if kept]
     packed_dir.mkdir(parents=True, exist_ok=True)
     first_shard = int(before["shard"].max()) + 1 if len(before) else 0
     index = unchanged[COLUMNS]
     if len(fresh):
-        reader = FileReader([image_path(folder, "train", image_id) for image_id in fresh["id"]])
-        added = write_tars(reader, fresh[["id"]], np.arange(len(fresh)), packed_dir, shard_bytes, first_shard)
+        added = write_tars(
+            FileReader(paths), fresh[["id"]], np.arange(len(fresh)), packed_dir, shard_bytes, first_shard
+        )
         index = pd.concat([index, added.merge(fresh, on="id")[COLUMNS]], ignore_index=True)
     index = index.sort_values("id", kind="stable").reset_index(drop=True)
     removed = int((~before["id"].isin(index["id"])).sum())
