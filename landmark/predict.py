@@ -219,6 +219,14 @@ def chosen_recognition(submission_json) -> tuple:
     return chosen["variant"], chosen["method"]
 
 
+def landmark_entries(found, names) -> list:
+    """One photo's answer as `--json` lists it: landmark_id, confidence (6 places) and, where known, name."""
+    return [
+        {"landmark_id": label, "confidence": round(score, 6)} | ({"name": names[label]} if label in names else {})
+        for label, score in found
+    ]
+
+
 def answer_lines(paths, problems, answers, names, as_json: bool) -> list:
     """The lines to print: one per photo, in the order given."""
     found = dict(zip([path for path in paths if path not in problems], answers))
@@ -228,11 +236,7 @@ def answer_lines(paths, problems, answers, names, as_json: bool) -> list:
             entry = {"file": path, "error": problems[path]}
             text = f"{path}: error: {problems[path]}"
         else:
-            landmarks = [
-                {"landmark_id": label, "confidence": round(score, 6)}
-                | ({"name": names[label]} if label in names else {})
-                for label, score in found[path]
-            ]
+            landmarks = landmark_entries(found[path], names)
             entry = {"file": path, "landmarks": landmarks, "no_landmark": not landmarks}
             shown = [
                 f"{item['landmark_id']} ({item['confidence']:.3f})" + (f" {item['name']}" if "name" in item else "")

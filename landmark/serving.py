@@ -84,11 +84,10 @@ def photo_bytes(value) -> bytes | None:
 def answer_rows(answers, names) -> list:
     """The output rows of answered photos: each a list of (landmark_id, confidence), best first, empty for none."""
     rows = []
+    from landmark.predict import landmark_entries
+
     for found in answers:
-        listed = [
-            {"landmark_id": label, "confidence": round(score, 6)} | ({"name": names[label]} if label in names else {})
-            for label, score in found
-        ]
+        listed = landmark_entries(found, names)
         best = listed[0] if listed else {"landmark_id": -1, "confidence": 0.0}
         rows.append((best["landmark_id"], best["confidence"], best.get("name", ""), json.dumps(listed), ""))
     return rows
