@@ -5,7 +5,8 @@ a names file is given (GLDv2's train_label_to_category.csv), and "no landmark" w
 suppression leaves no landmark a positive confidence. The method runs as the recognize stage runs it
 (landmark.recognition.method), on every train image, the dev images included. A method that verifies matches every
 photo given (not the test set's most confident share) with the gallery's stored photos, whose features come from the
-recognize stage's local_features/<variant> where it kept them (extracted here, and not kept, where not)."""
+recognize stage's local_features/<variant> where it kept them (extracted here, and not kept, where not). A method with
+dba takes the gallery's neighbours from the recognize stage's neighbour_graphs/<variant> (searched here where not)."""
 
 import json
 import os
@@ -20,7 +21,9 @@ from landmark.data.loading import ImageDataset
 from landmark.data.shards import FileReader
 from landmark.errors import UserError
 from landmark.inference import Looks, TrainedModel, embed
-from landmark.recognition.gallery import PARTS, Gallery, Queries
+from landmark.recognition.files import RecognizerFiles
+from landmark.recognition.gallery import Gallery, Queries
+from landmark.recognition.graph import NeighbourGraphs
 from landmark.recognition.method import Method
 from landmark.recognition.search import Whitening, combined
 from landmark.recognition.verification import FILES, FeatureCache, Photos
@@ -59,52 +62,6 @@ class Member:
     weight: float
 
 
-@dataclass
-class RecognizerFiles:
-    """Where a recognition's files are under root, as `dvc repro` writes them: its gallery's embeddings and index
-    folders, and per member variant (one, or an ensemble's) its model, its looks and its whitening (what an
-    ensemble's part goes through before it is combined)."""
-
-    recognition: str
-    ensemble_variants: list | None
-    root: Path
-
-    @property
-    def variants(self) -> list:
-        return list(self.ensemble_variants) if self.ensemble_variants else [self.recognition]
-
-    @property
-    def embeddings(self) -> Path:
-        if self.ensemble_variants:
-            return self.root / "ensembles" / self.recognition / "embeddings"
-        return self.root / "embeddings" / self.recognition
-
-    @property
-    def index(self) -> Path:
-        if self.ensemble_variants:
-            return self.root / "ensembles" / self.recognition / "index"
-        return self.root / "indexes" / self.recognition
-
-    @property
-    def models(self) -> list:
-        return [self.root / "models" / name / "model.pt" for name in self.variants]
-
-    @property
-    def looks(self) -> list:
-        return [self.root / "embeddings" / name / "looks.json" for name in self.variants]
-
-    @property
-    def whitenings(self) -> list:
-        return [self.root / "indexes" / name / "whitening.npz" for name in self.variants]
-
-    def every_file(self) -> list:
-        """Every file a Recognizer reads (a method that verifies aside), relative to root."""
-        gallery = [self.embeddings / f"{part}.{kind}" for part in PARTS for kind in ("csv", "npy")]
-        indexes = [self.index / name for name in ("whitening.npz", "gallery.faiss", "dev.faiss", "pool.faiss")]
-        members = self.models + self.looks + (self.whitenings if self.ensemble_variants else [])
-        return [path.relative_to(self.root) for path in gallery + indexes + members]
-
-
 class Recognizer:
     """A recognition (one variant, or an ensemble of several) with its gallery (indexes, whitening, pool), ready to
     recognise photos by one method."""
@@ -120,7 +77,7 @@ class Recognizer:
         a variant, whose gallery is the variant's of its folder's name. settings: params.yaml, parsed; images_dir:
         the folders of the gallery's stored photos (the pack stage's and the gallery_photos stage's), and
         local_features/<recognition> their features as the recognize stage kept them, both read only by a method
-        that verifies."""
+        that verifies; neighbour_graphs/<recognition>, what DBA found of the gallery, is read only too."""
         parsed = Method.parse(method, settings.recognize, "--method").for_photos()
         features = None
         if any("photos" in step.needs for _, step in parsed.steps):
@@ -143,6 +100,7 @@ class Recognizer:
         models = [TrainedModel.load(path, device) for path in model_paths]
         recognize = settings.recognize
         gallery = Gallery.load(files.embeddings, files.index, recognize.nprobe, recognize.refine_factor)
+        gallery.graphs = NeighbourGraphs(files.graphs)
         members = [
             Member(
                 trained,

@@ -1,30 +1,46 @@
 """Stage index@VARIANT: faiss indexes of the variant's train embeddings in two parts, gallery (every usable train
-image but the dev set's) and dev (the dev images): validation searches the first, the test set both
-(landmark/recognition/gallery.py); and of its non-landmark pool (what suppression compares against). All are
-whitened as index.whitening says (learned on the gallery, saved as whitening.npz for the queries). Exact inner
-product below index.exact_below vectors, index.factory's approximate index from there on; built on the GPU where
-runtime.device allows and faiss-gpu is installed.
+image but the dev set's, and the gallery photos) and dev (the dev images): validation searches the first, the test
+set both (landmark/recognition/gallery.py); and of its non-landmark pool (what suppression compares against). All
+are whitened as index.whitening says, saved as whitening.npz for the queries: learned on the gallery's train images
+alone, not on the gallery photos (GALLERY_PHOTOS_DIR, the gallery_photos stage's output), so that photos added or
+removed leave every other image's vector as it was, and what recognize kept of their neighbours still holds. Exact
+inner product below index.exact_below vectors, index.factory's approximate index from there on; built on the GPU
+where runtime.device allows and faiss-gpu is installed.
 
-Usage: python -m stages.index EMBEDDINGS_DIR OUT_DIR [WHITENING]
-WHITENING (none or pca) stands in for index.whitening: an ensemble's descriptors are whitened already.
+Usage: python -m stages.index EMBEDDINGS_DIR OUT_DIR (GALLERY_PHOTOS_DIR | --unwhitened)
+--unwhitened: no whitening, whatever index.whitening says: an ensemble's descriptors are whitened already.
 """
 
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+from landmark.data.layout import read_csv
+from landmark.data.shards import INDEX
 from landmark.errors import exits_cleanly
 from landmark.recognition.search import Whitening, build_index, read_embeddings, use_gpu, write_index
 from landmark.settings import load_settings
 
 
+def learned_whitening(embeddings_dir, gallery_photos_dir, kind: str, dims: int) -> Whitening:
+    """The whitening of index.whitening (kind), learned on the gallery's rows that are train images."""
+    if kind != "pca":
+        return Whitening()
+    rows, gallery = read_embeddings(embeddings_dir, "gallery")
+    photos = read_csv(Path(gallery_photos_dir) / "train" / INDEX, ["id"])["id"]
+    return Whitening.fit(gallery, dims, rows=np.flatnonzero(~rows["id"].isin(photos).to_numpy()))
+
+
 @exits_cleanly
-def main(embeddings_dir, out_dir, whitening=None):
+def main(embeddings_dir, out_dir, gallery_photos_dir):
     settings = load_settings()
     indexing, gpu = settings.index, use_gpu(settings.runtime.device)
-    _, gallery = read_embeddings(embeddings_dir, "gallery")
-    kind = whitening or indexing.whitening
-    whitening = Whitening.fit(gallery, indexing.whitening_dims) if kind == "pca" else Whitening()
+    if gallery_photos_dir == "--unwhitened":
+        whitening = Whitening()
+    else:
+        whitening = learned_whitening(embeddings_dir, gallery_photos_dir, indexing.whitening, indexing.whitening_dims)
     whitening.save(Path(out_dir) / "whitening.npz")
     built = []
     for name in ("gallery", "dev", "pool"):

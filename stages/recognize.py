@@ -7,9 +7,11 @@ only used to report. OUT_DIR gets metrics.json (per method: validation GAP, dev 
 predictions.csv (query_set, method, id, landmark_id, confidence; -1: no prediction) and neighbours.csv (the
 nearest gallery images of a fixed sample of queries, for reports/retrieval.png). IMAGES_DIR and GALLERY_PHOTOS_DIR:
 the pack stage's and the gallery_photos stage's packed images; FEATURES_DIR: where the verify step keeps the local
-features of the photos it has matched, from one run to the next.
+features of the photos it has matched, from one run to the next; GRAPHS_DIR: where DBA keeps each gallery image's
+nearest (landmark.recognition.graph), so that a run after gallery photos were added searches for what changed only.
 Usage:
-  python -m stages.recognize EMBEDDINGS_DIR INDEX_DIR IMAGES_DIR GALLERY_PHOTOS_DIR CLASSES_CSV FEATURES_DIR OUT_DIR
+  python -m stages.recognize EMBEDDINGS_DIR INDEX_DIR IMAGES_DIR GALLERY_PHOTOS_DIR CLASSES_CSV FEATURES_DIR \
+    GRAPHS_DIR OUT_DIR
 """
 
 import os
@@ -24,6 +26,7 @@ from landmark.data.shards import INDEX
 from landmark.errors import exits_cleanly
 from landmark.files import write_csv, write_json
 from landmark.recognition.gallery import VALIDATION_PARTS, Gallery
+from landmark.recognition.graph import NeighbourGraphs
 from landmark.recognition.method import check_methods, check_reach
 from landmark.recognition.scoring import dev_weighting_note, recognition_scores, shown_queries
 from landmark.recognition.search import use_gpu
@@ -47,7 +50,7 @@ def gallery_photo_figures(gallery, learned, gallery_photos_dir) -> dict:
 
 
 @exits_cleanly
-def main(embeddings_dir, index_dir, images_dir, gallery_photos_dir, classes_csv, features_dir, out_dir):
+def main(embeddings_dir, index_dir, images_dir, gallery_photos_dir, classes_csv, features_dir, graphs_dir, out_dir):
     settings, out_dir = load_settings(), Path(out_dir)
     methods = check_methods(settings, nonlandmark_shortfalls(settings.data, settings.split))
     check_reach(methods, len(read_csv(Path(embeddings_dir) / "test.csv", ["id"])))  # before any search
@@ -57,6 +60,7 @@ def main(embeddings_dir, index_dir, images_dir, gallery_photos_dir, classes_csv,
     if note := dev_weighting_note(dev_labels, recognize.dev_weighting):
         print(note)
     gallery = Gallery.load(embeddings_dir, index_dir, recognize.nprobe, recognize.refine_factor, gpu)
+    gallery.graphs = NeighbourGraphs(graphs_dir, writable=True)
     extraction = settings.local_features
     images = [Path(images_dir), Path(gallery_photos_dir)]
     cache = FeatureCache(features_dir, images, extraction.max_side, extraction.max_features, os.cpu_count() or 1)
@@ -77,14 +81,16 @@ def main(embeddings_dir, index_dir, images_dir, gallery_photos_dir, classes_csv,
         "classifier_classes": len(learned),
     } | gallery_photo_figures(gallery, learned, gallery_photos_dir)
     cache.save()
+    gallery.graphs.save()
     write_json(out_dir / "metrics.json", {"methods": scores, "gallery": figures})
     write_csv(out_dir / "predictions.csv", predicted)
     write_csv(out_dir / "neighbours.csv", shown_queries(sets, gallery, solution))
     best = max(recognize.methods, key=lambda method: scores[method]["validation_gap"])
     tested = f", test GAP {scores[best]['test_gap']:.4f}" if solution is not None else ""
+    graphs = f"; {gallery.graphs.summary()}" if gallery.graphs.summary() else ""
     print(
         f"recognize: {len(methods)} methods over {len(validation)} validation and {len(sets['test'][0])} test "
-        f"queries; best by validation GAP {best} ({scores[best]['validation_gap']:.3f}{tested}) -> {out_dir}"
+        f"queries; best by validation GAP {best} ({scores[best]['validation_gap']:.3f}{tested}){graphs} -> {out_dir}"
     )
 
 

@@ -56,13 +56,13 @@ def test_an_ensemble_of_one_variant_with_weight_1_recognises_as_that_variant(tmp
     monkeypatch.chdir(tmp_path)
     from stages import ensemble, index, recognize
 
-    index.main("embeddings/resnet50", "indexes/resnet50")
+    index.main("embeddings/resnet50", "indexes/resnet50", "photos")
     recognize.main("embeddings/resnet50", "indexes/resnet50", "images", "photos", "classes.csv", "cache/a",
-                   "recognitions/a")  # fmt: skip
+                   "graphs/a", "recognitions/a")  # fmt: skip
     ensemble.main("solo", "embeddings", "indexes", "ensembles/solo/embeddings")
-    index.main("ensembles/solo/embeddings", "ensembles/solo/index", "none")
+    index.main("ensembles/solo/embeddings", "ensembles/solo/index", "--unwhitened")
     recognize.main("ensembles/solo/embeddings", "ensembles/solo/index", "images", "photos", "classes.csv",
-                   "cache/b", "recognitions/solo")  # fmt: skip
+                   "cache/b", "graphs/b", "recognitions/solo")  # fmt: skip
     variant, alone = (
         json.loads((tmp_path / f"recognitions/{name}/metrics.json").read_text()) for name in ("a", "solo")
     )

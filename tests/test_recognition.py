@@ -402,8 +402,10 @@ def test_a_tail_class_dev_query_is_asked_and_only_retrieval_answers_it(tmp_path,
     monkeypatch.chdir(tmp_path)
     from stages import index, recognize
 
-    index.main("embeddings", "indexes")
-    recognize.main("embeddings", "indexes", "images", "photos", "classes.csv", "local_features", "recognitions")
+    index.main("embeddings", "indexes", "photos")
+    recognize.main(
+        "embeddings", "indexes", "images", "photos", "classes.csv", "local_features", "graphs", "recognitions"
+    )
     predictions = pd.read_csv(tmp_path / "recognitions/predictions.csv", dtype={"id": str})
     answer = predictions.set_index(["query_set", "method", "id"])["landmark_id"]
     assert answer["validation", "knn", "d30"] == 30 and answer["validation", "softmax", "d30"] == 10
@@ -416,3 +418,35 @@ def test_a_tail_class_dev_query_is_asked_and_only_retrieval_answers_it(tmp_path,
                                   "classifier_classes": 2, "unlearned_classes": 1, "gallery_photos": 1,
                                   "gallery_photo_only_classes": 0}  # fmt: skip  # d30, a train image, shows 30 too
     assert metrics["methods"]["knn"]["dev_gap"] == pytest.approx(1.0) and metrics["methods"]["softmax"]["dev_gap"] < 1
+
+
+def test_the_index_stage_learns_its_whitening_on_the_train_images_so_gallery_photos_move_no_vector(
+    tmp_path, monkeypatch
+):
+    """index.whitening pca is learned on the gallery's train images, not on data.gallery_photos' photos: adding
+    photos leaves the whitening, and every other image's vector, as they were (what DBA's kept neighbours need)."""
+    rng = np.random.default_rng(4)
+    train = unit(*(rng.normal(size=(40, 12)) * np.linspace(3, 0.5, 12)))
+    photos = unit(*(rng.normal(size=(30, 12)) + 5 * np.eye(12)[0]))  # far from the train images' mean
+    embeddings = tmp_path / "embeddings"
+    embeddings.mkdir()
+    for name in ("dev", "pool"):
+        write_embeddings(embeddings, name, [f"{name}0"], [-1], unit(rng.normal(size=12)))
+    params = copy.deepcopy(PARAMS)
+    params["index"]["whitening_dims"] = 6
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "photos/train").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    from stages import index
+
+    learned = {}
+    for added in (0, 30):
+        ids = [f"t{row}" for row in range(40)] + [f"p{row}" for row in range(added)]
+        write_embeddings(embeddings, "gallery", ids, [1] * len(ids), np.concatenate([train, photos[:added]]))
+        (tmp_path / "photos/train/index.csv").write_text("id\n" + "".join(f"p{row}\n" for row in range(added)))
+        index.main("embeddings", f"indexes{added}", "photos")
+        learned[added] = Whitening.load(tmp_path / f"indexes{added}/whitening.npz")
+    np.testing.assert_array_equal(learned[30].projection, learned[0].projection)
+    np.testing.assert_array_equal(learned[30].mean, Whitening.fit(train, dims=6).mean)
+    index.main("embeddings", "unwhitened", "--unwhitened")
+    assert Whitening.load(tmp_path / "unwhitened/whitening.npz").projection is None

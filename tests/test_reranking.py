@@ -7,6 +7,7 @@ import pytest
 from landmark.errors import UserError
 from landmark.recognition import gallery as gallery_module
 from landmark.recognition.gallery import PARTS, VALIDATION_PARTS
+from landmark.recognition.graph import NeighbourGraphs
 from landmark.recognition.method import Method
 from tests.test_recognition import SETTINGS, make_gallery, queries_of, unit
 
@@ -127,3 +128,64 @@ def test_reranking_steps_need_a_gallery_search():
         Method.parse("softmax+aqe", with_steps(aqe={"neighbours": 2, "alpha": 3}))
     with pytest.raises(UserError, match=r"params.yaml recognize.steps.dba.alpha: -1 must be a number >= 0"):
         Method.parse("knn+dba", with_steps(dba={"neighbours": 2, "alpha": -1}))
+
+
+def test_dbas_neighbours_kept_from_the_last_run_are_a_fresh_search_and_only_what_changed_is_searched(
+    tmp_path, monkeypatch
+):
+    """Photos added to the gallery and removed from it, and one image whose vector changed: the next run searches
+    the new and changed images and those that lost a neighbour, keeps the rest, and augments the gallery exactly as
+    a run that kept nothing does. landmark predict reads the graphs and writes nothing."""
+    rng = np.random.default_rng(3)
+    train, dev, pool = unit(*rng.normal(size=(300, 8))), unit(*rng.normal(size=(20, 8))), unit(*rng.normal(size=(4, 8)))
+    labels = np.arange(300) % 7
+    before = make_gallery(train, labels, pool, dev=dev, dev_labels=np.arange(20) % 7)
+    before.graphs = NeighbourGraphs(tmp_path, writable=True)
+    before.augmented(PARTS, 3, 3.0)
+    gallery_near = before.nearest_within("gallery", "gallery", 3)[1]
+    dev_near = before.nearest_within("dev", "gallery", 3)[1]
+    before.graphs.save()
+
+    removed, changed = [5, 40], 77
+    kept = np.setdiff1d(np.arange(300), removed)
+    moved = train.copy()
+    moved[changed] = unit(rng.normal(size=8))[0]
+    after_train = np.concatenate([moved[kept], unit(*rng.normal(size=(4, 8)))])
+    after_labels = np.concatenate([labels[kept], [9, 9, 9, 9]])
+    ids = [f"g{row}" for row in kept] + [f"new{row}" for row in range(4)]
+
+    def gallery_after(graphs):
+        gallery = make_gallery(after_train, after_labels, pool, dev=dev, dev_labels=np.arange(20) % 7)
+        gallery.ids[: len(ids)] = ids
+        gallery.graphs = graphs
+        return gallery
+
+    searched, search = [], gallery_module.search
+    monkeypatch.setattr(
+        gallery_module,
+        "search",
+        lambda index, vectors, *rest: searched.append(len(vectors)) or search(index, vectors, *rest),
+    )
+    after = gallery_after(NeighbourGraphs(tmp_path, writable=True))
+    augmented = after.augmented(PARTS, 3, 3.0)
+    gone = [*removed, changed]
+    lost = np.isin(gallery_near, gone).any(axis=1)
+    lost[gone] = False  # gone, or counted as changed
+    dev_lost = int(np.isin(dev_near, gone).any(axis=1).sum())
+    # searched against the gallery: the new, the changed and those that lost a neighbour; against the dev images:
+    # the new and the changed; the dev images against the gallery: those that lost a neighbour; against dev: none
+    assert searched == [4 + 1 + int(lost.sum()), 4 + 1, dev_lost] and 0 < lost.sum() and 0 < dev_lost
+    assert after.graphs.summary() == (
+        f"DBA's neighbours: {sum(searched)} images searched, {2 * 302 + 2 * 20 - sum(searched)} kept from the last run"
+    )
+    fresh = gallery_after(NeighbourGraphs()).augmented(PARTS, 3, 3.0)
+    np.testing.assert_array_equal(augmented.sources[0], fresh.sources[0])
+    np.testing.assert_allclose(augmented.sources[1], fresh.sources[1], rtol=1e-6)
+    after.graphs.save()
+
+    searched.clear()
+    written = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    reader = gallery_after(NeighbourGraphs(tmp_path))  # landmark predict's
+    np.testing.assert_array_equal(reader.augmented(PARTS, 3, 3.0).sources[0], fresh.sources[0])
+    reader.graphs.save()
+    assert searched == [] and {path.name: path.read_bytes() for path in tmp_path.iterdir()} == written

@@ -45,7 +45,9 @@ def registered(tmp_path_factory, tiny_dataset):
     (project / "models" / VARIANT).mkdir(parents=True)
     shutil.move(project / "model.pt", project / "models" / VARIANT / "model.pt")
     run(embed_command(f"models/{VARIANT}/model.pt", f"embeddings/{VARIANT}"), project)
-    run([sys.executable, "-m", "stages.index", f"embeddings/{VARIANT}", f"indexes/{VARIANT}"], project)
+    run(
+        [sys.executable, "-m", "stages.index", f"embeddings/{VARIANT}", f"indexes/{VARIANT}", "gallery_photos"], project
+    )
     chosen = {"variant": VARIANT, "method": METHOD, "validation_gap": 0.5, "gap": 0.25}
     (project / "submission.json").write_text(json.dumps(chosen))
     (project / "names.csv").write_text("landmark_id,category\n")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from landmark.data.images import scan
-from landmark.data.layout import image_path, line_of_row, read_labels
+from landmark.data.layout import image_file, image_path, line_of_row, read_labels
 from landmark.data.prepare import drop_duplicate_ids
 from landmark.data.shards import INDEX, FileReader, ShardReader, write_shards, write_tars
 from landmark.errors import UserError
@@ -58,9 +58,10 @@ def listed_photos(folder) -> pd.DataFrame:
 def file_stats(folder, ids) -> pd.DataFrame:
     """id, file_size, file_mtime_ns of each photo of ids in folder's Kaggle layout; -1 where it is missing."""
     stats = np.full((len(ids), 2), -1, dtype=np.int64)
+    folder = os.fspath(folder)
     for row, image_id in enumerate(ids):
         try:
-            stat = os.stat(image_path(folder, "train", image_id))
+            stat = os.stat(image_file(folder, "train", image_id))
         except FileNotFoundError:
             continue
         stats[row] = stat.st_size, stat.st_mtime_ns

@@ -13,8 +13,13 @@ from landmark.errors import UserError
 
 
 def image_path(root, split: str, image_id: str) -> Path:
-    # one Path from one string: six joins cost 30 µs an image, seconds for a folder of 100,000 photos
-    return Path(f"{os.fspath(Path(root))}/{split}/{image_id[0]}/{image_id[1]}/{image_id[2]}/{image_id}.jpg")
+    return Path(image_file(os.fspath(Path(root)), split, image_id))
+
+
+def image_file(root: str, split: str, image_id: str) -> str:
+    """image_path as a string: what a loop over a folder of 100,000 photos builds, where a Path costs 10 µs more
+    an image (six joins, 30 µs)."""
+    return f"{root}/{split}/{image_id[0]}/{image_id[1]}/{image_id[2]}/{image_id}.jpg"
 
 
 def csv_lines(path):

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from landmark.recognition.graph import NeighbourGraphs, keys
 from landmark.recognition.search import (
     Whitening,
     chunks,
     emptied,
     mean_similarity,
+    merged,
     normalized,
     read_embeddings,
     read_index,
@@ -39,6 +41,8 @@ class Gallery:
         self.base, self.sources = None, None
         self._augmented = {}  # (parts, neighbours, alpha) -> that database-side augmentation of this gallery
         self._nearest = {}  # (part, part searched, k) -> each image's k nearest there (Gallery.nearest_within)
+        self.graphs = NeighbourGraphs(None)  # where nearest_within finds what earlier runs found: nowhere
+        self._keys = {}  # part -> its images' keys (landmark.recognition.graph.keys)
         self.names = list(parts)
         self.indexes = [index for index, _, _ in parts.values()]
         self.embeddings = [vectors for _, _, vectors in parts.values()]
@@ -79,18 +83,39 @@ class Gallery:
         return merged(similarities, positions, k)
 
     def nearest_within(self, name: str, searched: str, k: int):
-        """(similarities, positions) of the k nearest images of part `searched` to each image of part `name`,
-        searched a chunk of 65,536 vectors at a time and kept (n × k): DBA over the gallery (validation) and over
-        the gallery and dev (test) both need the gallery searched against itself, the one search here that grows
-        with the square of the data, and share it."""
+        """(similarities, positions) of the k nearest images of part `searched` to each image of part `name`, kept
+        (n × k): DBA over the gallery (validation) and over the gallery and dev (test) both need the gallery
+        searched against itself, the one search here that grows with the square of the data, and share it. What
+        an earlier run found is taken from self.graphs where it still holds (landmark.recognition.graph)."""
         key = (name, searched, k)
         if key not in self._nearest:
-            part = self.names.index(name)
-            found = [(np.zeros((0, k), np.float32), np.zeros((0, k), np.int64))]
-            for chunk in chunks(self.offsets[part], self.offsets[part + 1]):
-                found.append(self.search(self.vectors_at(np.arange(chunk.start, chunk.stop)), k, (searched,)))
-            self._nearest[key] = tuple(np.concatenate(arrays) for arrays in zip(*found))
+            self._nearest[key] = self.graphs.nearest(self, name, searched, k)
         return self._nearest[key]
+
+    def search_within(self, name: str, searched: str, k: int, rows):
+        """(similarities, positions in part `searched`) of the k nearest images of part `searched` to the images of
+        part `name` at rows, searched a chunk of 65,536 vectors at a time."""
+        offset = self.offsets[self.names.index(searched)]
+        found = [(np.zeros((0, k), np.float32), np.zeros((0, k), np.int64))]
+        for chunk in chunks(0, len(rows)):
+            similarities, positions = self.search(self.part_vectors(name, rows[chunk]), k, (searched,))
+            found.append((similarities, np.where(positions >= 0, positions - offset, -1)))
+        return tuple(np.concatenate(arrays) for arrays in zip(*found))
+
+    def part_vectors(self, name: str, rows) -> np.ndarray:
+        """The whitened vectors of part `name`'s images at rows."""
+        return self.vectors_at(np.asarray(rows) + self.offsets[self.names.index(name)])
+
+    def part_keys(self, name: str) -> np.ndarray:
+        """Per image of part `name`, its key: its id and whitened vector, hashed."""
+        if name not in self._keys:
+            part = self.names.index(name)
+            found = [np.zeros(0, np.uint64)]
+            for chunk in chunks(0, self.offsets[part + 1] - self.offsets[part]):
+                ids = self.ids[self.offsets[part] + chunk.start : self.offsets[part] + chunk.stop]
+                found.append(keys(ids, self.part_vectors(name, np.arange(chunk.start, chunk.stop))))
+            self._keys[name] = np.concatenate(found)
+        return self._keys[name]
 
     def embeddings_at(self, positions) -> np.ndarray:
         """The (unwhitened) embeddings of the images at sorted positions."""
@@ -138,6 +163,7 @@ class Gallery:
                 for chunk in chunks(rows.start, rows.stop):
                     augmented.indexes[part].add(augmented_vectors(self, near[chunk], weights[chunk]))
             augmented.base, augmented.sources, augmented._augmented, augmented._nearest = self, (near, weights), {}, {}
+            augmented.graphs, augmented._keys = NeighbourGraphs(None), {}
             self._augmented[key] = augmented
         return self._augmented[key]
 
@@ -155,14 +181,6 @@ class Gallery:
             vectors = self.whitening(self.embeddings_at(missing))
             known[missing] = self.pool_similarity(vectors, k, desc="pool gallery" if len(missing) > 1000 else None)
         return np.where(positions >= 0, known[np.maximum(positions, 0)], 0.0)
-
-
-def merged(similarities, positions, k: int):
-    """The k nearest of several searches' (similarities, positions), side by side per query: the first search's
-    first where similarities tie."""
-    similarities, positions = np.concatenate(similarities, axis=1), np.concatenate(positions, axis=1)
-    nearest = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(similarities, nearest, axis=1), np.take_along_axis(positions, nearest, axis=1)
 
 
 def augmented_vectors(gallery: Gallery, near, weights) -> np.ndarray:

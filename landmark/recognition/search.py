@@ -1,7 +1,7 @@
 """Search: PCA whitening of the embeddings and faiss indexes over them, built, written, read and searched. Nothing
 here imports torch, so the index and recognize stages start in a second.
 
-- Whitening (`Whitening`): learned on the gallery, applied to every embedding searched or compared.
+- Whitening (`Whitening`): learned on the gallery's train images, applied to every embedding searched or compared.
 - Index (`build_index`): exact inner product (IndexFlatIP) below a size, an approximate faiss index (a factory
   string such as `IVF4096,SQ8`) from there on; on the whitened, L2-normalised embeddings inner product is cosine.
 """
@@ -56,10 +56,12 @@ class Whitening:
         self.mean, self.projection = mean, projection
 
     @classmethod
-    def fit(cls, vectors, dims: int, shrinkage: float = 0.1, sample: int = 200_000, seed: int = 0) -> "Whitening":
-        """Learned on a seeded sample of vectors (n × d, memory-mapped is fine), read a chunk at a time: the
-        covariance is d × d, whatever n, where an SVD of the sample would hold it three times over."""
-        rows = np.sort(np.random.default_rng(seed).permutation(len(vectors))[:sample])
+    def fit(cls, vectors, dims: int, rows=None, shrinkage: float = 0.1, sample: int = 200_000, seed: int = 0):
+        """Learned on a seeded sample of vectors (n × d, memory-mapped is fine) at rows (positions; None: all),
+        read a chunk at a time: the covariance is d × d, whatever n, where an SVD of the sample would hold it
+        three times over."""
+        rows = np.arange(len(vectors)) if rows is None else np.asarray(rows)
+        rows = np.sort(rows[np.random.default_rng(seed).permutation(len(rows))[:sample]])
         chunks = [rows[start : start + 16_384] for start in range(0, len(rows), 16_384)]
         mean = sum(np.asarray(vectors[chunk], dtype=np.float64).sum(axis=0) for chunk in chunks) / len(rows)
         covariance = np.zeros((vectors.shape[1], vectors.shape[1]))
@@ -172,6 +174,14 @@ def read_embeddings(folder, name: str):
     if len(vectors) != len(rows):
         raise UserError(f"{folder}/{name}.npy: {len(vectors)} vectors for {len(rows)} rows; rerun the embed stage")
     return rows, vectors
+
+
+def merged(similarities, positions, k: int):
+    """The k nearest of several searches' (similarities, positions), side by side per query: the first search's
+    first where similarities tie."""
+    similarities, positions = np.concatenate(similarities, axis=1), np.concatenate(positions, axis=1)
+    nearest = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(similarities, nearest, axis=1), np.take_along_axis(positions, nearest, axis=1)
 
 
 def normalized(vectors) -> np.ndarray:
