@@ -112,6 +112,9 @@ class Looks:
         engine = looked.get("engine", "torch")  # a looks.json from before the setting: torch embedded
         if engine == "auto":
             engine = "onnxruntime" if device.type == "cpu" and looked["precision"] != "bf16" else "torch"
+        elif engine == "onnxruntime" and device.type != "cpu":
+            print(f"embed.engine: onnxruntime runs on the CPU here; torch runs the model on {device}", file=sys.stderr)
+            engine = "torch"
         if engine == "onnxruntime":
             dtype = None
         elif looked["precision"] == "auto":
@@ -284,7 +287,7 @@ class TrainedModel:
     def engine_for(self, looks: Looks):
         """What embed() runs this model by for looks: None (torch), or its OnnxPreLogits, exported once per model.
         A model the exporter or ONNX Runtime cannot take is said in one line and run by torch."""
-        if looks.engine != "onnxruntime" or self.device.type != "cpu":
+        if looks.engine != "onnxruntime":
             return None
         if "onnxruntime" not in self.engines:
             try:

@@ -134,7 +134,8 @@ class Recognizer:
         """The photos as one query set, with their nearest gallery images: searched like the test set (every train
         image, the dev images included)."""
         vectors, classifier_labels, probabilities = self.embeddings(paths, batch_size)
-        queries = Queries.find(self.gallery, vectors, (classifier_labels, probabilities), self.neighbours)
+        classifier, widest = (classifier_labels, probabilities), self.method.widest(self.neighbours)
+        queries = Queries.find(self.gallery, vectors, classifier, self.neighbours, widest=widest)
         return self.with_photos(queries, paths)
 
     def with_photos(self, queries: Queries, paths) -> Queries:

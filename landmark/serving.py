@@ -17,6 +17,7 @@ one-line reason a photo could not be read, "" where it was).
 import base64
 import binascii
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass
 from importlib.metadata import requires, version
@@ -159,12 +160,14 @@ def log_recognizer(chosen: RecognizerChoice, settings, example: bytes) -> dict:
         if chosen.names is not None and Path(chosen.names).is_file():
             link_or_copy(chosen.names, root / "names.csv")
         write_json(root / "recognition.json", {"recognition": chosen.recognition, "method": chosen.method})
+        code = Path(staging) / "code" / LANDMARK_PACKAGE.name  # the package's sources, without its bytecode caches
+        shutil.copytree(LANDMARK_PACKAGE, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         with registration_run(chosen.figures) as run:
             info = mlflow.pyfunc.log_model(
                 name="recognizer",
                 python_model=RecognizerModel(),
                 artifacts={"recognizer": str(root)},
-                code_paths=[str(LANDMARK_PACKAGE)],
+                code_paths=[str(code)],
                 signature=signature(),
                 input_example=(pd.DataFrame({"image": [example]}), {"top_k": 1}),
                 pip_requirements=pinned_requirements(),

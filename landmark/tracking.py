@@ -44,6 +44,15 @@ def _git_commit() -> str:
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
+def _run_tags(**tags) -> dict:
+    """A run's tags: the given ones, the git commit, and the DVC experiment where `dvc exp run` runs the stage (so
+    the MLflow UI finds an experiment's runs)."""
+    tags["git_commit"] = _git_commit()
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
 def _flatten(params: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in params.items():
@@ -84,10 +93,7 @@ class TrainingLog:
         if run_id:
             self.run = self.mlflow.start_run(run_id=run_id)
             return
-        tags = {"variant": variant_name, "git_commit": _git_commit()}
-        if os.environ.get("DVC_EXP_NAME"):
-            tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
-        self.run = self.mlflow.start_run(run_name=variant_name, tags=tags)
+        self.run = self.mlflow.start_run(run_name=variant_name, tags=_run_tags(variant=variant_name))
         self.mlflow.log_params(_flatten(params))
 
     @property
@@ -126,7 +132,7 @@ class TrainingLog:
 def log_data_check(counts: dict, bad_list) -> None:
     """One MLflow run per data check (the filter stage): its counts and the list of unusable images."""
     mlflow = _mlflow()
-    with mlflow.start_run(run_name="filter", tags={"stage": "filter", "git_commit": _git_commit()}):
+    with mlflow.start_run(run_name="filter", tags=_run_tags(stage="filter")):
         mlflow.log_metrics(counts)
         mlflow.log_artifact(str(bad_list))
 
@@ -135,9 +141,6 @@ def log_data_check(counts: dict, bad_list) -> None:
 def registration_run(figures: dict):
     """An MLflow run for the register stage's recogniser (landmark.serving), with the submission's figures."""
     mlflow = _mlflow()
-    tags = {"stage": "register", "git_commit": _git_commit()}
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
-    with mlflow.start_run(run_name="register", tags=tags) as run:
+    with mlflow.start_run(run_name="register", tags=_run_tags(stage="register")) as run:
         mlflow.log_metrics(figures)
         yield run

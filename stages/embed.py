@@ -43,7 +43,7 @@ import torch
 import torch.distributed as dist
 
 from landmark.data.layout import read_csv, read_labels
-from landmark.data.shards import INDEX, packed_digests, packed_ids
+from landmark.data.shards import INDEX, PackedDigests, packed_ids
 from landmark.distributed import Ranks, relaunch_under_torchrun, training_processes
 from landmark.embedding_cache import EmbeddingCache, fingerprint
 from landmark.errors import UserError, exits_cleanly
@@ -84,19 +84,20 @@ def image_sets(images_dir, gallery_photos_dir, gallery_csv, split_dir) -> dict:
 class Embedder:
     """A trained model as the stage runs it: `embed`, its TrainedModel.embed with the runtime and the looks bound;
     `cache`, what it embedded in earlier runs; `images`, the folders of the packed images (the pack stage's, the
-    gallery photos')."""
+    gallery photos'), and `digests`, their images' content digests (what the cache finds an image by)."""
 
     trained: TrainedModel
     embed: Callable
     cache: EmbeddingCache
     images: list
+    digests: PackedDigests
 
 
 def write_set(embedder: Embedder, split, rows: pd.DataFrame, out_dir, name, classify) -> int:
     """Embed rows' images of the packed split into out_dir/name.npy (streamed to disk) and name.csv, with the
     classifier's answers where classify: those the cache holds from its rows, the others embedded now and added
     to it. Returns how many were embedded now."""
-    digests = packed_digests(embedder.images, split, rows["id"])
+    digests = embedder.digests(split, rows["id"])
     cached = embedder.cache.find(digests, classify)
     hits, misses = np.flatnonzero(cached >= 0), np.flatnonzero(cached < 0)
     answers = np.zeros((len(rows), 2))
@@ -156,7 +157,8 @@ def main(model_pt, images_dir, gallery_photos_dir, gallery_csv, split_dir, out_d
         looks = Looks.of(looked, device)
         cache = EmbeddingCache(cache_dir, fingerprint(trained, looks))
         bound = partial(trained.embed, runtime=settings.runtime, looks=looks)
-        embedder = Embedder(trained, bound, cache, [Path(images_dir), Path(gallery_photos_dir)])
+        images = [Path(images_dir), Path(gallery_photos_dir)]
+        embedder = Embedder(trained, bound, cache, images, PackedDigests(images))
         sets, embedded = image_sets(images_dir, gallery_photos_dir, gallery_csv, split_dir), 0
         for name, (split, rows, classify) in sets.items():
             mine = rows.iloc[ranks.my_indices(len(rows))]

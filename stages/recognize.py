@@ -64,7 +64,8 @@ def main(embeddings_dir, index_dir, images_dir, gallery_photos_dir, classes_csv,
     extraction = settings.local_features
     images = [Path(images_dir), Path(gallery_photos_dir)]
     cache = FeatureCache(features_dir, images, extraction.max_side, extraction.max_features, os.cpu_count() or 1)
-    sets = query_sets(embeddings_dir, gallery, recognize, cache)
+    widest = max(method.widest(recognize.neighbours) for method in methods)
+    sets = query_sets(embeddings_dir, gallery, recognize, cache, widest)
     predicted = predictions(methods, sets)
     solution_path = Path(images_dir) / "solution.csv"
     solution = read_solution(solution_path) if solution_path.exists() else None

@@ -138,13 +138,19 @@ def test_onnxruntime_computes_the_embeddings_and_classes_torch_computes(model, p
     np.testing.assert_allclose(confidences, exact_confidences, rtol=0, atol=1e-5)
 
 
-def test_the_engine_setting_resolves_per_device_and_onnxruntime_computes_fp32():
+def test_the_engine_setting_resolves_per_device_and_onnxruntime_computes_fp32(capsys):
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     looked = {"scales": [1.0], "flip": False, "engine": "auto"}
     assert Looks.of(looked | {"precision": "auto"}, cpu) == Looks((1.0,), False, None, "onnxruntime")
     assert Looks.of(looked | {"precision": "bf16"}, cpu).engine == "torch"  # bf16 asked for: torch computes it
     assert Looks.of(looked | {"precision": "auto"}, gpu) == Looks((1.0,), False, torch.bfloat16, "torch")
     assert Looks.of(looked | {"precision": "fp32", "engine": "torch"}, cpu) == Looks((1.0,), False, None, "torch")
+    assert capsys.readouterr().err == ""
+    # onnxruntime named on a GPU: one line, and torch runs it as the precision says
+    assert Looks.of(looked | {"precision": "auto", "engine": "onnxruntime"}, gpu) == Looks(
+        (1.0,), False, torch.bfloat16, "torch"
+    )
+    assert capsys.readouterr().err == "embed.engine: onnxruntime runs on the CPU here; torch runs the model on cuda\n"
     with pytest.raises(UserError, match=r"^params.yaml embed.engine: onnxruntime runs the model in fp32; set "
                        r"embed.precision to fp32 or auto, or embed.engine to torch for bf16$"):  # fmt: skip
         parse(Embed, EMBED | {"engine": "onnxruntime", "precision": "bf16"}, "embed")

@@ -6,7 +6,7 @@ import pytest
 
 from landmark.errors import UserError
 from landmark.recognition import gallery as gallery_module
-from landmark.recognition.gallery import PARTS, VALIDATION_PARTS
+from landmark.recognition.gallery import PARTS, VALIDATION_PARTS, Queries
 from landmark.recognition.graph import NeighbourGraphs
 from landmark.recognition.method import Method
 from tests.test_recognition import SETTINGS, make_gallery, queries_of, unit
@@ -189,3 +189,29 @@ def test_dbas_neighbours_kept_from_the_last_run_are_a_fresh_search_and_only_what
     np.testing.assert_array_equal(reader.augmented(PARTS, 3, 3.0).sources[0], fresh.sources[0])
     reader.graphs.save()
     assert searched == [] and {path.name: path.read_bytes() for path in tmp_path.iterdir()} == written
+
+
+def test_the_first_search_finds_what_query_expansion_and_superglobal_ask_of_the_query_and_answers_the_same(
+    monkeypatch,
+):
+    rng = np.random.default_rng(5)
+    gallery = make_gallery(unit(*rng.normal(size=(60, 6))), np.arange(60) % 4, unit(*rng.normal(size=(4, 6))))
+    vectors, classifier = unit(*rng.normal(size=(8, 6))), (np.full(8, -1), np.zeros(8))
+    settings = with_steps(aqe={"neighbours": 3, "alpha": 3.0}, superglobal={"shortlist": 12, "refine_neighbours": 2,
+                                                                            "beta": 0.15})  # fmt: skip
+    searched, search = [], gallery_module.search
+    monkeypatch.setattr(
+        gallery_module,
+        "search",
+        lambda index, found, k, *rest: searched.append(k) or search(index, found, k, *rest),
+    )
+    for name, widest in (("knn+aqe", 3), ("knn+superglobal", 12)):
+        method = Method.parse(name, settings)
+        assert method.widest(voters=4) == widest
+        alone = method.rank(Queries.find(gallery, vectors, classifier, 4), top_k=3)
+        searched.clear()
+        shared = method.rank(Queries.find(gallery, vectors, classifier, 4, widest=widest), top_k=3)
+        # one search of the queries themselves, in each of the two parts (αQE's expanded queries search again)
+        assert searched == [max(4, widest)] * 2 + ([4] * 2 if name == "knn+aqe" else [])
+        np.testing.assert_array_equal(shared.labels, alone.labels)
+        np.testing.assert_allclose(shared.confidences, alone.confidences, rtol=1e-6)

@@ -77,7 +77,7 @@ def test_the_register_stage_registers_a_version_that_carries_what_it_needs(regis
     assert {f"torch=={version('torch')}", f"faiss-cpu=={version('faiss-cpu')}", f"mlflow=={version('mlflow')}"} <= set(
         requirements
     ) and not [line for line in requirements if line.startswith("dvc")]
-    assert (folder / "code/landmark/serving.py").is_file()
+    assert (folder / "code/landmark/serving.py").is_file() and not list((folder / "code").rglob("__pycache__"))
     carried = folder / "artifacts/recognizer"
     assert (carried / f"indexes/{VARIANT}/gallery.faiss").is_file() and (carried / "params.yaml").is_file()
     assert json.loads((carried / "recognition.json").read_text()) == {"recognition": VARIANT,

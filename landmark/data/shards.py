@@ -102,7 +102,7 @@ class ShardReader:
     """
 
     def __init__(self, folders, ids, missing_ok: bool = False):
-        self.folders = [Path(folders)] if isinstance(folders, (str, os.PathLike)) else [Path(f) for f in folders]
+        self.folders = image_roots(folders)
         columns = ["id", "shard", "offset", "size"]
         indexes = [read_csv(folder / INDEX, columns)[columns] for folder in self.folders]
         index = pd.concat(indexes, ignore_index=True).assign(
@@ -192,24 +192,36 @@ def packed_ids(images_root, split: str):
     return read_csv(index, ["id"])["id"].to_numpy() if index.is_file() else None
 
 
-def packed_digests(images_root, split: str, ids) -> np.ndarray:
-    """The content digest of each packed image of ids, as the index of the first of images_root's folders that
-    packed it records it."""
-    folders = [root / split for root in image_roots(images_root) if (root / split / INDEX).is_file()]
-    indexes = [read_csv(folder / INDEX, ["id", "digest"])[["id", "digest"]] for folder in folders]
-    index = pd.concat(indexes, ignore_index=True).drop_duplicates("id").set_index("id")["digest"]
-    try:
-        return index.loc[pd.Index(ids, dtype=str)].to_numpy(dtype=str)
-    except KeyError:
-        named = " or ".join(str(folder / INDEX) for folder in folders)
-        raise UserError(f"{named}: an image is not in it; rerun pack (dvc repro)") from None
+def packed_folders(images_root, split: str) -> list:
+    """The folders of images_root (one, or several searched in turn) that hold split packed: <root>/<split>."""
+    return [root / split for root in image_roots(images_root) if (root / split / INDEX).is_file()]
+
+
+class PackedDigests:
+    """The content digest of each packed image, as the index of the first of images_root's folders that packed it
+    records it: each split's indexes read once (the train split's 4.1M rows hold the gallery and the dev set)."""
+
+    def __init__(self, images_root):
+        self.images_root = images_root
+        self.by_split = {}  # split -> its digests, by id
+
+    def __call__(self, split: str, ids) -> np.ndarray:
+        if split not in self.by_split:
+            indexes = [read_csv(folder / INDEX, ["id", "digest"])[["id", "digest"]]
+                       for folder in packed_folders(self.images_root, split)]  # fmt: skip
+            self.by_split[split] = pd.concat(indexes, ignore_index=True).drop_duplicates("id").set_index("id")["digest"]
+        try:
+            return self.by_split[split].loc[pd.Index(ids, dtype=str)].to_numpy(dtype=str)
+        except KeyError:
+            named = " or ".join(str(folder / INDEX) for folder in packed_folders(self.images_root, split))
+            raise UserError(f"{named}: an image is not in it; rerun pack (dvc repro)") from None
 
 
 def image_reader(images_root, split: str, ids, missing_ok: bool = False):
     """The images of ids: from shards where images_root (a folder, or several searched in turn) holds the split
     packed (the pack stage's output, the gallery photos stage's, or the download stage's GLDv2 shards), else from
     the Kaggle layout's files of its first folder."""
-    packed = [root / split for root in image_roots(images_root) if (root / split / INDEX).is_file()]
+    packed = packed_folders(images_root, split)
     if packed:
         return ShardReader(packed, ids, missing_ok)
     return FolderReader(image_roots(images_root)[0], split, ids)

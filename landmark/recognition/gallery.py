@@ -205,17 +205,30 @@ class Queries:
     name: str | None = None  # labels progress bars
     photos: object = None  # the queries' and the gallery's local features (verification.Photos), where extracted
     _pool: dict = field(default_factory=dict, repr=False)
+    _nearest: dict = field(default_factory=dict, repr=False)  # gallery -> the widest search of the queries' vectors
 
     @classmethod
-    def find(cls, gallery: Gallery, embeddings, classifier, k: int, parts=PARTS, stands_for=None, name=None):
+    def find(cls, gallery: Gallery, embeddings, classifier, k: int, parts=PARTS, stands_for=None, name=None, widest=0):
         """The queries of these (unwhitened) embeddings, with the classifier's (labels, probabilities), and their
         k nearest images of the gallery's named parts; stands_for: None, one test query each. name labels the
-        progress bars."""
+        progress bars. widest: the most nearest a step will ask of the queries' own vectors (Method.widest), found
+        by the same search."""
         vectors = gallery.whitening(embeddings)
-        similarities, positions = gallery.search(vectors, k, parts, desc=name and f"search {name}")
-        stands_for = np.ones(len(positions)) if stands_for is None else np.asarray(stands_for, dtype=np.float64)
+        found = gallery.search(vectors, max(k, widest), parts, desc=name and f"search {name}")
+        stands_for = np.ones(len(vectors)) if stands_for is None else np.asarray(stands_for, dtype=np.float64)
         classifier = (np.asarray(part) for part in classifier)
-        return cls(gallery, vectors, *classifier, similarities, positions, stands_for, tuple(parts), name)
+        nearest = {gallery: found}
+        return cls(gallery, vectors, *classifier, found[0][:, :k], found[1][:, :k], stands_for, tuple(parts), name,
+                   _nearest=nearest)  # fmt: skip
+
+    def nearest(self, k: int):
+        """(similarities, positions) of the k nearest images to each query's own vector in the parts it searches of
+        its gallery: the first k of the widest such search made so far where it reaches k (exact search finds the
+        same, an approximate one at least as near), so that the knn votes, αQE and SuperGlobal share one."""
+        found = self._nearest.get(self.gallery)
+        if found is None or found[0].shape[1] < k:
+            found = self._nearest[self.gallery] = self.gallery.search(self.vectors, k, self.parts)
+        return found[0][:, :k], found[1][:, :k]
 
     def __len__(self):
         return len(self.positions)

@@ -93,6 +93,10 @@ class Method:
         """This method as it runs on a user's few photos (landmark predict): each step's for_photos()."""
         return replace(self, steps=tuple((name, step.for_photos()) for name, step in self.steps))
 
+    def widest(self, voters: int) -> int:
+        """The most nearest gallery images of a query's own vector any step asks for (Step.widest)."""
+        return max((step.widest(voters) for _, step in self.steps), default=0)
+
     @property
     def refuses_non_landmarks(self) -> bool:
         return any(step.refuses_non_landmarks for _, step in self.steps)

@@ -24,9 +24,10 @@ def stands_for(landmark_ids, test_size: int, recognize: Recognize) -> np.ndarray
     return weights * test_size / max(weights.sum(), 1e-12)
 
 
-def query_sets(embeddings_dir, gallery: Gallery, recognize: Recognize, cache=None) -> dict:
+def query_sets(embeddings_dir, gallery: Gallery, recognize: Recognize, cache=None, widest: int = 0) -> dict:
     """name -> (rows: id, landmark_id (-1: none), classifier_landmark, classifier_confidence; its Queries), with
-    where their photos are, for the verify step to match through cache (a verification.FeatureCache)."""
+    where their photos are, for the verify step to match through cache (a verification.FeatureCache). widest: the
+    most nearest images any method's step asks of a query (Method.widest), found by the first search."""
     read = {name: read_embeddings(embeddings_dir, name) for name in ("dev", "holdout", "test")}
     validation = pd.concat([read["dev"][0], read["holdout"][0]], ignore_index=True)
     test_size = len(read["test"][0])
@@ -43,7 +44,7 @@ def query_sets(embeddings_dir, gallery: Gallery, recognize: Recognize, cache=Non
     sets = {}
     for name, (rows, vectors, parts, weights, splits) in embeddings.items():
         classifier = rows["classifier_landmark"].to_numpy(), rows["classifier_confidence"].to_numpy()
-        queries = Queries.find(gallery, vectors, classifier, recognize.neighbours, parts, weights, name)
+        queries = Queries.find(gallery, vectors, classifier, recognize.neighbours, parts, weights, name, widest)
         if cache is not None:
             queries = replace(queries, photos=Photos(cache, splits, rows["id"], gallery.ids))
         sets[name] = (rows, queries)

@@ -45,6 +45,11 @@ class Step(Section):
         """Why this step would change no answer on a test set of this size (None: it can change some)."""
         return None
 
+    def widest(self, voters: int) -> int:
+        """How many nearest gallery images of the query's own vector the step asks for (Queries.nearest; voters:
+        the recognize.neighbours that vote), so that the first search finds them all."""
+        return 0
+
     def for_photos(self) -> "Step":
         """This step as it runs on a user's few photos (landmark predict): itself, where no option of it is a share
         of the test set."""
@@ -105,10 +110,13 @@ class QueryExpansion(Step):
     alpha: NonNegative
 
     def queries(self, queries):
-        similarities, positions = queries.gallery.search(queries.vectors, self.neighbours, queries.parts)
+        similarities, positions = queries.nearest(self.neighbours)
         weights = np.where(positions >= 0, np.maximum(similarities, 0), 0) ** self.alpha
         found = np.einsum("qk,qkd->qd", weights, queries.gallery.vectors_at(positions))
         return queries.searched_again(normalized(queries.vectors + found))
+
+    def widest(self, voters: int) -> int:
+        return self.neighbours
 
 
 class DatabaseAugmentation(Step):
@@ -139,7 +147,7 @@ class SuperGlobal(Step):
 
     def queries(self, queries):
         voters = queries.similarities.shape[1]
-        _, positions = queries.gallery.search(queries.vectors, max(self.shortlist, voters), queries.parts)
+        _, positions = queries.nearest(self.widest(voters))
         scores = np.empty(positions.shape, dtype=np.float32)
         for start in range(0, len(positions), 256):  # bounds the queries × shortlist × shortlist similarities
             part = slice(start, start + 256)
@@ -151,6 +159,9 @@ class SuperGlobal(Step):
             similarities=np.take_along_axis(scores, order, axis=1),
             positions=np.take_along_axis(positions, order, axis=1),
         )
+
+    def widest(self, voters: int) -> int:
+        return max(self.shortlist, voters)
 
     def scores(self, query_vectors, candidates):
         """queries × shortlist: the re-ranked score of each candidate (candidates: queries × shortlist × d)."""
