@@ -17,7 +17,8 @@ its embeddings and eager fp32's over the batch.
 With --stage REPO (a finished run of the photos profile, e.g. benchmarks/photos_profile.py's) it times the embed
 stage itself instead, as `dvc repro` runs it, on that run's photos and model (--variant): one look at 224 px
 (scales [1], no flip), by torch in fp32 (before), by torch in bf16 and by ONNX Runtime in fp32 (embed.engine), in
-turns, each with an empty embedding cache; img/s is every image of the five sets over the stage's wall time. The
+turns, each with an empty embedding cache; img/s is every image of the five sets over the stage's wall time, and
+the stage's own figure over its embedding alone (the program's start and the model's loading aside). The
 repository's code runs: a run made before embed.engine needs this checkout's landmark/ and stages/ copied in.
 """
 
@@ -72,6 +73,7 @@ def stage_speed(repo: Path, variant: str, rounds: int) -> None:
         "onnxruntime fp32": ["embed.precision=fp32", "embed.engine=onnxruntime"],
     }
     speeds, scratch = {way: [] for way in ways}, Path(tempfile.mkdtemp())
+    looking = {way: [] for way in ways}  # the stage's own figure: its embedding alone, start and model load aside
     command = [
         sys.executable, "-m", "stages.embed", f"models/{variant}/model.pt", "data/shards", "data/gallery_photos",
         "data/filtered/gallery.csv", "data/split", str(scratch / "out"), str(scratch / "cache"),
@@ -87,14 +89,18 @@ def stage_speed(repo: Path, variant: str, rounds: int) -> None:
                 seconds = time.perf_counter() - started
                 images = sum(int(count) for count in re.findall(r"(\d+) embedded now, (\d+)", result.stdout)[0])
                 speeds[way].append(images / seconds)
-                print(f"{way}: {images} images in {seconds:.1f} s, {images / seconds:.1f} img/s", file=sys.stderr)
+                looking[way].append(float(re.findall(r"([\d.]+) img/s a look", result.stdout)[0]))
+                print(f"{way}: {images} images in {seconds:.1f} s, {images / seconds:.1f} img/s "
+                      f"({looking[way][-1]:.1f} img/s a look in its embedding)", file=sys.stderr)  # fmt: skip
     finally:
         params.write_text(original)
         shutil.rmtree(scratch, ignore_errors=True)
     medians = {way: statistics.median(found) for way, found in speeds.items()}
+    inner = {way: statistics.median(found) for way, found in looking.items()}
     print(f"the embed stage, {variant} in {repo}, one look, medians of {rounds} rounds in turns:")
     for way, speed in medians.items():
-        print(f"{way}: {speed:.1f} img/s, {speed / medians['torch fp32']:.2f}x torch fp32")
+        print(f"{way}: {speed:.1f} img/s over the stage's wall time, {speed / medians['torch fp32']:.2f}x torch fp32; "
+              f"{inner[way]:.1f} img/s a look in its embedding, {inner[way] / inner['torch fp32']:.2f}x")  # fmt: skip
 
 
 def main():

@@ -24,7 +24,8 @@ process per GPU of this machine, each embedding every world-th image; the first 
 
 Each image's embedding (and the classifier's answers) is kept in CACHE_DIR, found by the image's bytes, the model's
 weights and the looks (landmark.embedding_cache): a rerun embeds only the images it has not seen, so photos added to
-a large gallery cost their own embedding, not the gallery's.
+a large gallery cost their own embedding, not the gallery's. The model's ONNX export (embed.engine onnxruntime) is
+kept there too, so a rerun does not export it again.
 
 Usage: python -m stages.embed MODEL_PT IMAGES_DIR GALLERY_PHOTOS_DIR GALLERY_CSV SPLIT_DIR OUT_DIR CACHE_DIR
 """
@@ -32,6 +33,7 @@ Usage: python -m stages.embed MODEL_PT IMAGES_DIR GALLERY_PHOTOS_DIR GALLERY_CSV
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -156,16 +158,19 @@ def main(model_pt, images_dir, gallery_photos_dir, gallery_csv, split_dir, out_d
         looked = settings.embed.model_dump(include={"scales", "flip", "precision", "engine"})
         looks = Looks.of(looked, device)
         cache = EmbeddingCache(cache_dir, fingerprint(trained, looks))
+        trained.exports = cache.folder  # ONNX Runtime's export of this model, kept beside its embeddings
         bound = partial(trained.embed, runtime=settings.runtime, looks=looks)
         images = [Path(images_dir), Path(gallery_photos_dir)]
         embedder = Embedder(trained, bound, cache, images, PackedDigests(images))
         sets, embedded = image_sets(images_dir, gallery_photos_dir, gallery_csv, split_dir), 0
+        started = time.perf_counter()
         for name, (split, rows, classify) in sets.items():
             mine = rows.iloc[ranks.my_indices(len(rows))]
             if ranks.world == 1:
                 embedded += write_set(embedder, split, mine, out_dir, name, classify)
             else:
                 embedded += write_set(embedder, split, mine, parts_dir, f"{name}.{ranks.rank}", classify)
+        seconds = time.perf_counter() - started
         if ranks.world > 1:
             embedded = int(ranks.cat(torch.tensor([embedded], device=device)).sum())
             dist.barrier()
@@ -183,6 +188,8 @@ def main(model_pt, images_dir, gallery_photos_dir, gallery_csv, split_dir, out_d
     processes = f" on {ranks.world} processes" if ranks.world > 1 else ""
     counted = f"{looks.count} looks each, " if looks.count > 1 else ""
     arithmetic = ("bf16" if looks.dtype is not None else "fp32") + f" by {looks.engine}"
+    if embedded:  # the sets' embedding alone, the model's loading and the program's start aside
+        arithmetic += f", {embedded * looks.count / seconds:.1f} img/s a look"
     total = sum(len(rows) for _, rows, _ in sets.values())
     reused = f"{embedded} embedded now, {total - embedded} found in {cache_dir}"
     print(

@@ -1,6 +1,7 @@
 """The data path: workers read, the device decodes, augments and normalises; both decode paths agree."""
 
 import io
+import threading
 
 import numpy as np
 import pytest
@@ -139,10 +140,14 @@ def test_workers_give_the_same_batches_as_the_main_process(tiny_dataset):
 
 
 def test_device_batches_hand_out_every_batch_once_in_order_while_preparing_the_next():
-    prepared = []
+    """On a CPU without loader workers the next batch is prepared in a thread beside the caller's work."""
+    prepared, second_ready = [], threading.Event()
 
     def transform(images, keys):
+        assert threading.current_thread() is not threading.main_thread()
         prepared.append(int(keys[0]))
+        if int(keys[0]) == 1:
+            second_ready.set()
         return images * 2
 
     def loader(count):
@@ -152,7 +157,7 @@ def test_device_batches_hand_out_every_batch_once_in_order_while_preparing_the_n
     batches = device_batches(loader(3), transform, cpu)
     inputs, targets, keys = next(batches)
     assert torch.equal(inputs, torch.zeros(2, 3)) and targets.tolist() == [0, 0] and keys.tolist() == [0, 0]
-    assert prepared == [0, 1]  # the next batch is ready before the caller works on this one
+    assert second_ready.wait(timeout=60) and prepared == [0, 1]  # prepared while the caller holds the first
     assert [int(keys[0]) for _, _, keys in batches] == [1, 2] and prepared == [0, 1, 2]
     assert [keys.tolist() for _, _, keys in device_batches(loader(1), transform, cpu)] == [[0, 0]]
     assert list(device_batches(loader(0), transform, cpu)) == []

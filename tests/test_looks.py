@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from landmark import inference
 from landmark.data.loading import ImageDataset
 from landmark.data.shards import FileReader
 from landmark.errors import UserError
@@ -136,6 +137,20 @@ def test_onnxruntime_computes_the_embeddings_and_classes_torch_computes(model, p
     np.testing.assert_allclose(onnx, exact, rtol=0, atol=1e-5)
     np.testing.assert_array_equal(classes, exact_classes)
     np.testing.assert_allclose(confidences, exact_confidences, rtol=0, atol=1e-5)
+
+
+def test_onnxruntime_runs_a_batch_a_few_images_at_a_time_with_the_numbers_of_one_at_a_time(
+    model, tmp_path, monkeypatch
+):
+    """What embed passes ONNX Runtime is split into runs of rows_per_run images; each image's pre-logits are the
+    ones it gets alone. The export is kept where asked (the embedding cache's folder) and read back from there."""
+    engine = OnnxPreLogits(model, 32, kept=tmp_path)
+    images = torch.rand(OnnxPreLogits.rows_per_run + 5, 3, 32, 32)
+    alone = torch.cat([engine(image[None]) for image in images])
+    assert torch.equal(engine(images), alone)
+    assert (tmp_path / "model.onnx").is_file()
+    monkeypatch.setattr(inference, "export_pre_logits", lambda *args: pytest.fail("exported again"))
+    assert torch.equal(OnnxPreLogits(model, 32, kept=tmp_path)(images), alone)
 
 
 def test_the_engine_setting_resolves_per_device_and_onnxruntime_computes_fp32(capsys):

@@ -15,6 +15,7 @@ import functools
 import io
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -198,26 +199,33 @@ def augmentation_matrices(keys, dataset_size: int, seed: int, augmentation) -> t
 
 class DeviceTransform:
     """Batched on the device: decode (when the loader returned bytes), augment (training only: given an
-    augmentation and its seed), normalise with the backbone's mean and std, channels_last. Call with a batch from
-    collate: images, keys."""
+    augmentation and its seed), normalise with the backbone's mean and std, in memory_format (torch's
+    channels_last, or contiguous_format for ONNX Runtime). Call with a batch from collate: images, keys."""
 
-    def __init__(self, image_size: int, mean, std, device, augmentation=None, augment_seed=None, dataset_size=0):
+    def __init__(self, image_size: int, mean, std, device, augmentation=None, augment_seed=None, dataset_size=0,
+                 memory_format=torch.channels_last):  # fmt: skip
         self.image_size, self.device = int(image_size), torch.device(device)
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
         self.augmentation, self.augment_seed, self.dataset_size = augmentation, augment_seed, dataset_size
+        self.memory_format = memory_format
 
     def __call__(self, images, keys) -> torch.Tensor:
-        batch = decode_images(images, self.image_size, self.device).float().div_(255)
-        if self.augmentation is not None:
-            matrices = augmentation_matrices(keys, self.dataset_size, self.augment_seed, self.augmentation)
-            if self.device.type == "cuda":  # from pageable memory the copy would wait for every queued kernel
-                matrices = matrices.pin_memory()
-            matrices = matrices.to(self.device, non_blocking=True)
-            grid = F.affine_grid(matrices, list(batch.shape), align_corners=False)
-            batch = F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        batch = decode_images(images, self.image_size, self.device)
+        if self.augmentation is None:
+            # laid out while still uint8 (a quarter of the bytes), then normalised in place: on a CPU every pass
+            # and every fresh 40 MB batch costs as much as the model's first layers
+            batch = batch.contiguous(memory_format=self.memory_format).float().div_(255)
+            return batch.sub_(self.mean).div_(self.std)
+        batch = batch.float().div_(255)
+        matrices = augmentation_matrices(keys, self.dataset_size, self.augment_seed, self.augmentation)
+        if self.device.type == "cuda":  # from pageable memory the copy would wait for every queued kernel
+            matrices = matrices.pin_memory()
+        matrices = matrices.to(self.device, non_blocking=True)
+        grid = F.affine_grid(matrices, list(batch.shape), align_corners=False)
+        batch = F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         batch = (batch - self.mean) / self.std
-        return batch.contiguous(memory_format=torch.channels_last)
+        return batch.contiguous(memory_format=self.memory_format)
 
 
 def device_batches(loader, transform, device: torch.device):
@@ -246,6 +254,9 @@ def device_batches(loader, transform, device: torch.device):
         return inputs, targets, keys
 
     batches = iter(loader)
+    if side is None and not getattr(loader, "num_workers", 0):  # a loader without workers, or any iterable
+        yield from prepared_beside(batches, staged)
+        return
     first = next(batches, None)
     if first is None:
         return
@@ -254,6 +265,24 @@ def device_batches(loader, transform, device: torch.device):
         ready, ahead = ahead, staged(batch)
         yield handed_over(ready)
     yield handed_over(ahead)
+
+
+def prepared_beside(batches, staged):
+    """On a CPU without loader workers: each batch read, decoded and prepared (staged) in a thread of its own while
+    the caller works on the one before. Decoding and the model's kernels release the GIL, and the model's threads
+    leave a core idle often enough (ONNX Runtime's between layers) that the overlap pays where a worker process,
+    with its start and its copies through shared memory, does not (docs/benchmarks.md, "Inference")."""
+
+    def next_staged():
+        batch = next(batches, None)
+        return None if batch is None else staged(batch)
+
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(next_staged)
+        while (ready := ahead.result()) is not None:
+            ahead = pool.submit(next_staged)
+            inputs, targets, keys, _ = ready
+            yield inputs, targets, keys
 
 
 class WaitClock:
