@@ -227,7 +227,7 @@ def embed(model, loader, device, desc="embed", batches_per_result=32, looks=Look
     engine: what computes a view's pre-logits in place of the model (an OnnxPreLogits), or None: the model."""
     model.eval()
     transform = model_input(model, loader.dataset, device, channels_last=engine is None)  # ONNX Runtime's is NCHW
-    batches = device_batches(loader, transform, device)
+    batches = device_batches(loader, transform, device, beside=engine is not None)
     progress = tqdm(batches, total=len(loader), desc=desc, unit="batch", leave=False, mininterval=1, disable=not desc)
     pending = []
     for number, (images, _, _) in enumerate(progress, 1):

@@ -157,6 +157,18 @@ def test_odd_images_open_as_upright_rgb(tmp_path):
             assert image.size == (30, 40)
 
 
+def test_a_large_jpeg_decodes_at_a_reduced_scale_no_smaller_than_the_size_asked(tmp_path):
+    """README: large JPEGs decode at reduced scale. A 1600 × 1200 photo asked for at 224 px decodes at a quarter
+    (400 × 300: an eighth would fall under 224); asked for nothing, whole; a PNG has no reduced decoding."""
+    path = tmp_path / "large.jpg"
+    Image.radial_gradient("L").resize((1600, 1200)).convert("RGB").save(path, quality=90)
+    assert open_rgb(path, target_size=224).size == (400, 300)
+    assert open_rgb(path, target_size=100).size == (200, 150)
+    assert open_rgb(path).size == (1600, 1200)
+    Image.open(path).save(tmp_path / "large.png")
+    assert open_rgb(tmp_path / "large.png", target_size=224).size == (1600, 1200)
+
+
 def test_duplicate_rows(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text("id,landmark_id\na,1\nb,2\na,1\n")

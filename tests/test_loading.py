@@ -139,12 +139,14 @@ def test_workers_give_the_same_batches_as_the_main_process(tiny_dataset):
         assert torch.equal(alone, with_workers)
 
 
-def test_device_batches_hand_out_every_batch_once_in_order_while_preparing_the_next():
-    """On a CPU without loader workers the next batch is prepared in a thread beside the caller's work."""
+@pytest.mark.parametrize("beside", [False, True])
+def test_device_batches_hand_out_every_batch_once_in_order_while_preparing_the_next(beside):
+    """The next batch is prepared before the caller works on this one; with beside, on a CPU without loader
+    workers, in a thread beside the caller's work."""
     prepared, second_ready = [], threading.Event()
 
     def transform(images, keys):
-        assert threading.current_thread() is not threading.main_thread()
+        assert (threading.current_thread() is not threading.main_thread()) == beside
         prepared.append(int(keys[0]))
         if int(keys[0]) == 1:
             second_ready.set()
@@ -154,13 +156,13 @@ def test_device_batches_hand_out_every_batch_once_in_order_while_preparing_the_n
         return [(torch.full((2, 3), float(n)), torch.tensor([n, n]), torch.tensor([n, n])) for n in range(count)]
 
     cpu = torch.device("cpu")
-    batches = device_batches(loader(3), transform, cpu)
+    batches = device_batches(loader(3), transform, cpu, beside)
     inputs, targets, keys = next(batches)
     assert torch.equal(inputs, torch.zeros(2, 3)) and targets.tolist() == [0, 0] and keys.tolist() == [0, 0]
     assert second_ready.wait(timeout=60) and prepared == [0, 1]  # prepared while the caller holds the first
     assert [int(keys[0]) for _, _, keys in batches] == [1, 2] and prepared == [0, 1, 2]
-    assert [keys.tolist() for _, _, keys in device_batches(loader(1), transform, cpu)] == [[0, 0]]
-    assert list(device_batches(loader(0), transform, cpu)) == []
+    assert [keys.tolist() for _, _, keys in device_batches(loader(1), transform, cpu, beside)] == [[0, 0]]
+    assert list(device_batches(loader(0), transform, cpu, beside)) == []
 
 
 def test_images_are_resized_to_the_asked_size_from_any_shape(tmp_path):

@@ -228,9 +228,10 @@ class DeviceTransform:
         return batch.contiguous(memory_format=self.memory_format)
 
 
-def device_batches(loader, transform, device: torch.device):
+def device_batches(loader, transform, device: torch.device, beside: bool = False):
     """The loader's batches as (model input, targets, keys), inputs and targets on device, keys as they came,
-    each batch prepared one batch ahead of the one handed out.
+    each batch prepared one batch ahead of the one handed out; with beside, on a CPU without loader workers, in a
+    thread beside the caller (prepared_beside: for a model that ONNX Runtime runs, whose threads are not torch's).
 
     On a GPU that preparation (copy, decode, augment) runs on a stream of its own, so it overlaps the caller's
     step on the batch before instead of waiting in line behind that step's kernels on the caller's stream: a
@@ -254,7 +255,7 @@ def device_batches(loader, transform, device: torch.device):
         return inputs, targets, keys
 
     batches = iter(loader)
-    if side is None and not getattr(loader, "num_workers", 0):  # a loader without workers, or any iterable
+    if beside and side is None and not getattr(loader, "num_workers", 0):  # no worker: a loader, or any iterable
         yield from prepared_beside(batches, staged)
         return
     first = next(batches, None)
@@ -268,10 +269,12 @@ def device_batches(loader, transform, device: torch.device):
 
 
 def prepared_beside(batches, staged):
-    """On a CPU without loader workers: each batch read, decoded and prepared (staged) in a thread of its own while
-    the caller works on the one before. Decoding and the model's kernels release the GIL, and the model's threads
-    leave a core idle often enough (ONNX Runtime's between layers) that the overlap pays where a worker process,
-    with its start and its copies through shared memory, does not (docs/benchmarks.md, "Inference")."""
+    """Each batch read, decoded and prepared (staged) in a thread of its own while the caller works on the one
+    before. Decoding and ONNX Runtime release the GIL, and ONNX Runtime's threads leave a core idle often enough
+    (between layers) that the overlap pays on 2 cores, where a worker process, with its start and its copies
+    through shared memory, does not (docs/benchmarks.md, "Inference"). Not for a torch model: its threads and
+    the preparation's torch threads would share the same cores and slow each other (training on CPU-2: 2.5 to
+    1.7 steps a second)."""
 
     def next_staged():
         batch = next(batches, None)
