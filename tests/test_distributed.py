@@ -165,6 +165,16 @@ def test_auto_is_one_process_on_the_cpu():
     assert training_processes("auto", torch.device("cpu")) == 1
 
 
+def test_more_gpus_than_the_machine_has_is_one_line_naming_the_key(monkeypatch):
+    """README: more `gpus` than the machine has is one line naming the params key (a machine with two GPUs, asked
+    for four)."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    cuda = torch.device("cuda")
+    assert training_processes("auto", cuda) == 2 and training_processes(2, cuda) == 2
+    with pytest.raises(UserError, match=r"^params.yaml runtime.gpus: 4, but torch sees 2 GPU\(s\)$"):
+        training_processes(4, cuda)
+
+
 def test_loader_workers_share_this_machines_cores_among_its_own_processes(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "16")  # two nodes of 8 GPUs
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")

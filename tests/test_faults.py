@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 from PIL import Image
@@ -92,6 +93,13 @@ def test_bad_images_are_counted_listed_and_skipped(salted, mlflow_store):
     by_case = dict(zip(cases["id"], cases["case"]))
     assert {by_case[image_id]: reason.split(" (")[0] for image_id, reason in zip(bad["id"], bad["reason"])} == expected
     assert "skipped 5 unusable images" in result.stdout
+    # and in MLflow: the filter stage's run holds the list and its counts
+    [run] = mlflow.search_runs(search_all_experiments=True, filter_string="attributes.run_name = 'filter'",
+                               output_format="list")  # fmt: skip
+    logged = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="bad_images.csv",
+                                                 dst_path=str(project / "logged"))  # fmt: skip
+    assert Path(logged).read_bytes() == (project / "data/filtered/bad_images.csv").read_bytes()
+    assert run.data.metrics["bad_images"] == 5 and run.data.tags["stage"] == "filter"
     kept = read_labels(project / "data/filtered/train.csv")
     usable = set(cases.loc[~cases["case"].isin(list(expected)), "id"])
     assert usable <= set(kept["id"]) and not set(bad["id"]) & set(kept["id"])

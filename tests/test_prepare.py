@@ -67,11 +67,25 @@ def test_read_labels_names_the_bad_line(tmp_path):
         read_labels(path)
 
 
-def test_filter_stage_error_is_one_line(tmp_path):
+@pytest.mark.parametrize(
+    "listing,line",
+    [
+        ("id,landmark_id\na,1.5\n", "raw/train.csv:2: landmark_id '1.5' is not an integer; fix or remove the row"),
+        (None, "raw/train.csv: no such file; run the download stage or check data.local.path"),
+        (
+            "id,landmark_id\n\xff\xfe,1\n",
+            "raw/train.csv: not a readable CSV (In CSV column #0: CSV conversion "
+            "error to large_string: invalid UTF8 data)",
+        ),
+    ],
+    ids=["bad-row", "missing", "not-utf8"],
+)
+def test_filter_stage_error_is_one_line(tmp_path, listing, line):
     filtering = {"min_samples_per_class": 2, "max_bad_fraction": 0.1, "max_image_pixels": 1000}
     (tmp_path / "params.yaml").write_text(params_with(filter=filtering))
     (tmp_path / "raw").mkdir()
-    (tmp_path / "raw/train.csv").write_text("id,landmark_id\na,1.5\n")
+    if listing is not None:
+        (tmp_path / "raw/train.csv").write_bytes(listing.encode("latin-1"))
     result = subprocess.run(
         [sys.executable, "-m", "stages.filter", "raw", "out"],
         cwd=tmp_path,
@@ -80,7 +94,7 @@ def test_filter_stage_error_is_one_line(tmp_path):
         text=True,
     )
     assert result.returncode == 1
-    assert result.stderr == "error: raw/train.csv:2: landmark_id '1.5' is not an integer; fix or remove the row\n"
+    assert result.stderr == f"error: {line}\n"
     assert not (tmp_path / "out").exists()
 
 

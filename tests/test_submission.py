@@ -124,6 +124,26 @@ def test_cli_reports_a_malformed_row_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "rows,expected",
+    [
+        ("id,landmarks\na,1 0.9 7\nb,\n", "sub.csv:2:"),  # a label without its confidence
+        ("id,landmarks\na,1 0.9\na,2 0.5\nb,\n", "sub.csv:3:"),  # an id twice
+        ("id,landmarks\na,1 0.9\n", "b"),  # a test id with no row
+    ],
+    ids=["malformed-row", "id-twice", "id-missing"],
+)
+def test_cli_validate_submission_names_what_is_wrong_in_one_line(tmp_path, rows, expected):
+    """README: `landmark validate-submission` names the line of a malformed submission, through the command."""
+    submission = write(tmp_path / "sub.csv", rows)
+    test_csv = write(tmp_path / "test.csv", "id\na\nb\n")
+    result = subprocess.run([sys.executable, "-m", "landmark.cli", "validate-submission", str(submission), "--test",
+                             str(test_csv)], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_cli_check_passes_the_project_params_and_names_a_wrong_key(tmp_path):
     command = [sys.executable, "-m", "landmark.cli", "check"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
