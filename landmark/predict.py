@@ -21,12 +21,12 @@ from landmark.data.loading import ImageDataset
 from landmark.data.shards import FileReader
 from landmark.errors import UserError
 from landmark.inference import Looks, TrainedModel, embed
-from landmark.recognition.files import RecognizerFiles
 from landmark.recognition.gallery import Gallery, Queries
 from landmark.recognition.graph import NeighbourGraphs
 from landmark.recognition.method import Method
 from landmark.recognition.search import Whitening, combined
 from landmark.recognition.verification import FILES, FeatureCache, Photos
+from landmark.recognizer_files import RecognizerFiles
 from landmark.runtime import make_loader
 
 

@@ -147,7 +147,7 @@ def log_recognizer(chosen: RecognizerChoice, settings, example: bytes) -> dict:
     submission.registered_model; returns its uri (models:/name/version), name, version, run_id, recognition and
     method. example: a photo's bytes, the model's input example."""
     from landmark.files import link_or_copy, write_json
-    from landmark.recognition.files import RecognizerFiles
+    from landmark.recognizer_files import RecognizerFiles
     from landmark.tracking import registration_run
 
     ensemble = settings.embed.ensembles.get(chosen.recognition)

@@ -42,6 +42,9 @@ def test_local_folder_is_linked_in_the_kaggle_layout(tmp_path, tiny_dataset):
     copied = sorted(path.relative_to(tmp_path / "raw") for path in (tmp_path / "raw").rglob("*") if path.is_file())
     original = sorted(path.relative_to(tiny_dataset) for path in tiny_dataset.rglob("*") if path.is_file())
     assert copied == original and summary == {"files": len(original)}
+    # linked, not copied: each is the source's file itself (on one file system, as here; across two, a copy)
+    assert (tmp_path / "raw").stat().st_dev == tiny_dataset.stat().st_dev
+    assert all((tmp_path / "raw" / path).samefile(tiny_dataset / path) for path in original)
 
 
 def test_a_folder_of_non_landmark_photos_joins_the_pool(tmp_path, tiny_dataset):

@@ -1,5 +1,6 @@
 """dvc.yaml tells the truth: every stage depends on each module of landmark/ that its script imports, directly or
-through other modules, and on the params sections it reads; the runtime section (how fast) is no stage's param."""
+through other modules, and on no module it does not run (an edit to it would rerun the stage for nothing); on the
+params sections it reads; the runtime section (how fast) is no stage's param."""
 
 import ast
 from pathlib import Path
@@ -76,6 +77,32 @@ def covered(path: str, deps) -> bool:
 def test_every_module_a_stage_runs_is_a_dependency(name, stage):
     missing = sorted(path for path in closure(script_of(stage)) if not covered(path, stage["deps"]))
     assert not missing, f"dvc.yaml stage {name} runs {missing} but does not depend on them"
+
+
+# The register stage logs the landmark package itself as its model's code: every module shapes that output.
+CARRIES_THE_PACKAGE = {"register": "landmark"}
+
+
+def code_files(dep: str) -> set:
+    """The modules with code of a dependency on the project's code: itself, or those under a folder."""
+    path = ROOT / dep
+    found = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return {file.relative_to(ROOT).as_posix() for file in found if "__pycache__" not in file.parts and has_code(file)}
+
+
+@pytest.mark.parametrize("name,stage", list(stage_definitions()), ids=[name for name, _ in stage_definitions()])
+def test_no_stage_depends_on_a_module_it_does_not_run(name, stage):
+    ran = closure(script_of(stage))
+    code = [dep for dep in stage["deps"] if dep.split("/")[0] in ("landmark", "stages")]
+    extra = sorted(file for dep in code if dep != CARRIES_THE_PACKAGE.get(name) for file in code_files(dep) - ran)
+    assert not extra, f"dvc.yaml stage {name} depends on {extra}, which it does not run: an edit would rerun it"
+
+
+def test_the_check_for_extra_dependencies_sees_a_module_no_stage_runs():
+    assert code_files("landmark/recognition") >= {"landmark/recognition/search.py", "landmark/recognition/steps.py"}
+    ran = closure(script_of(STAGES["index"]["do"]))
+    assert "landmark/recognition/search.py" in ran and "landmark/recognition/steps.py" not in ran
+    assert "landmark/recognition/__init__.py" not in code_files("landmark/recognition")  # a docstring only
 
 
 def test_the_download_stage_does_not_run_the_model_or_training_code():

@@ -185,3 +185,38 @@ def test_duplicate_rows(tmp_path):
     path.write_text("id,landmark_id\na,1\nb,2\n\na,3\n")
     with pytest.raises(UserError, match=r"train.csv:5: id a appears again with another landmark_id"):
         drop_duplicate_ids(read_labels(path), path)
+
+
+@pytest.mark.parametrize(
+    "usable,error",
+    [
+        (0, "data.nonlandmarks: the non-landmark pool holds no usable photo; add photos to it"),
+        (
+            1,
+            "split.holdout_fraction: 0.5 of 1 usable non-landmark photos leaves the held-out part empty; add photos "
+            "to the pool (data.nonlandmarks)",
+        ),
+        (4, None),
+    ],
+    ids=["pool-all-unusable", "a-part-left-empty", "both-parts"],
+)
+def test_the_split_stage_stops_in_one_line_where_a_part_the_settings_need_comes_out_empty(tmp_path, tiny_dataset,
+                                                                                         usable, error):  # fmt: skip
+    """README: a pool whose photos all turn out unusable, or a split that leaves a needed part empty, stops the
+    split stage in one line (the filter's usable non-landmarks: none, one, four), and writes nothing."""
+    train = read_labels(tiny_dataset / "train.csv")
+    classes = train["landmark_id"].value_counts().rename_axis("landmark_id").reset_index(name="images")
+    classes.to_csv(tmp_path / "classes.csv", index=False)
+    train.to_csv(tmp_path / "gallery.csv", index=False)
+    pd.DataFrame({"id": [f"{row:016x}" for row in range(usable)]}).to_csv(tmp_path / "nonlandmark.csv", index=False)
+    (tmp_path / "params.yaml").write_text(params_with())
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.split", "gallery.csv", "classes.csv", "nonlandmark.csv", "split", "sizes.json"],
+        cwd=tmp_path, env=os.environ | {"PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+    )  # fmt: skip
+    if error is None:
+        assert result.returncode == 0, result.stderr
+        assert len(pd.read_csv(tmp_path / "split/pool.csv")) == len(pd.read_csv(tmp_path / "split/holdout.csv")) == 2
+        return
+    assert (result.returncode, result.stderr) == (1, f"error: {error}\n")
+    assert not (tmp_path / "split").exists() and not (tmp_path / "sizes.json").exists()

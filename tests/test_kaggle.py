@@ -4,7 +4,9 @@ import hashlib
 import http.server
 import io
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -111,6 +113,19 @@ def test_fetch_resumes_an_interrupted_transfer(tmp_path, mirror):
 def test_fetch_gives_up_with_one_line(tmp_path, mirror):
     with pytest.raises(UserError, match=r"HTTP 404; check data.kaggle.shard_base_url"):
         fetch(f"{mirror.url}/nothing.tar", tmp_path / "nothing.tar")
+
+
+def test_an_unreachable_mirror_is_one_line_after_its_retries(tmp_path):
+    """README: an unreachable shard mirror stops with one line ("check the network"), after the retries, and
+    leaves no file in place of the shard."""
+    with socket.socket() as closed:  # a port nothing listens on: the connection is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/images_000.tar"
+    with pytest.raises(UserError, match=rf"^cannot download {re.escape(url)} \(.*refused.*\); check the network, "
+                                        r"then rerun to resume$"):  # fmt: skip
+        fetch(url, tmp_path / "images_000.tar", retries=1, timeout=5)
+    assert list(tmp_path.iterdir()) == []
 
 
 def read_images(folder, ids) -> list:

@@ -64,23 +64,24 @@ def test_device_decoding_matches_worker_decoding_for_every_usable_kind_of_file(t
     assert torch.equal(worker_batch[rotated], device_batch[rotated])
 
 
-def test_a_flip_only_matrix_mirrors_the_image_exactly():
-    image = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).view(2, 3, 5, 7)
-    flip = torch.tensor([[[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]]).expand(2, 2, 3)
-    grid = torch.nn.functional.affine_grid(flip, list(image.shape), align_corners=False)
-    mirrored = torch.nn.functional.grid_sample(image, grid, align_corners=False)
-    assert torch.allclose(mirrored, image.flip(-1), atol=1e-4)
-
-
-def test_a_shift_moves_the_image_by_that_many_pixels():
-    """augmentation_matrices' shift of s (in affine_grid units, 2 per side) moves content by s/2 of the side."""
-    image = torch.zeros(1, 1, 10, 10)
-    image[0, 0, 4, 4] = 1.0
-    shift = torch.tensor([[[1.0, 0.0, -0.4], [0.0, 1.0, 0.0]]])  # 0.4 of 2 units = 2 pixels of 10, to the right
-    moved = torch.nn.functional.grid_sample(
-        image, torch.nn.functional.affine_grid(shift, [1, 1, 10, 10], align_corners=False), align_corners=False
-    )
-    assert moved[0, 0, 4, 6] == pytest.approx(1.0) and moved.sum() == pytest.approx(1.0)
+def test_the_projects_augmentation_mirrors_and_moves_images_as_its_matrices_say():
+    """Through DeviceTransform, training's transform: a flip-only augmentation mirrors the batch exactly; a
+    shift-only one moves a point by the shift its matrix holds (augmentation_matrices: 2 units per side)."""
+    image = torch.zeros(1, 3, 16, 16, dtype=torch.uint8)
+    image[..., 6, 5] = 255
+    key = torch.tensor([0])
+    mirroring = Augmentation(translate=0.0, scale=(1.0, 1.0), flip=1.0)
+    mirrored = DeviceTransform(16, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "cpu", mirroring, 0, dataset_size=1)(image, key)
+    assert torch.allclose(mirrored, image.float().div(255).flip(-1), atol=1e-5)
+    shifting = Augmentation(translate=0.2, scale=(1.0, 1.0), flip=0.0)
+    moved = DeviceTransform(16, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "cpu", shifting, 0, dataset_size=1)(image, key)[0, 0]
+    matrix = augmentation_matrices(key, 1, 0, shifting)[0]
+    assert matrix[0, 2].abs() > 0.05 and matrix[1, 2].abs() > 0.05  # this key's draw moves it both ways
+    places = torch.arange(16, dtype=torch.float32)
+    across, down = (moved.sum(0) * places).sum() / moved.sum(), (moved.sum(1) * places).sum() / moved.sum()
+    # the matrix maps an output place to an input place: content moves by minus its offset, 8 pixels a unit here
+    assert across == pytest.approx(5 - 8 * matrix[0, 2].item(), abs=1e-3)
+    assert down == pytest.approx(6 - 8 * matrix[1, 2].item(), abs=1e-3)
 
 
 def test_augmentation_depends_on_seed_epoch_and_index_only():

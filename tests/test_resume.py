@@ -110,6 +110,44 @@ def test_kill_9_then_rerun_ends_as_an_uninterrupted_run(tmp_path, tiny_dataset):
         assert (whole / f"plots/{curve}/tiny.csv").read_text() == (killed / f"plots/{curve}/tiny.csv").read_text()
 
 
+@pytest.mark.parametrize(
+    "change,resumed",
+    [
+        ({"runtime": RUNTIME | {"log_every": 3, "inference_batch_size": 8}}, True),  # how fast, not what
+        ({"variant": VARIANT | {"lr": 0.002}}, False),  # other params
+        ({"data": "the last train row dropped"}, False),  # other data
+    ],
+    ids=["runtime-only", "other-params", "other-data"],
+)
+def test_a_checkpoint_resumes_across_a_runtime_change_and_not_across_other_params_or_data(
+    tmp_path, tiny_dataset, change, resumed
+):
+    """README: a checkpoint of other params or data is ignored, one after a runtime-only change is resumed: a
+    training killed at its first checkpoint, then rerun after the change."""
+    project = make_project(tmp_path, tiny_dataset)
+    process = subprocess.Popen(
+        train_command(project, tiny_dataset), cwd=project, env=environment(project), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    checkpoint = project / "checkpoints/last.pt"
+    kill_at_first_checkpoint(process, checkpoint)
+    killed_at = torch.load(checkpoint, weights_only=False)["step"]
+    assert 0 < killed_at < VARIANT["steps"]
+    if "data" in change:
+        train = read_labels(project / "split/train.csv")
+        write_csv(project / "split/train.csv", train.iloc[:-1])
+    else:
+        (project / "params.yaml").write_text(project_params(change.get("variant", VARIANT),
+                                                            change.get("runtime", RUNTIME)))  # fmt: skip
+    rerun = subprocess.run(
+        train_command(project, tiny_dataset), cwd=project, env=environment(project), capture_output=True, text=True
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert (f"resuming from step {killed_at}" in rerun.stdout) == resumed
+    steps = VARIANT["steps"] - killed_at if resumed else VARIANT["steps"]
+    assert f"train tiny: {steps} steps in" in rerun.stdout and not checkpoint.exists()
+
+
 def test_a_stale_checkpoint_is_not_resumed(tmp_path, tiny_dataset, mlflow_store):
     project = make_project(tmp_path, tiny_dataset)
     train, dev = read_labels(project / "split/train.csv"), read_labels(project / "split/dev.csv")
