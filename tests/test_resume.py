@@ -78,6 +78,20 @@ def kill_at_first_checkpoint(process: subprocess.Popen, checkpoint: Path) -> Non
     process.wait()
 
 
+def killed_at_first_checkpoint(project: Path, dataset: Path) -> int:
+    """The step at which the project's training, started and killed -9 at its first checkpoint, stopped."""
+    process = subprocess.Popen(
+        train_command(project, dataset), cwd=project, env=environment(project), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    checkpoint = project / "checkpoints/last.pt"
+    kill_at_first_checkpoint(process, checkpoint)
+    assert checkpoint.exists() and not (project / "model.pt").exists()
+    killed_at = torch.load(checkpoint, weights_only=False)["step"]
+    assert 0 < killed_at < VARIANT["steps"]
+    return killed_at
+
+
 def test_kill_9_then_rerun_ends_as_an_uninterrupted_run(tmp_path, tiny_dataset):
     whole = make_project(tmp_path / "whole", tiny_dataset)
     subprocess.run(
@@ -85,15 +99,8 @@ def test_kill_9_then_rerun_ends_as_an_uninterrupted_run(tmp_path, tiny_dataset):
     )
 
     killed = make_project(tmp_path / "killed", tiny_dataset)
-    process = subprocess.Popen(
-        train_command(killed, tiny_dataset), cwd=killed, env=environment(killed), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    killed_at = killed_at_first_checkpoint(killed, tiny_dataset)
     checkpoint = killed / "checkpoints/last.pt"
-    kill_at_first_checkpoint(process, checkpoint)
-    assert checkpoint.exists() and not (killed / "model.pt").exists()
-    killed_at = torch.load(checkpoint, weights_only=False)["step"]
-    assert 0 < killed_at < VARIANT["steps"]
 
     rerun = subprocess.run(
         train_command(killed, tiny_dataset), cwd=killed, env=environment(killed), capture_output=True, text=True
@@ -125,14 +132,8 @@ def test_a_checkpoint_resumes_across_a_runtime_change_and_not_across_other_param
     """README: a checkpoint of other params or data is ignored, one after a runtime-only change is resumed: a
     training killed at its first checkpoint, then rerun after the change."""
     project = make_project(tmp_path, tiny_dataset)
-    process = subprocess.Popen(
-        train_command(project, tiny_dataset), cwd=project, env=environment(project), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    killed_at = killed_at_first_checkpoint(project, tiny_dataset)
     checkpoint = project / "checkpoints/last.pt"
-    kill_at_first_checkpoint(process, checkpoint)
-    killed_at = torch.load(checkpoint, weights_only=False)["step"]
-    assert 0 < killed_at < VARIANT["steps"]
     if "data" in change:
         train = read_labels(project / "split/train.csv")
         write_csv(project / "split/train.csv", train.iloc[:-1])
