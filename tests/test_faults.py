@@ -93,11 +93,12 @@ def test_bad_images_are_counted_listed_and_skipped(salted, mlflow_store):
     by_case = dict(zip(cases["id"], cases["case"]))
     assert {by_case[image_id]: reason.split(" (")[0] for image_id, reason in zip(bad["id"], bad["reason"])} == expected
     assert "skipped 5 unusable images" in result.stdout
-    # and in MLflow: the filter stage's run holds the list and its counts
-    [run] = mlflow.search_runs(search_all_experiments=True, filter_string="attributes.run_name = 'filter'",
-                               output_format="list")  # fmt: skip
-    logged = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="bad_images.csv",
-                                                 dst_path=str(project / "logged"))  # fmt: skip
+    # and in MLflow: the filter stage's run holds the list and its counts (a client of this test's store: an
+    # earlier test of the session may have set mlflow's tracking URI for the process)
+    client = mlflow.MlflowClient(tracking_uri=mlflow_store)
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    [run] = client.search_runs(experiments, filter_string="attributes.run_name = 'filter'")
+    logged = client.download_artifacts(run.info.run_id, "bad_images.csv", str(project))
     assert Path(logged).read_bytes() == (project / "data/filtered/bad_images.csv").read_bytes()
     assert run.data.metrics["bad_images"] == 5 and run.data.tags["stage"] == "filter"
     kept = read_labels(project / "data/filtered/train.csv")
