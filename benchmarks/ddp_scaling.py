@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from landmark.data.layout import read_csv  # noqa: E402
 from landmark.settings import load_settings  # noqa: E402
-from landmark.train import train_variant  # noqa: E402
+from landmark.train import TrainingData, TrainingJob, train_variant  # noqa: E402
 
 
 def main(shards, processes):
@@ -37,10 +37,9 @@ def main(shards, processes):
     )
     with tempfile.TemporaryDirectory() as folder:
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
-        metrics = train_variant(
-            "xception", variant, settings.train, runtime, shards, frame, frame[:2048], classes,
-            Path(folder) / "m.pt", folder,
-        )  # fmt: skip
+        data = TrainingData(shards, frame, frame[:2048], classes)
+        job = TrainingJob("xception", variant, settings.train, runtime, data, Path(folder) / "m.pt", Path(folder))
+        metrics = train_variant(job)
     if os.environ["RANK"] == "0":
         print(f"{processes} GPU(s), global batch {variant.batch_size}: {metrics['images_per_second']:.0f} img/s")
 

@@ -41,6 +41,7 @@ import tempfile
 import time
 import traceback
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,14 +53,14 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from benchmarks.cpu_use import cpu_use, describe  # noqa: E402
 from benchmarks.jpegs import scratch_folder, write_jpegs  # noqa: E402
-from landmark.data.loading import EpochBatches, WaitClock, decode_images, device_batches  # noqa: E402
+from landmark.data.loading import EpochBatches, WaitClock, decode_images, device_batches, image_dataset, model_input  # noqa: E402  # noqa: E402
 from landmark.data.shards import image_reader, pack  # noqa: E402
-from landmark.inference import image_dataset, model_input, predict  # noqa: E402
+from landmark.inference import predict  # noqa: E402
 from landmark.models import create_model  # noqa: E402
 from landmark.models.losses import CrossEntropy  # noqa: E402
 from landmark.runtime import compiled, loader_workers, make_loader  # noqa: E402
 from landmark.settings import load_settings  # noqa: E402
-from landmark.train import train_variant, training_step  # noqa: E402
+from landmark.train import TrainingData, TrainingJob, train_variant, training_step  # noqa: E402
 
 RESULTS = {}
 
@@ -161,9 +162,27 @@ def images_per_second(work, device, steps, warmup, batches=None):
     return images / seconds, use
 
 
-def compute_only(params, name, device, size, batch, precision, channels_last, compile_model, steps, smoke):
+@dataclass(frozen=True)
+class Bench:
+    """What the sections measure with: the settings, the device, the packed JPEGs (root, frame), the image size,
+    batch, loader workers and timed steps, whether it is a smoke run, and the JSON the figures go to."""
+
+    params: object
+    device: torch.device
+    root: Path
+    frame: pd.DataFrame
+    size: int
+    batch: int
+    workers: int
+    steps: int
+    smoke: bool
+    out: str
+
+
+def compute_only(bench: Bench, name, batch, precision, channels_last, compile_model):
+    device, size = bench.device, bench.size
     torch.manual_seed(0)
-    model = create_model(benchmark_variant(params, name, size, smoke), 1000).to(device)
+    model = create_model(benchmark_variant(bench.params, name, size, bench.smoke), 1000).to(device)
     images = torch.randn(batch, 3, size, size, device=device)
     if channels_last:
         model, images = (
@@ -178,14 +197,15 @@ def compute_only(params, name, device, size, batch, precision, channels_last, co
 
     forward = compiled(model, compile_model, device)
     step = benchmark_step(model, forward, same_batch(), precision, device)
-    return images_per_second(step, device, steps, warmup=3 if compile_model else 2)
+    return images_per_second(step, device, bench.steps, warmup=3 if compile_model else 2)
 
 
-def inference(params, device, root, frame, decode, size, batch, workers, smoke, out):
-    model = create_model(benchmark_variant(params, "xception", size, smoke), 1000).to(device)
+def inference(bench: Bench, decode):
+    device, batch, out = bench.device, bench.batch, bench.out
+    model = create_model(benchmark_variant(bench.params, "xception", bench.size, bench.smoke), 1000).to(device)
     model = model.to(memory_format=torch.channels_last).eval()
-    data = image_dataset(size, root / "shards", "train", frame["id"], None, decode)
-    loader = make_loader(data, batch, workers, device)
+    data = image_dataset(bench.size, bench.root / "shards", "train", bench.frame["id"], None, decode)
+    loader = make_loader(data, batch, bench.workers, device)
     predict(model, loader, device)  # warm-up: workers, cuDNN autotuning
     sync(device)
     with cpu_use() as use:
@@ -232,6 +252,7 @@ def measure(out, params, device, root, images, workers, sections, smoke):
     seconds = time.perf_counter() - started
     report("data_seconds", seconds, f"{images} JPEGs written and packed in {seconds:.1f} s", out)
     targets = frame["landmark_id"].to_numpy()
+    bench = Bench(params, device, root, frame, size, batch, workers, steps, smoke, out)
 
     if "decode" in sections:
         with section("decode", out):
@@ -274,9 +295,7 @@ def measure(out, params, device, root, images, workers, sections, smoke):
 
     def compute(key, name, batch_size, precision, channels_last, compile_model):
         with section(key, out):
-            figure, use = compute_only(
-                params, name, device, size, batch_size, precision, channels_last, compile_model, steps, smoke
-            )
+            figure, use = compute_only(bench, name, batch_size, precision, channels_last, compile_model)
             report(key, figure, f"{figure:,.0f} img/s", out)
             report(f"{key}_cpu", use, describe(use), out)
 
@@ -318,7 +337,7 @@ def measure(out, params, device, root, images, workers, sections, smoke):
     if "inference" in sections:
         for decode in ("worker", "device"):
             with section(f"inference_xception_{decode}", out):
-                inference(params, device, root, frame, decode, size, batch, workers, smoke, out)
+                inference(bench, decode)
 
     if "train_stage" in sections:
         with section("train_stage_xception", out), tempfile.TemporaryDirectory() as folder:
@@ -333,18 +352,11 @@ def measure(out, params, device, root, images, workers, sections, smoke):
                 update={"num_workers": workers, "eval_every": 10**9, "log_every": log_every, "checkpoint_every": 10**9}
             )
             os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
-            metrics = train_variant(
-                "xception",
-                variant,
-                params.train,
-                runtime,
-                root / "shards",
-                frame,
-                dev,
-                classes,
-                Path(folder) / "m.pt",
-                Path(folder) / "plots",
+            data = TrainingData(root / "shards", frame, dev, classes)
+            job = TrainingJob(
+                "xception", variant, params.train, runtime, data, Path(folder) / "m.pt", Path(folder) / "plots"
             )
+            metrics = train_variant(job)
             report(
                 "train_stage_xception", metrics["images_per_second"],
                 f"{metrics['images_per_second']:,.0f} img/s from step {log_every} to {variant.steps}, "

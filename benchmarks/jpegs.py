@@ -30,7 +30,9 @@ def write_jpegs(root, count: int, size: int = 256, classes: int = 100, workers: 
     ids = [f"{number:016x}" for number in range(count)]
     frame = pd.DataFrame({"id": ids, "landmark_id": np.arange(count) % classes})
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for image_id, data in zip(ids, pool.map(_encode, ((n, size) for n in range(count)), chunksize=256)):
+        for image_id, data in zip(
+            ids, pool.map(_encode, ((n, size) for n in range(count)), chunksize=256), strict=True
+        ):
             path = image_path(root, "train", image_id)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)

@@ -20,9 +20,11 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from benchmarks.cpu_use import cpu_use, describe  # noqa: E402
 from benchmarks.jpegs import scratch_folder, write_jpegs  # noqa: E402
-from landmark.data.loading import EpochBatches  # noqa: E402
+from landmark.data.loading import (
+    EpochBatches,  # noqa: E402
+    image_dataset,  # noqa: E402
+)
 from landmark.data.shards import pack  # noqa: E402
-from landmark.inference import image_dataset  # noqa: E402
 from landmark.runtime import make_loader  # noqa: E402
 
 

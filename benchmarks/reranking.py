@@ -113,8 +113,8 @@ def verification(args, settings) -> None:
     for first, second in pairs:
         counts.append(inliers(features[first], features[second], verify["ratio"], verify["max_error"]))
     per_pair = (time.perf_counter() - started) / len(pairs)
-    same = [count for (first, second), count in zip(pairs, counts) if first % 2 == second % 2]
-    other = [count for (first, second), count in zip(pairs, counts) if first % 2 != second % 2]
+    same = [count for (first, second), count in zip(pairs, counts, strict=True) if first % 2 == second % 2]
+    other = [count for (first, second), count in zip(pairs, counts, strict=True) if first % 2 != second % 2]
     checked = round(args.share * TEST_QUERIES)
     checked_pairs = checked * args.neighbours
     needed = checked + checked_pairs  # at most: neighbours the queries share are extracted once

@@ -116,7 +116,7 @@ def main():
     )
     args = parser.parse_args()
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")
-    for images, classes in zip(args.gallery, args.classes):
+    for images, classes in zip(args.gallery, args.classes, strict=True):
         vectors = ClusteredVectors(images, classes, args.dimension, args.noise, seed=0)
         queries = vectors.queries(args.queries)
         sample = queries[np.sort(np.random.default_rng(4).permutation(len(queries))[: args.exact_queries])]

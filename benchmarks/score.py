@@ -21,7 +21,9 @@ def main():
     truth = np.where(rng.uniform(size=QUERIES) < 0.02, rng.integers(0, 203_094, QUERIES).astype(str), "")
     predicted = np.where(rng.uniform(size=QUERIES) < 0.5, truth, rng.integers(0, 203_094, QUERIES).astype(str))
     predicted = np.where(predicted == "", "1", predicted)
-    landmarks = [f"{label} {confidence:.6f}" for label, confidence in zip(predicted, rng.uniform(size=QUERIES))]
+    landmarks = [
+        f"{label} {confidence:.6f}" for label, confidence in zip(predicted, rng.uniform(size=QUERIES), strict=True)
+    ]
     usage = rng.choice(["Public", "Private", "Ignored"], QUERIES, p=[0.3, 0.6, 0.1])
     with tempfile.TemporaryDirectory() as folder:
         submission_path, solution_path = Path(folder) / "submission.csv", Path(folder) / "solution.csv"

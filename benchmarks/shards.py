@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from benchmarks.jpegs import write_jpegs  # noqa: E402
+from landmark.data.loading import image_dataset  # noqa: E402
 from landmark.data.shards import image_reader, pack  # noqa: E402
-from landmark.inference import image_dataset  # noqa: E402
 from landmark.runtime import make_loader  # noqa: E402
 
 

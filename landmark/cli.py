@@ -141,11 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     predictor.add_argument("--method", help="a recognition method, e.g. knn+query_penalty (default: the submission's)")
     predictor.add_argument("--names", default="data/raw/train_label_to_category.csv",
                            help="landmark_id,category names file (GLDv2's), used where present")  # fmt: skip
-    predictor.add_argument(
-        "--submission",
-        default="reports/submission.json",
-        help="the submission's choice of variant and method (default reports/submission.json)",
-    )
+    predictor.add_argument("--submission", default="reports/submission.json",
+                           help="the variant and method the submission chose (default: that file)")  # fmt: skip
     predictor.add_argument("--params", default="params.yaml", help=params_help)
     predictor.add_argument("--show", metavar="OUT.png", help="draw each photo beside its nearest gallery photos")
     predictor.add_argument(
@@ -197,12 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
         "What a long run would stop on, said in one line each, before it starts.",
     )  # fmt: skip
     checker.add_argument("--params", default="params.yaml", help=params_help)
-    checker.add_argument(
-        "--no-hardware", action="store_true", help="skip what the settings ask of this machine (GPUs, a compiler)"
-    )
-    checker.add_argument(
-        "--no-models", action="store_true", help="skip building the variants' models (no torch: a second)"
-    )
+    checker.add_argument("--no-hardware", action="store_true",
+                         help="skip what the settings ask of this machine (GPUs, a compiler)")  # fmt: skip
+    checker.add_argument("--no-models", action="store_true",
+                         help="skip building the variants' models (no torch: a second)")  # fmt: skip
     return parser
 
 

@@ -19,12 +19,16 @@ def atomic_path(path):
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(handle)
     except OSError as error:
-        raise UserError(f"cannot write {path}: {error.strerror}; check the folder's permissions and free space")
+        raise UserError(
+            f"cannot write {path}: {error.strerror}; check the folder's permissions and free space"
+        ) from None
     try:
         yield Path(temporary)
         os.replace(temporary, path)
     except OSError as error:
-        raise UserError(f"cannot write {path}: {error.strerror}; check the folder's permissions and free space")
+        raise UserError(
+            f"cannot write {path}: {error.strerror}; check the folder's permissions and free space"
+        ) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)

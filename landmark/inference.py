@@ -11,60 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from landmark.data.loading import DeviceTransform, ImageDataset, device_batches
-from landmark.data.shards import image_reader
+from landmark.data.labels import LabelEncoding
+from landmark.data.loading import ImageDataset, device_batches, image_dataset, model_input
 from landmark.errors import UserError
 from landmark.files import atomic_path
 from landmark.models import create_model
 from landmark.runtime import autocast_dtype, loader_workers, make_loader, native_bf16
 from landmark.settings import Runtime, Variant, parse
-
-
-class LabelEncoding:
-    """The classes a classifier was trained on: class index i is landmark id `landmark_ids[i]`, with `images[i]`
-    training images (what class-size-aware losses need)."""
-
-    def __init__(self, landmark_ids, images):
-        self.landmark_ids = np.asarray(landmark_ids, dtype=np.int64)
-        self.images = np.asarray(images, dtype=np.int64)
-        self._index = pd.Series(np.arange(len(self.landmark_ids)), index=self.landmark_ids)
-
-    @classmethod
-    def from_classes(cls, classes: pd.DataFrame) -> "LabelEncoding":
-        """From the filter stage's classes.csv (landmark_id, class_index, images)."""
-        ordered = classes.sort_values("class_index")
-        return cls(ordered["landmark_id"].to_numpy(), ordered["images"].to_numpy())
-
-    def __len__(self):
-        return len(self.landmark_ids)
-
-    def indices(self, landmark_ids) -> np.ndarray:
-        """The class index of each landmark id; -1 for one the classifier was not trained on."""
-        return self._index.reindex(np.asarray(landmark_ids, dtype=np.int64)).fillna(-1).to_numpy(dtype=np.int64)
-
-    def landmarks(self, indices) -> np.ndarray:
-        return self.landmark_ids[np.asarray(indices, dtype=np.int64)]
-
-
-def image_dataset(image_size: int, images_root, split, ids, targets=None, decode: str = "worker"):
-    """The images of ids from images_root: packed shards (the pack stage's output) or the Kaggle layout."""
-    return ImageDataset(image_reader(images_root, split, ids), targets, image_size=image_size, decode=decode)
-
-
-def model_input(model, dataset, device, augmentation=None, augment_seed=None, channels_last=True) -> DeviceTransform:
-    """The batched device-side transform that turns this dataset's batches into the model's input; with an
-    augmentation (landmark.settings.Augmentation) and its seed, training's. channels_last: torch's layout for
-    the model; False: plain NCHW (what ONNX Runtime reads)."""
-    config = model.data_config
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    return DeviceTransform(
-        dataset.image_size, config["mean"], config["std"], device, augmentation, augment_seed, len(dataset), layout
-    )
 
 
 @torch.no_grad()
@@ -249,7 +206,7 @@ def embed(model, loader, device, desc="embed", batches_per_result=32, looks=Look
             confidence = torch.zeros(len(images), device=images.device)
         pending.append((F.normalize(descriptors, dim=1), predicted, confidence))
         if number % batches_per_result == 0 or number == len(loader):
-            yield tuple(torch.cat(part).cpu().numpy() for part in zip(*pending))
+            yield tuple(torch.cat(part).cpu().numpy() for part in zip(*pending, strict=True))
             pending = []
 
 
@@ -285,8 +242,9 @@ class TrainedModel:
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
-            raise UserError(f"{path}: no such model; run `dvc repro` to train it")
-        variant = parse(Variant, checkpoint["variant"], f"{path} variant")
+            raise UserError(f"{path}: no such model; run `dvc repro` to train it") from None
+        # a model saved before lr_schedule was a setting trained at a constant lr
+        variant = parse(Variant, {"lr_schedule": "none"} | checkpoint["variant"], f"{path} variant")
         labels = LabelEncoding(checkpoint["landmark_ids"], checkpoint["class_images"])
         model = create_model(variant, len(labels), pretrained="none")
         model.load_state_dict(checkpoint["state_dict"])

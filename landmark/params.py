@@ -25,11 +25,11 @@ def load_params(path="params.yaml") -> dict:
         with open(path) as handle:
             params = yaml.load(handle, ParamsLoader)
     except FileNotFoundError:
-        raise UserError(f"{path}: no such file; run the stage from the project root")
+        raise UserError(f"{path}: no such file; run the stage from the project root") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
-        raise UserError(f"{path}{line}: not valid YAML ({getattr(error, 'problem', error)})")
+        raise UserError(f"{path}{line}: not valid YAML ({getattr(error, 'problem', error)})") from None
     if not isinstance(params, dict):
         raise UserError(f"{path}: expected a mapping of stage names to their params")
     return params

@@ -36,7 +36,7 @@ def landmark_names(path) -> dict:
         return {}
     names = read_csv(path, ["landmark_id", "category"])
     short = names["category"].str.rsplit("Category:", n=1).str[-1].str.replace("_", " ")
-    return dict(zip(names["landmark_id"].astype(np.int64), short))
+    return dict(zip(names["landmark_id"].astype(np.int64), short, strict=True))
 
 
 def read_looks(embeddings_dir, device) -> Looks:
@@ -108,7 +108,7 @@ class Recognizer:
                 Whitening() if ensemble is None else Whitening.load(whitening),
                 weight,
             )
-            for trained, looks, whitening, weight in zip(models, files.looks, files.whitenings, weights)
+            for trained, looks, whitening, weight in zip(models, files.looks, files.whitenings, weights, strict=True)
         ]
         return cls(members, gallery, parsed, recognize.neighbours, features)
 
@@ -122,7 +122,9 @@ class Recognizer:
             dataset = ImageDataset(FileReader(paths), image_size=trained.variant.image_size, decode=trained.decode)
             loader = make_loader(dataset, batch_size, 0, trained.device)
             engine = trained.engine_for(member.looks)
-            found = list(zip(*embed(trained.model, loader, trained.device, None, looks=member.looks, engine=engine)))
+            found = list(
+                zip(*embed(trained.model, loader, trained.device, None, looks=member.looks, engine=engine), strict=True)
+            )
             vectors, classes, probabilities = (np.concatenate(part) for part in found)
             parts.append(member.whitening(vectors))
             if classifier is None:
@@ -151,9 +153,11 @@ class Recognizer:
         voted, for a picture of who). The frequency ban counts over the photos with the test set's limit."""
         voters, ranking = self.method.voted(queries, top_k)
         answers = []
-        for labels, confidences in zip(ranking.labels, ranking.confidences):
+        for labels, confidences in zip(ranking.labels, ranking.confidences, strict=True):
             refused = self.method.refuses_non_landmarks and confidences[0] <= 0
-            answers.append([] if refused else [(int(a), float(b)) for a, b in zip(labels, confidences) if a >= 0])
+            answers.append(
+                [] if refused else [(int(a), float(b)) for a, b in zip(labels, confidences, strict=True) if a >= 0]
+            )
         return answers, voters
 
 
@@ -188,7 +192,7 @@ def landmark_entries(found, names) -> list:
 
 def answer_lines(paths, problems, answers, names, as_json: bool) -> list:
     """The lines to print: one per photo, in the order given."""
-    found = dict(zip([path for path in paths if path not in problems], answers))
+    found = dict(zip([path for path in paths if path not in problems], answers, strict=True))
     lines = []
     for path in paths:
         if path in problems:

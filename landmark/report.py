@@ -281,7 +281,7 @@ def plot_answers(paths, queries, answers, images_dir, out_png, shown: int = 5) -
     reached = positions[positions >= 0]
     images = _shown_images(images_dir, {("train", image_id) for image_id in queries.gallery.ids[reached]})
     figure, axes = _photo_grid(len(paths), columns)
-    for row, (path, answer) in enumerate(zip(paths, answers)):
+    for row, (path, answer) in enumerate(zip(paths, answers, strict=True)):
         verdict = f"{answer[0][0]} ({answer[0][1]:.2f})" if answer else "no landmark"
         _tile(axes[row, 0], Image.open(path).convert("RGB"), f"{Path(path).name[:24]}\n→ {verdict}")
         for column, position in enumerate(positions[row], start=1):
@@ -305,7 +305,9 @@ def chosen_verdicts(recognitions_dir, submission: dict) -> dict:
     predictions = read_csv(Path(recognitions_dir) / submission["variant"] / "predictions.csv", ["method", "id"])
     mine = predictions[predictions["method"] == submission["method"]]
     labels, confidences = mine["landmark_id"].astype(np.int64), mine["confidence"].astype(float)
-    return dict(zip(zip(mine["query_set"], mine["id"]), zip(labels, confidences)))
+    return dict(
+        zip(zip(mine["query_set"], mine["id"], strict=True), zip(labels, confidences, strict=True), strict=True)
+    )
 
 
 def write_report(metrics_dir, plots_dir, submission_json, recognitions_dir, images_dir, params, out_dir) -> dict:

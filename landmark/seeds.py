@@ -92,7 +92,9 @@ def choice(run: dict) -> dict | None:
     if not scored or "gap" not in chosen:
         return None
     best = max(scored, key=lambda key: scored[key]["test_gap"])
-    validation, test = zip(*((figures["validation_gap"], figures["test_gap"]) for figures in scored.values()))
+    validation, test = zip(
+        *((figures["validation_gap"], figures["test_gap"]) for figures in scored.values()), strict=True
+    )
     return {
         "chosen": (chosen["variant"], chosen["method"]),
         "chosen_gap": chosen["gap"],

@@ -123,10 +123,10 @@ class RecognizerModel(mlflow.pyfunc.PythonModel):
         if readable:
             with tempfile.TemporaryDirectory() as folder:
                 paths = [Path(folder) / f"{position}" for position in readable]
-                for path, position in zip(paths, readable):
+                for path, position in zip(paths, readable, strict=True):
                     path.write_bytes(photos[position])
                 answers, _ = self.recognizer.answers(self.recognizer.found(paths), top_k)
-            for position, row in zip(readable, answer_rows(answers, self.names)):
+            for position, row in zip(readable, answer_rows(answers, self.names), strict=True):
                 rows[position] = row
         frame = pd.DataFrame(rows, columns=["landmark_id", "confidence", "name", "landmarks", "error"])
         return frame.astype({"landmark_id": np.int64, "confidence": np.float64})

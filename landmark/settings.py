@@ -376,6 +376,14 @@ class StopEarly(Section):
     patience: OneOrMore
 
 
+class LearningRateSchedule(Section):
+    """The learning rate over a training: a linear warm-up from lr / warmup_steps to lr over the first
+    warmup_steps, then a cosine from lr down to lr · final_fraction at the variant's last step."""
+
+    warmup_steps: ZeroOrMore
+    final_fraction: Fraction
+
+
 def none_or_mapping(value):
     return None if value == "none" else value
 
@@ -400,7 +408,18 @@ class Variant(Section):
     lr: Positive
     steps: OneOrMore  # at most: with stop_early, fewer where the dev GAP stops rising
     stop_early: Annotated[StopEarly | None, BeforeValidator(none_or_mapping)]
+    lr_schedule: Annotated[LearningRateSchedule | None, BeforeValidator(none_or_mapping)]  # none: lr at every step
     augmentation: Augmentation
+
+    @model_validator(mode="after")
+    def warm_up_within_the_steps(self):
+        if self.lr_schedule is not None and self.lr_schedule.warmup_steps >= self.steps:
+            raise SettingError(
+                f"{self.lr_schedule.warmup_steps} warm-up steps leave none of the {self.steps} steps to the cosine; "
+                "lower warmup_steps or raise steps",
+                ("lr_schedule", "warmup_steps"),
+            )
+        return self
 
 
 class Evaluate(Section):
@@ -460,8 +479,13 @@ class LocalFeatures(Section):
 class Index(Section):
     whitening: Annotated[str, PlainValidator(one_of("none", "pca"))]  # PCA whitening learned on the gallery
     whitening_dims: OneOrMore  # the axes it keeps
+    whitening_shrinkage: NonNegative  # of the mean variance, added to each axis's before it is evened out
+    whitening_sample: OneOrMore  # train images it is learned on, at most (a seeded sample)
     exact_below: OneOrMore  # fewer gallery images: exact search (faiss IndexFlatIP)
     factory: Text  # the approximate index from there on, as a faiss index_factory string
+    train_per_list: OneOrMore  # the approximate index is trained on this many vectors per inverted list,
+    train_at_least: OneOrMore  # and on at least this many
+    seed: ZeroOrMore  # of the whitening's sample and the index's
 
 
 class Recognize(Section):

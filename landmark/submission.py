@@ -185,7 +185,7 @@ def write_submission(path, ids, labels, confidences) -> None:
     """Write `id,landmarks` with one `<label> <confidence>` per id (a label of None gives an empty prediction)."""
     landmarks = [
         "" if label is None else f"{int(label)} {float(confidence):.6f}"
-        for label, confidence in zip(labels, confidences)
+        for label, confidence in zip(labels, confidences, strict=True)
     ]
     pd.DataFrame({"id": list(ids), "landmarks": landmarks}).to_csv(path, index=False)
 

@@ -105,9 +105,9 @@ class TrainingLog:
         self.rows[kind].append({"step": step, **metrics})
         self.mlflow.log_metrics({f"{kind}_{name}": value for name, value in metrics.items()}, step=step)
 
-    def log_speed(self, step: int, metrics: dict):
-        """Throughput figures (timings, which differ from run to run) go to MLflow only, not to the DVC plots, so a
-        resumed training's curves stay those of an uninterrupted one."""
+    def log_unplotted(self, step: int, metrics: dict):
+        """Figures for MLflow only, not the DVC plots: throughput (timings, which differ from run to run, so a
+        resumed training's curves stay those of an uninterrupted one) and the learning rate."""
         self.mlflow.log_metrics({f"train_{name}": value for name, value in metrics.items()}, step=step)
 
     def write_plots(self):

@@ -1,10 +1,12 @@
 """The training loop: one variant, a fixed number of Adam steps, train curves per step and dev curves per
 interval, logged to MLflow and DVC plots; checkpointed so a killed run resumes where it stopped.
 
-train_variant reads top to bottom: the model, its loss and optimizer, the checkpoint to resume from, the
-batches, then the loop (a step, and on their intervals a logged point, a dev pass, a checkpoint). The plumbing
-lives in the small pieces above it: the one training step (the GPU benchmarks take it too), the checkpoint
-format, the speed meter and the dev pass.
+A training is one object, TrainingRun, as nanoGPT keeps its state in one place: what it trains (a TrainingJob:
+the variant, its settings, its data and where its outputs go), the model, loss, optimizer and learning-rate
+schedule, the batches, the dev pass, the checkpoint, the speed meter and the MLflow log. Its `train` reads top to
+bottom: a step, and on their intervals a logged point, a dev pass, a checkpoint. The plumbing lives in the small
+pieces above it: the one training step (the GPU benchmarks take it too), the schedule, the checkpoint format, the
+speed meter and the dev pass.
 """
 
 import contextlib
@@ -12,22 +14,56 @@ import hashlib
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from landmark.data.loading import EpochBatches, WaitClock, device_batches
+from landmark.data.labels import LabelEncoding
+from landmark.data.loading import EpochBatches, WaitClock, device_batches, image_dataset, model_input
 from landmark.distributed import Ranks
 from landmark.errors import UserError
 from landmark.files import atomic_path, write_csv
-from landmark.inference import LabelEncoding, image_dataset, model_input, predict, save_model
+from landmark.inference import predict, save_model
 from landmark.metrics import batch_gap, dev_metrics
 from landmark.models import check_builds, create_loss, create_model
 from landmark.runtime import autocast_dtype, compiled, loader_workers, make_loader, pick_device
-from landmark.settings import Runtime, StopEarly, Train, Variant
+from landmark.settings import LearningRateSchedule, Runtime, StopEarly, Train, Variant
 from landmark.tracking import TrainingLog
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a variant learns from and is checked on: the images (packed shards or the Kaggle layout), the train
+    and dev rows (id, landmark_id) and the classes it learns (the filter stage's classes.csv: landmark_id,
+    class_index, images)."""
+
+    images_root: Path
+    train: pd.DataFrame
+    dev: pd.DataFrame
+    classes: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """One training: the variant `name` of params.yaml with its settings, its data, and where it writes the model
+    (its final dev predictions beside it), the curves (plots_dir) and the checkpoint (None: none kept)."""
+
+    name: str
+    variant: Variant
+    training: Train
+    runtime: Runtime
+    data: TrainingData
+    model_path: Path
+    plots_dir: Path
+    checkpoint_path: Path | None = None
+
+    @property
+    def where(self) -> str:
+        """The params key errors name."""
+        return f"variants.{self.name}"
 
 
 def training_step(forward, loss_of, optimizer, precision, device):
@@ -46,15 +82,34 @@ def training_step(forward, loss_of, optimizer, precision, device):
     return step
 
 
-class Checkpoint:
-    """The resumable state of one training (model, optimizer, RNG, step, curves, MLflow run) at `path`, stamped
-    with the fingerprint of what is trained and on which data: a checkpoint of another training is ignored. The
-    runtime settings are not in it, so a run resumes across a change of how fast it runs. path None: none kept."""
+def lr_factor(schedule: LearningRateSchedule | None, steps: int):
+    """The share of lr that step s + 1 of `steps` trains at (torch's LambdaLR counts steps taken, from 0): 1 at
+    every step without a schedule; with one, a linear warm-up, then a half cosine down to final_fraction."""
+    if schedule is None:
+        return lambda taken: 1.0
+    warmup, final = schedule.warmup_steps, schedule.final_fraction
 
-    def __init__(self, path, variant: Variant, training: Train, train_split, dev_split):
-        self.path = path
-        digest = hashlib.sha256(json.dumps([variant.model_dump(), training.model_dump()], sort_keys=True).encode())
-        for frame in (train_split, dev_split):
+    def factor(taken: int) -> float:
+        if taken < warmup:
+            return (taken + 1) / warmup
+        progress = (taken - warmup) / max(steps - 1 - warmup, 1)
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+class Checkpoint:
+    """The resumable state of one training (model, optimizer, schedule, RNG, step, curves, MLflow run) at `path`,
+    stamped with the fingerprint of what is trained and on which data: a checkpoint of another training is ignored.
+    The runtime settings are not in it, so a run resumes across a change of how fast it runs. path None: none
+    kept."""
+
+    def __init__(self, job: TrainingJob):
+        self.path = job.checkpoint_path
+        digest = hashlib.sha256(
+            json.dumps([job.variant.model_dump(), job.training.model_dump()], sort_keys=True).encode()
+        )
+        for frame in (job.data.train, job.data.dev):
             digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
         self.fingerprint = digest.hexdigest()
 
@@ -69,25 +124,27 @@ class Checkpoint:
         return state if state.get("fingerprint") == self.fingerprint else None
 
     @staticmethod
-    def restore(state, model, optimizer, device) -> int:
-        """Put the saved state back; returns the step it was saved at."""
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    def restore(state, run: "TrainingRun") -> int:
+        """Put the saved state back into run; returns the step it was saved at."""
+        run.model.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and device.type == "cuda":
+        if state["cuda_rng"] and run.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return state["step"]
 
-    def save(self, step, model, optimizer, log) -> None:
+    def save(self, step, run: "TrainingRun") -> None:
         state = {
             "step": step,
             "fingerprint": self.fingerprint,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "schedule": run.schedule.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "mlflow_run_id": log.run_id,
-            "rows": log.rows,
+            "mlflow_run_id": run.log.run_id,
+            "rows": run.log.rows,
         }
         with atomic_path(self.path) as temporary:
             torch.save(state, temporary)
@@ -148,14 +205,19 @@ class DevPass:
     and the first process logs the dev curve. The per-batch GAP uses the training batch size, as the paper did.
     The last pass's predictions are what the evaluate stage scores (`write`): the model is not run twice."""
 
-    def __init__(self, model, loss_of, ranks, dev_split, labels, images_root, variant, decode, loading):
-        """loading: (batch size, loader workers, device)."""
-        self.model, self.loss_of, self.ranks, self.batch_size = model, loss_of, ranks, variant.batch_size
-        self.ids, self.targets = dev_split["id"].to_numpy(), labels.indices(dev_split["landmark_id"])
-        self.labels, self.predicted = labels, None
-        mine = ranks.my_indices(len(dev_split))
-        data = image_dataset(variant.image_size, images_root, "train", self.ids[mine], self.targets[mine], decode)
-        self.loader, self.device = make_loader(data, *loading), loading[-1]
+    def __init__(self, run: "TrainingRun", workers: int):
+        job, ranks = run.job, run.ranks
+        self.model, self.loss_of, self.ranks, self.batch_size = run.model, run.loss_of, ranks, job.variant.batch_size
+        dev = job.data.dev
+        self.ids, self.targets = dev["id"].to_numpy(), run.labels.indices(dev["landmark_id"])
+        self.labels, self.predicted = run.labels, None
+        mine = ranks.my_indices(len(dev))
+        data = image_dataset(
+            job.variant.image_size, job.data.images_root, "train", self.ids[mine], self.targets[mine],
+            job.training.decode,
+        )  # fmt: skip
+        self.loader = make_loader(data, job.runtime.inference_batch_size, workers, run.device)
+        self.device = run.device
 
     def __call__(self, step: int, log) -> dict:
         desc = "dev" if self.ranks.leader else None
@@ -211,116 +273,128 @@ def dev_predictions_path(model_path) -> Path:
     return Path(model_path).with_name("dev_predictions.csv")
 
 
-def _train_batches(model, variant, training, images_root, train_split, labels, start, ranks, workers, device):
-    """This process's slice of every training batch from `start` on, augmented on the device, as a WaitClock."""
-    targets = labels.indices(train_split["landmark_id"])
-    data = image_dataset(variant.image_size, images_root, "train", train_split["id"], targets, training.decode)
-    to_input = model_input(model, data, device, variant.augmentation, augment_seed=training.seed)
-    sampler = EpochBatches(len(data), variant.batch_size, training.seed, start, part=ranks.my_slice(variant.batch_size))
-    return WaitClock(device_batches(make_loader(data, variant.batch_size, workers, device, sampler), to_input, device))
+class TrainingRun:
+    """One variant's training, its whole state in one place (the module docstring). Built on this process's
+    device; `train` runs it. Under torchrun every process builds one and trains on its slice of every batch; the
+    first one (the leader) logs and writes the outputs."""
 
+    def __init__(self, job: TrainingJob, ranks: Ranks, device: torch.device):
+        self.job, self.ranks, self.device = job, ranks, device
+        variant, runtime = job.variant, job.runtime
+        self.labels = LabelEncoding.from_classes(job.data.classes)
+        model = create_model(variant, len(self.labels), where=job.where)
+        self.model = model.to(device).to(memory_format=torch.channels_last)
+        # margins index by the device's targets
+        self.loss_of = create_loss(variant, self.labels.images, where=job.where).to(device)
+        trainable = [parameter for parameter in self.model.parameters() if parameter.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=variant.lr, fused=device.type == "cuda")
+        self.lr_factor = lr_factor(variant.lr_schedule, variant.steps)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
+        forward = compiled(ranks.wrap(self.model, device), runtime.compile, device)
+        precision = autocast_dtype(job.training.precision, device)
+        self.take_step = training_step(forward, self.loss_of, self.optimizer, precision, device)
 
-def _log_train_step(step, loss, logits, targets, model, ranks, log, meter, where, checkpoint) -> float:
-    """A point of the train curves (loss, the paper's batch GAP) and the speed since the last one; stops on a
-    non-finite loss. The loss is read here only: a host sync."""
-    value = ranks.cat(loss.detach()[None]).mean().item()
-    speed = meter.mark(step)
-    if log and speed:
-        log.log_speed(step, speed)
-    if not math.isfinite(value):
-        kept = f"; the last good checkpoint is {checkpoint.path}" if checkpoint.path else ""
-        raise UserError(f"{where}: the loss became {value} at step {step}{kept}; try a lower lr")
-    confidence, predicted = model.head.confidence(logits.detach())
-    confidence, correct = ranks.cat(confidence), ranks.cat((predicted == targets).to(torch.uint8))
-    if log:
-        gap = batch_gap(confidence.cpu().numpy(), correct.cpu().numpy().astype(bool))
-        log.log("train", step, {"loss": value, "batch_gap": gap})
-    return value
-
-
-def train_variant(
-    name,
-    variant: Variant,
-    training: Train,
-    runtime: Runtime,
-    images_root,
-    train_split,
-    dev_split,
-    classes,
-    model_path,
-    plots_dir,
-    checkpoint_path=None,
-):
-    """Train one variant and save it to model_path, its final dev predictions beside it (dev_predictions_path);
-    returns the final dev metrics, the run's speed and the step it ended at (below variant.steps where its
-    stop_early stopped it).
-
-    train_split, dev_split: frames with columns id, landmark_id. classes: the label encoding from the filter
-    stage (landmark_id, class_index). Every `runtime.checkpoint_every` steps the full state goes to
-    checkpoint_path; a rerun of the same training resumes from it and ends exactly as an uninterrupted run would.
-    Under torchrun (runtime.gpus > 1) every process calls this; each trains on its slice of every batch and the
-    first one logs and writes the outputs.
-    """
-    where, steps = f"variants.{name}", variant.steps
-    check_builds(variant, where)
-    ranks = Ranks()
-    torch.manual_seed(training.seed)
-    with ranks.joined(pick_device(runtime.device)) as device:
-        labels = LabelEncoding.from_classes(classes)
-        model = create_model(variant, len(labels), where=where).to(device).to(memory_format=torch.channels_last)
-        loss_of = create_loss(variant, labels.images, where=where).to(device)  # margins index by device targets
-        trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-        optimizer = torch.optim.Adam(trainable, lr=variant.lr, fused=device.type == "cuda")
-        forward = compiled(ranks.wrap(model, device), runtime.compile, device)
-        take_step = training_step(forward, loss_of, optimizer, autocast_dtype(training.precision, device), device)
-
-        checkpoint = Checkpoint(checkpoint_path, variant, training, train_split, dev_split)
-        resumed = checkpoint.load()
-        start = Checkpoint.restore(resumed, model, optimizer, device) if resumed else 0
+        self.checkpoint = Checkpoint(job)
+        resumed = self.checkpoint.load()
+        self.start = Checkpoint.restore(resumed, self) if resumed else 0
         if resumed and ranks.leader:
-            print(f"train {name}: resuming from step {start} ({checkpoint_path})")
-        log = None
-        if ranks.leader:
-            params = {"variant": variant.model_dump(), "train": training.model_dump(), "runtime": runtime.model_dump()}
-            params |= {"classes": len(labels), "processes": ranks.world}
-            log = TrainingLog(
-                name, params, plots_dir, resumed["mlflow_run_id"] if resumed else None, resumed and resumed["rows"]
-            )
+            print(f"train {job.name}: resuming from step {self.start} ({job.checkpoint_path})")
+        self.log = self._open_log(resumed) if ranks.leader else None
 
         workers = loader_workers(runtime.num_workers, device, ranks.on_this_machine)  # the machine's cores, shared
-        batches = _train_batches(
-            model, variant, training, images_root, train_split, labels, start, ranks, workers, device
-        )
-        loading = (runtime.inference_batch_size, workers, device)
-        dev_pass = DevPass(model, loss_of, ranks, dev_split, labels, images_root, variant, training.decode, loading)
-        meter = SpeedMeter(variant.batch_size, batches)
-        stop = EarlyStop(variant.stop_early, resumed["rows"]["dev"] if resumed else ())
+        self.batches = self._train_batches(workers)
+        self.dev_pass = DevPass(self, workers)
+        self.meter = SpeedMeter(variant.batch_size, self.batches)
+        self.stop = EarlyStop(variant.stop_early, resumed["rows"]["dev"] if resumed else ())
+
+    def train(self) -> dict:
+        """Train to the variant's steps (or where stop_early stops it) and save the model; returns the final dev
+        metrics, the run's speed and the step it ended at."""
+        steps, runtime, ranks = self.job.variant.steps, self.job.runtime, self.ranks
         progress = tqdm(
-            range(start + 1, steps + 1), desc=f"train {name}", unit="step", mininterval=2, disable=not ranks.leader
-        )
+            range(self.start + 1, steps + 1), desc=f"train {self.job.name}", unit="step", mininterval=2,
+            disable=not ranks.leader,
+        )  # fmt: skip
         try:
             for step in progress:
-                images, targets, _ = next(batches)
-                loss, logits = take_step(images, targets)
-                checkpoint_due = checkpoint.path is not None and step % runtime.checkpoint_every == 0 and step < steps
+                images, targets, _ = next(self.batches)
+                loss, logits = self.take_step(images, targets)
+                self.schedule.step()
+                checkpoint_due = self.checkpoint.path is not None and step % runtime.checkpoint_every == 0
+                checkpoint_due = checkpoint_due and step < steps
                 if step % runtime.log_every == 0 or step == steps or checkpoint_due:
-                    value = _log_train_step(step, loss, logits, targets, model, ranks, log, meter, where, checkpoint)
-                    progress.set_postfix(loss=f"{value:.3f}")
-                if step % runtime.eval_every == 0 or step == steps or stop.due(step):
-                    with meter.paused():
-                        metrics = dev_pass(step, log)
-                    if stop.due(step) and stop.flat_after(metrics["gap"]):
+                    progress.set_postfix(loss=f"{self.log_train_step(step, loss, logits, targets):.3f}")
+                if step % runtime.eval_every == 0 or step == steps or self.stop.due(step):
+                    with self.meter.paused():
+                        metrics = self.dev_pass(step, self.log)
+                    if self.stop.due(step) and self.stop.flat_after(metrics["gap"]):
                         break
                 if checkpoint_due and ranks.leader:
-                    checkpoint.save(step, model, optimizer, log)
+                    self.checkpoint.save(step, self)
         except BaseException:
-            if log:
-                log.fail()
+            if self.log:
+                self.log.fail()
             raise
         if ranks.leader:
-            save_model(model_path, model, variant, training.decode, labels, log.run_id)
-            dev_pass.write(dev_predictions_path(model_path))
-            log.finish(metrics, artifacts=[model_path, dev_predictions_path(model_path)])
-            checkpoint.remove()
+            self.save(metrics)
         # steps: this run's, fewer than the variant's after a resume; last_step: where it ended, early or not
-        return metrics | meter.summary(step - start) | {"last_step": step}
+        return metrics | self.meter.summary(step - self.start) | {"last_step": step}
+
+    def log_train_step(self, step, loss, logits, targets) -> float:
+        """A point of the train curves (loss, the paper's batch GAP) and the speed since the last one; stops on a
+        non-finite loss. The loss is read here only: a host sync."""
+        ranks, log = self.ranks, self.log
+        value = ranks.cat(loss.detach()[None]).mean().item()
+        speed = self.meter.mark(step)
+        if log:  # the rate this step trained at: the schedule has moved on to the next one's
+            log.log_unplotted(step, (speed or {}) | {"lr": self.job.variant.lr * self.lr_factor(step - 1)})
+        if not math.isfinite(value):
+            kept = f"; the last good checkpoint is {self.checkpoint.path}" if self.checkpoint.path else ""
+            raise UserError(f"{self.job.where}: the loss became {value} at step {step}{kept}; try a lower lr")
+        confidence, predicted = self.model.head.confidence(logits.detach())
+        confidence, correct = ranks.cat(confidence), ranks.cat((predicted == targets).to(torch.uint8))
+        if log:
+            gap = batch_gap(confidence.cpu().numpy(), correct.cpu().numpy().astype(bool))
+            log.log("train", step, {"loss": value, "batch_gap": gap})
+        return value
+
+    def save(self, metrics: dict) -> None:
+        """The model, its final dev predictions beside it, and the finished MLflow run; the checkpoint goes."""
+        job = self.job
+        save_model(job.model_path, self.model, job.variant, job.training.decode, self.labels, self.log.run_id)
+        self.dev_pass.write(dev_predictions_path(job.model_path))
+        self.log.finish(metrics, artifacts=[job.model_path, dev_predictions_path(job.model_path)])
+        self.checkpoint.remove()
+
+    def _open_log(self, resumed) -> TrainingLog:
+        """The MLflow run and DVC plots of this training (the resumed run's, where it resumes)."""
+        job = self.job
+        params = {"variant": job.variant.model_dump(), "train": job.training.model_dump()}
+        params |= {"runtime": job.runtime.model_dump(), "classes": len(self.labels), "processes": self.ranks.world}
+        if resumed:
+            return TrainingLog(job.name, params, job.plots_dir, resumed["mlflow_run_id"], resumed["rows"])
+        return TrainingLog(job.name, params, job.plots_dir, None, None)
+
+    def _train_batches(self, workers: int) -> WaitClock:
+        """This process's slice of every training batch from the start on, augmented on the device."""
+        job, device = self.job, self.device
+        variant, seed = job.variant, job.training.seed
+        targets = self.labels.indices(job.data.train["landmark_id"])
+        data = image_dataset(
+            variant.image_size, job.data.images_root, "train", job.data.train["id"], targets, job.training.decode
+        )
+        to_input = model_input(self.model, data, device, variant.augmentation, augment_seed=seed)
+        part = self.ranks.my_slice(variant.batch_size)
+        sampler = EpochBatches(len(data), variant.batch_size, seed, self.start, part=part)
+        loader = make_loader(data, variant.batch_size, workers, device, sampler)
+        return WaitClock(device_batches(loader, to_input, device))
+
+
+def train_variant(job: TrainingJob) -> dict:
+    """Train one variant and save it (TrainingRun.train); the model is checked to build, and the seed set, first.
+    Under torchrun (runtime.gpus > 1) every process calls this."""
+    check_builds(job.variant, job.where)
+    ranks = Ranks()
+    torch.manual_seed(job.training.seed)
+    with ranks.joined(pick_device(job.runtime.device)) as device:
+        return TrainingRun(job, ranks, device).train()

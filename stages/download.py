@@ -53,7 +53,7 @@ def main(out_dir):
     shard_bytes = int(everything.pack.shard_size_mb * 2**20)
     try:
         if source == "synthetic":
-            summary = synthetic.generate(staging, **settings.synthetic.model_dump())
+            summary = synthetic.generate(staging, settings.synthetic)
         elif source == "kaggle":
             summary = kaggle.download(staging, settings.kaggle, Path("data/downloads"), shard_bytes)
         elif source == "rehearsal":

@@ -42,7 +42,9 @@ def main(name, embeddings_root, indexes_root, out_dir):
         write_csv(out_dir / f"{set_name}.csv", rows)
     for kept in ("classes.csv", "looks.json"):
         shutil.copyfile(first / kept, out_dir / kept)
-    shares = ", ".join(f"{variant} {weight:g}" for variant, weight in zip(ensemble.variants, ensemble.weights))
+    shares = ", ".join(
+        f"{variant} {weight:g}" for variant, weight in zip(ensemble.variants, ensemble.weights, strict=True)
+    )
     print(f"ensemble {name}: {shares}; {sum(part.shape[1] for part in parts)}-d descriptors -> {out_dir}")
 
 

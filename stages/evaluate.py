@@ -23,7 +23,9 @@ def read_dev_predictions(path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype=types, usecols=list(types))
     except ValueError as error:  # a missing column, or a value of the wrong kind
-        raise UserError(f"{path}: not a dev predictions file ({str(error).splitlines()[0]}); rerun its train stage")
+        raise UserError(
+            f"{path}: not a dev predictions file ({str(error).splitlines()[0]}); rerun its train stage"
+        ) from None
     return frame[list(types)]
 
 

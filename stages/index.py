@@ -21,16 +21,20 @@ from landmark.data.layout import read_csv
 from landmark.data.shards import INDEX
 from landmark.errors import exits_cleanly
 from landmark.recognition.search import Whitening, build_index, read_embeddings, use_gpu, write_index
-from landmark.settings import load_settings
+from landmark.settings import Index, load_settings
 
 
-def learned_whitening(embeddings_dir, gallery_photos_dir, kind: str, dims: int) -> Whitening:
-    """The whitening of index.whitening (kind), learned on the gallery's rows that are train images."""
-    if kind != "pca":
+def learned_whitening(embeddings_dir, gallery_photos_dir, indexing: Index) -> Whitening:
+    """The whitening of index.whitening, learned on the gallery's rows that are train images."""
+    if indexing.whitening != "pca":
         return Whitening()
     rows, gallery = read_embeddings(embeddings_dir, "gallery")
     photos = read_csv(Path(gallery_photos_dir) / "train" / INDEX, ["id"])["id"]
-    return Whitening.fit(gallery, dims, rows=np.flatnonzero(~rows["id"].isin(photos).to_numpy()))
+    train_images = np.flatnonzero(~rows["id"].isin(photos).to_numpy())
+    return Whitening.fit(
+        gallery, indexing.whitening_dims, train_images, shrinkage=indexing.whitening_shrinkage,
+        sample=indexing.whitening_sample, seed=indexing.seed,
+    )  # fmt: skip
 
 
 @exits_cleanly
@@ -40,13 +44,13 @@ def main(embeddings_dir, out_dir, gallery_photos_dir):
     if gallery_photos_dir == "--unwhitened":
         whitening = Whitening()
     else:
-        whitening = learned_whitening(embeddings_dir, gallery_photos_dir, indexing.whitening, indexing.whitening_dims)
+        whitening = learned_whitening(embeddings_dir, gallery_photos_dir, indexing)
     whitening.save(Path(out_dir) / "whitening.npz")
     built = []
     for name in ("gallery", "dev", "pool"):
         started = time.perf_counter()
         vectors = whitening(read_embeddings(embeddings_dir, name)[1])
-        index = build_index(vectors, indexing.exact_below, indexing.factory, gpu=gpu)
+        index = build_index(vectors, indexing, gpu=gpu)
         write_index(index, Path(out_dir) / f"{name}.faiss")
         kind = "exact" if len(vectors) < indexing.exact_below else indexing.factory
         built.append(f"{name} {index.ntotal} × {vectors.shape[1]} ({kind}, {time.perf_counter() - started:.1f} s)")

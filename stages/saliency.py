@@ -12,10 +12,10 @@ import torch
 
 from landmark.data.images import open_rgb
 from landmark.data.layout import read_labels
-from landmark.data.loading import collate
+from landmark.data.loading import collate, model_input
 from landmark.data.shards import image_reader
 from landmark.errors import exits_cleanly
-from landmark.inference import TrainedModel, model_input
+from landmark.inference import TrainedModel
 from landmark.saliency import plot_saliency_grid, saliency_maps
 from landmark.settings import load_settings
 

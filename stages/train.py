@@ -25,7 +25,7 @@ from landmark.distributed import relaunch_under_torchrun, split_batch, training_
 from landmark.errors import exits_cleanly
 from landmark.runtime import pick_device
 from landmark.settings import load_settings
-from landmark.train import EarlyStop, train_variant
+from landmark.train import EarlyStop, TrainingData, TrainingJob, train_variant
 
 
 def training_data(min_class_images, split_dir, classes_csv, gallery_csv):
@@ -52,19 +52,9 @@ def main(variant_name, images_dir, split_dir, classes_csv, gallery_csv, model_pa
     if processes * runtime.nodes > 1 and "WORLD_SIZE" not in os.environ:
         relaunch_under_torchrun(processes, "stages.train", runtime.nodes, runtime.node_rank, runtime.rendezvous)
     train, dev, classes = training_data(variant.min_class_images, split_dir, classes_csv, gallery_csv)
-    metrics = train_variant(
-        variant_name,
-        variant,
-        settings.train,
-        runtime,
-        images_dir,
-        train,
-        dev,
-        classes,
-        model_path,
-        plots_dir,
-        checkpoint_path,
-    )
+    data = TrainingData(Path(images_dir), train, dev, classes)
+    outputs = Path(model_path), Path(plots_dir), Path(checkpoint_path)
+    metrics = train_variant(TrainingJob(variant_name, variant, settings.train, runtime, data, *outputs))
     if os.environ.get("RANK", "0") != "0":
         return
     if metrics["last_step"] < variant.steps:

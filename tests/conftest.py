@@ -1,6 +1,7 @@
 import pytest
 
 from landmark.data.synthetic import generate
+from landmark.settings import Synthetic
 
 TINY_SYNTHETIC = dict(
     seed=7,
@@ -21,7 +22,7 @@ TINY_SYNTHETIC = dict(
 def tiny_dataset(tmp_path_factory):
     """A small synthetic dataset in the Kaggle layout, made once per test session."""
     root = tmp_path_factory.mktemp("synthetic") / "raw"
-    generate(root, **TINY_SYNTHETIC)
+    generate(root, Synthetic(**TINY_SYNTHETIC))
     return root
 
 

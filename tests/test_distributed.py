@@ -19,13 +19,14 @@ import torch
 import yaml
 
 from landmark.data.gallery_photos import update_gallery_photos
+from landmark.data.labels import LabelEncoding
 from landmark.data.layout import read_labels
 from landmark.data.prepare import filter_classes, split_dev
 from landmark.data.shards import pack
 from landmark.distributed import Ranks, training_processes
 from landmark.errors import UserError
 from landmark.files import write_csv
-from landmark.inference import LabelEncoding, save_model
+from landmark.inference import save_model
 from landmark.models import create_model
 from landmark.runtime import loader_workers
 from landmark.settings import Runtime, Variant, parse

@@ -61,7 +61,7 @@ def test_a_folder_of_non_landmark_photos_joins_the_pool(tmp_path, tiny_dataset):
     added = pool[pool["source"] != ""]
     assert len(pool) == len(added) + len(pd.read_csv(tiny_dataset / "nonlandmark.csv"))
     assert sorted(added["source"]) == ["b.JPG", "night/a.png"]
-    for image_id, source in zip(added["id"], added["source"]):
+    for image_id, source in zip(added["id"], added["source"], strict=True):
         copied = image_path(tmp_path / "data/raw", "nonlandmark", image_id).read_bytes()
         assert copied == (photos / source).read_bytes()
     missing = run_download(tmp_path, data | {"nonlandmarks": str(tmp_path / "nowhere")})

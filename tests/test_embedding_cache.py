@@ -11,9 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
+from landmark.data.labels import LabelEncoding
 from landmark.data.layout import image_path, read_labels
 from landmark.embedding_cache import EmbeddingCache, fingerprint
-from landmark.inference import LabelEncoding, Looks, TrainedModel, save_model
+from landmark.inference import Looks, TrainedModel, save_model
 from landmark.models import create_model
 from landmark.settings import Variant, parse
 from tests.test_distributed import embed_command, embed_project

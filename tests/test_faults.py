@@ -16,7 +16,7 @@ from landmark.data.images import BadImage, open_rgb
 from landmark.data.layout import image_path, read_labels
 from landmark.data.prepare import drop_duplicate_ids
 from landmark.errors import UserError
-from landmark.train import train_variant
+from landmark.train import TrainingData, TrainingJob, train_variant
 from tests.params_file import params_with
 from tests.test_resume import RUNTIME, TRAIN, VARIANT, typed
 
@@ -90,8 +90,10 @@ def test_bad_images_are_counted_listed_and_skipped(salted, mlflow_store):
     assert result.returncode == 0, result.stderr
     bad = pd.read_csv(project / "data/filtered/bad_images.csv")
     expected = {case: reason for case, (_, reason) in salted_images().items() if reason}
-    by_case = dict(zip(cases["id"], cases["case"]))
-    assert {by_case[image_id]: reason.split(" (")[0] for image_id, reason in zip(bad["id"], bad["reason"])} == expected
+    by_case = dict(zip(cases["id"], cases["case"], strict=True))
+    assert {
+        by_case[image_id]: reason.split(" (")[0] for image_id, reason in zip(bad["id"], bad["reason"], strict=True)
+    } == expected
     assert "skipped 5 unusable images" in result.stdout
     # and in MLflow: the filter stage's run holds the list and its counts (a client of this test's store: an
     # earlier test of the session may have set mlflow's tracking URI for the process)
@@ -112,10 +114,11 @@ def test_bad_images_are_counted_listed_and_skipped(salted, mlflow_store):
     odd = kept[kept["id"].isin(usable)]
     for decode in ("worker", "device"):  # device: the bytes reach the decoder, odd ones fall back to the worker
         variant_settings, training, runtime_settings = typed(variant, runtime, TRAIN | {"decode": decode})
-        metrics = train_variant(
-            "odd", variant_settings, training, runtime_settings, project / "data/raw", kept, odd, classes,
-            project / "m.pt", project / "plots",
-        )  # fmt: skip
+        data = TrainingData(project / "data/raw", kept, odd, classes)
+        job = TrainingJob(
+            "odd", variant_settings, training, runtime_settings, data, project / "m.pt", project / "plots"
+        )
+        metrics = train_variant(job)
         assert metrics["images"] == len(usable)
 
 

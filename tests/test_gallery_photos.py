@@ -71,13 +71,13 @@ def test_a_run_packs_only_new_and_changed_photos_and_drops_removed_ones(tmp_path
     third = update_gallery_photos(photos, out, 2**20, 10**8)
     assert (third.listed, third.packed, third.kept, third.removed, third.skipped) == (5, 2, 1, 1, 2)
     index = packed(out)
-    assert dict(zip(index["id"], index["landmark_id"])) == {
+    assert dict(zip(index["id"], index["landmark_id"], strict=True)) == {
         "add0000000000000": 7,
         "new0000000000001": 42,
         "new0000000000002": 902,
     }
     skipped = pd.read_csv(out / "skipped.csv", dtype=str)
-    assert dict(zip(skipped["id"], skipped["reason"])) == {"bad0000000000000": "not an image",
+    assert dict(zip(skipped["id"], skipped["reason"], strict=True)) == {"bad0000000000000": "not an image",
                                                             "gone000000000000": "missing"}  # fmt: skip
     reader = image_reader(out, "train", index["id"])
     for position, image_id in enumerate(index["id"]):

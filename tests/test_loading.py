@@ -136,7 +136,7 @@ def test_workers_give_the_same_batches_as_the_main_process(tiny_dataset):
         batches = device_batches(loader, transform, cpu)
         return [next(batches)[0] for _ in range(4)]
 
-    for alone, with_workers in zip(first_batches(0), first_batches(2)):
+    for alone, with_workers in zip(first_batches(0), first_batches(2), strict=True):
         assert torch.equal(alone, with_workers)
 
 
@@ -183,7 +183,7 @@ def test_a_batch_of_mixed_sizes_keeps_each_image_in_its_place():
     colours = [(250, 0, 0), (0, 250, 0), (0, 0, 250), (250, 250, 250), (0, 0, 0)]
     sizes = [(16, 16), (40, 20), (16, 16), (40, 20), (24, 24)]
     blobs = []
-    for colour, size in zip(colours, sizes):
+    for colour, size in zip(colours, sizes, strict=True):
         buffer = io.BytesIO()
         Image.new("RGB", size, colour).save(buffer, "JPEG", quality=95)
         blobs.append(buffer.getvalue())

@@ -7,10 +7,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from landmark import inference
-from landmark.data.loading import ImageDataset
+from landmark.data.labels import LabelEncoding
+from landmark.data.loading import ImageDataset, model_input
 from landmark.data.shards import FileReader
 from landmark.errors import UserError
-from landmark.inference import LabelEncoding, Looks, OnnxPreLogits, TrainedModel, embed, model_input
+from landmark.inference import Looks, OnnxPreLogits, TrainedModel, embed
 from landmark.models import create_model
 from landmark.predict import read_looks
 from landmark.runtime import autocast_dtype, make_loader
@@ -44,7 +45,7 @@ def model():
 def embedded(model, paths, classify=True, engine=None, **looks):
     loader = make_loader(ImageDataset(FileReader(paths), image_size=32), 2, 0, torch.device("cpu"))
     found = embed(model, loader, torch.device("cpu"), None, looks=Looks(**looks), classify=classify, engine=engine)
-    vectors, classes, confidences = (np.concatenate(part) for part in zip(*found))
+    vectors, classes, confidences = (np.concatenate(part) for part in zip(*found, strict=True))
     return vectors, classes, confidences
 
 
@@ -74,7 +75,7 @@ def test_without_the_classifier_the_embeddings_are_the_same_and_no_class_is_name
 def test_a_flipped_multi_scale_embedding_is_the_normalised_mean_and_the_same_for_a_mirrored_photo(model, photos):
     paths, mirrored = photos
     looked_at = (0.7071, 1.0, 1.4142)
-    looks, _, _ = zip(*(embedded(model, paths[:1], scales=(scale,), flip=False) for scale in looked_at))
+    looks, _, _ = zip(*(embedded(model, paths[:1], scales=(scale,), flip=False) for scale in looked_at), strict=True)
     several, _, _ = embedded(model, paths[:1], scales=looked_at, flip=False)
     mean = np.mean(looks, axis=0)
     np.testing.assert_allclose(several, mean / np.linalg.norm(mean, axis=1, keepdims=True), rtol=0, atol=1e-5)

@@ -41,7 +41,7 @@ def test_first_85_xception_tensors_frozen_and_unchanged_by_a_step():
     torch.nn.functional.cross_entropy(model(torch.randn(2, 3, 48, 48)), torch.tensor([0, 1])).backward()
     optimizer.step()
     assert all(parameter.grad is None for _, parameter in named[:85])
-    assert all(torch.equal(old, parameter) for old, (_, parameter) in zip(before[:85], named[:85]))
+    assert all(torch.equal(old, parameter) for old, (_, parameter) in zip(before[:85], named[:85], strict=True))
     assert not torch.equal(before[-1], named[-1][1])
 
 

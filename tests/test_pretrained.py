@@ -37,7 +37,7 @@ def test_every_backbone_tensor_is_loaded_and_none_left_at_init(package):
     assert len(loaded) == len(saved) - 2
     torch.manual_seed(0)
     fresh = timm.create_model(backbone_name, num_classes=0, global_pool="").state_dict()
-    for (name, tensor), value in zip(loaded.items(), list(saved.values())[:-2]):
+    for (name, tensor), value in zip(loaded.items(), list(saved.values())[:-2], strict=True):
         assert torch.equal(tensor, value), name
         if tensor.is_floating_point() and tensor.numel() > 1:
             assert not torch.equal(tensor, fresh[name]), f"{name} still at its initial value"
@@ -69,7 +69,7 @@ def test_frozen_pretrained_tensors_keep_their_weights_after_a_step():
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.1)
     torch.nn.functional.cross_entropy(model(torch.randn(2, 3, 64, 64)), torch.tensor([0, 1])).backward()
     optimizer.step()
-    assert all(torch.equal(parameter, value) for (_, parameter), value in zip(named[:60], saved[:60]))
+    assert all(torch.equal(parameter, value) for (_, parameter), value in zip(named[:60], saved[:60], strict=True))
     assert not torch.equal(named[60][1], saved[60])
 
 

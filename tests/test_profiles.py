@@ -39,11 +39,12 @@ def test_paper_profile_sets_the_papers_setup(tmp_path):
     assert settings.variants["xception_selfattn_cbp_gao"].attention == {
         "name": "self_attention",
         "apply_to": "features",
+        "spectral_normalisation": True,
     }
     added = settings.variants["recipe_resnet50"]
     assert (added.backbone, added.pooling, added.loss["name"], added.neck) == (
         "resnet50",
-        "gem",
+        {"name": "gem", "p": 3.0},
         "arcface",
         {"name": "embedding", "dim": 512},
     )

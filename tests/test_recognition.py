@@ -19,11 +19,21 @@ from landmark.recognition import steps as steps_module
 from landmark.recognition.gallery import PARTS, VALIDATION_PARTS, Gallery, Queries
 from landmark.recognition.method import Ballot, Method, check_methods, count
 from landmark.recognition.scoring import dev_weighting_note, recognition_scores, validation_weights
-from landmark.recognition.search import Whitening, build_index, normalized, read_index, search, write_index
+from landmark.recognition.search import (
+    Whitening,
+    build_index,
+    exact_index,
+    normalized,
+    read_index,
+    search,
+    write_index,
+)
 from landmark.recognition.steps import Step
 from landmark.settings import nonlandmark_shortfalls, parse_params, whole
 
 PARAMS = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+INDEXING = parse_params(PARAMS).index
+WHITENING = {"shrinkage": INDEXING.whitening_shrinkage, "sample": INDEXING.whitening_sample, "seed": INDEXING.seed}
 SETTINGS = parse_params(PARAMS).recognize.model_copy(
     update={
         "steps": {
@@ -47,10 +57,10 @@ def make_gallery(train, train_labels, pool, dev=None, dev_labels=()):
 
     def part(vectors, labels, prefix):
         rows = pd.DataFrame({"id": [f"{prefix}{index}" for index in range(len(labels))], "landmark_id": labels})
-        return build_index(vectors, 10**6, "unused"), rows, vectors
+        return exact_index(vectors), rows, vectors
 
     parts = {"gallery": part(train, train_labels, "g"), "dev": part(dev, dev_labels, "d")}
-    return Gallery(Whitening(), parts, build_index(pool, 10**6, "unused"))
+    return Gallery(Whitening(), parts, exact_index(pool))
 
 
 def queries_of(gallery, vectors, k, parts=PARTS, classifier=None):
@@ -185,8 +195,8 @@ def test_approximate_search_finds_the_exact_nearest_neighbour_above_the_recall_b
     gallery = clustered(200, 20, 32, 0.3, seed=0)
     queries = clustered(200, 20, 32, 0.3, seed=0)[::7] + 0.02
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    exact = build_index(gallery, exact_below=10**6, factory=factory)
-    approximate = build_index(gallery, exact_below=1000, factory=factory)
+    exact = build_index(gallery, INDEXING.model_copy(update={"exact_below": 10**6, "factory": factory}))
+    approximate = build_index(gallery, INDEXING.model_copy(update={"exact_below": 1000, "factory": factory}))
     assert type(exact).__name__ == "IndexFlatIP" and type(approximate).__name__ != "IndexFlatIP"
     write_index(approximate, tmp_path / "gallery.faiss")
     reread = read_index(tmp_path / "gallery.faiss", nprobe=8, refine_factor=16)
@@ -202,7 +212,7 @@ def test_whitening_takes_away_the_common_part_and_survives_a_round_trip(tmp_path
     rng = np.random.default_rng(0)
     shared = np.abs(rng.normal(size=16)) * 5  # every descriptor carries it, as pooled ReLU features do
     vectors = unit(*(shared + rng.normal(size=(400, 16))))
-    learned = Whitening.fit(vectors, dims=8)
+    learned = Whitening.fit(vectors, dims=8, **WHITENING)
     whitened = learned(vectors)
     assert whitened.shape == (400, 8) and np.allclose(np.linalg.norm(whitened, axis=1), 1, atol=1e-5)
     off_diagonal = ~np.eye(400, dtype=bool)
@@ -222,7 +232,7 @@ def test_whitening_reads_a_chunk_at_a_time_and_equals_the_pca_of_its_sample(tmp_
     vectors = unit(*(rng.normal(size=(70_000, 12)) * np.linspace(3, 0.5, 12)))
     np.save(tmp_path / "gallery.npy", vectors)
     mapped = np.load(tmp_path / "gallery.npy", mmap_mode="r")
-    learned = Whitening.fit(mapped, dims=6, sample=20_000)
+    learned = Whitening.fit(mapped, dims=6, **WHITENING | {"sample": 20_000})
     rows = np.sort(np.random.default_rng(0).permutation(len(vectors))[:20_000])
     sample = vectors[rows].astype(np.float64)
     _, singular, axes = np.linalg.svd(sample - sample.mean(axis=0), full_matrices=False)
@@ -238,7 +248,9 @@ def test_whitening_reads_a_chunk_at_a_time_and_equals_the_pca_of_its_sample(tmp_
 
 def test_index_errors_name_the_setting(tmp_path):
     with pytest.raises(UserError, match=r"^params.yaml index.factory: faiss cannot build 'IVF64,Nonsense'"):
-        build_index(clustered(10, 5, 8, 0.1, 0), exact_below=1, factory="IVF64,Nonsense")
+        build_index(
+            clustered(10, 5, 8, 0.1, 0), INDEXING.model_copy(update={"exact_below": 1, "factory": "IVF64,Nonsense"})
+        )
     with pytest.raises(UserError, match=r"no readable faiss index; run the index stage"):
         read_index(tmp_path / "missing.faiss", nprobe=1, refine_factor=1)
 
@@ -269,6 +281,14 @@ def parsed(edit):
 
 def check(settings):
     return check_methods(settings, nonlandmark_shortfalls(settings.data, settings.split))
+
+
+def test_every_step_s_options_are_checked_whether_or_not_a_method_names_it():
+    assert "verify" not in "".join(PARAMS["recognize"]["methods"])  # the default names no method that verifies
+    with pytest.raises(
+        UserError, match=r"^params.yaml recognize.steps.verify.ratio: 1.5 must be a number from 0 to 1$"
+    ):
+        check(parsed(lambda params: params["recognize"]["steps"]["verify"].update(ratio=1.5)))
 
 
 def test_no_step_runs_without_the_pool_it_needs(tmp_path):
@@ -447,6 +467,6 @@ def test_the_index_stage_learns_its_whitening_on_the_train_images_so_gallery_pho
         index.main("embeddings", f"indexes{added}", "photos")
         learned[added] = Whitening.load(tmp_path / f"indexes{added}/whitening.npz")
     np.testing.assert_array_equal(learned[30].projection, learned[0].projection)
-    np.testing.assert_array_equal(learned[30].mean, Whitening.fit(train, dims=6).mean)
+    np.testing.assert_array_equal(learned[30].mean, Whitening.fit(train, dims=6, **WHITENING).mean)
     index.main("embeddings", "unwhitened", "--unwhitened")
     assert Whitening.load(tmp_path / "unwhitened/whitening.npz").projection is None

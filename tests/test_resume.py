@@ -17,7 +17,7 @@ from landmark.errors import UserError
 from landmark.files import write_csv
 from landmark.models import check_builds
 from landmark.settings import Runtime, Train, Variant, parse
-from landmark.train import train_variant
+from landmark.train import TrainingData, TrainingJob, train_variant
 from tests.params_file import PARAMS, params_with
 
 ROOT = Path(__file__).parents[1]
@@ -25,7 +25,7 @@ VARIANT = {
     "backbone": "resnet10t", "min_class_images": "filter", "pooling": "avg", "attention": "none", "neck": "none",
     "head": "linear", "loss": "cross_entropy", "pretrained": "none",
     "frozen_tensors": 0, "image_size": 32, "batch_size": 8, "lr": 0.001, "steps": 24, "stop_early": "none",
-    "augmentation": {"translate": 0.1, "scale": [0.9, 1.1], "flip": 0.5},
+    "lr_schedule": "none", "augmentation": {"translate": 0.1, "scale": [0.9, 1.1], "flip": 0.5},
 }  # fmt: skip
 TRAIN = {"seed": 0, "precision": "auto", "decode": "worker"}
 RUNTIME = {
@@ -46,14 +46,14 @@ def project_params(variant=VARIANT, runtime=RUNTIME) -> str:
     return params_with(train=TRAIN, runtime=runtime, embed=embed, variant_defaults={}, variants={"tiny": variant})
 
 
-def make_project(folder: Path, dataset: Path) -> Path:
+def make_project(folder: Path, dataset: Path, variant=VARIANT) -> Path:
     kept, classes = filter_classes(read_labels(dataset / "train.csv"), 4)
     train, dev = split_dev(kept, classes["landmark_id"], 0.25, 0.0, seed=0)
     write_csv(folder / "split/train.csv", train)
     write_csv(folder / "split/dev.csv", dev)
     write_csv(folder / "classes.csv", classes)
     write_csv(folder / "gallery.csv", read_labels(dataset / "train.csv"))
-    (folder / "params.yaml").write_text(project_params())
+    (folder / "params.yaml").write_text(project_params(variant))
     return folder
 
 
@@ -93,12 +93,14 @@ def killed_at_first_checkpoint(project: Path, dataset: Path) -> int:
 
 
 def test_kill_9_then_rerun_ends_as_an_uninterrupted_run(tmp_path, tiny_dataset):
-    whole = make_project(tmp_path / "whole", tiny_dataset)
+    # with a learning-rate schedule, whose place the checkpoint keeps too
+    scheduled = VARIANT | {"lr_schedule": {"warmup_steps": 5, "final_fraction": 0.1}}
+    whole = make_project(tmp_path / "whole", tiny_dataset, scheduled)
     subprocess.run(
         train_command(whole, tiny_dataset), cwd=whole, env=environment(whole), check=True, capture_output=True
     )
 
-    killed = make_project(tmp_path / "killed", tiny_dataset)
+    killed = make_project(tmp_path / "killed", tiny_dataset, scheduled)
     killed_at = killed_at_first_checkpoint(killed, tiny_dataset)
     checkpoint = killed / "checkpoints/last.pt"
 
@@ -156,9 +158,8 @@ def test_a_stale_checkpoint_is_not_resumed(tmp_path, tiny_dataset, mlflow_store)
     (project / "last.pt").parent.mkdir(exist_ok=True)
     torch.save({"fingerprint": "another training", "step": 3}, project / "last.pt")
     short = VARIANT | {"steps": 2}
-    metrics = train_variant(
-        "t", *typed(short), tiny_dataset, train, dev, classes, project / "m.pt", project / "p", project / "last.pt"
-    )
+    data = TrainingData(tiny_dataset, train, dev, classes)
+    metrics = train_variant(TrainingJob("t", *typed(short), data, project / "m.pt", project / "p", project / "last.pt"))
     assert metrics["images_per_second"] > 0 and not (project / "last.pt").exists()
 
 
@@ -171,16 +172,11 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, ti
     with pytest.raises(
         UserError, match=r"variants.boom: the loss became (nan|inf) at step \d+; the last good checkpoint"
     ):
+        data = TrainingData(tiny_dataset, train, dev, classes)
         train_variant(
-            "boom",
-            *typed(exploding, runtime),
-            tiny_dataset,
-            train,
-            dev,
-            classes,
-            tmp_path / "m.pt",
-            tmp_path / "p",
-            tmp_path / "last.pt",
+            TrainingJob(
+                "boom", *typed(exploding, runtime), data, tmp_path / "m.pt", tmp_path / "p", tmp_path / "last.pt"
+            )
         )
     state = torch.load(tmp_path / "last.pt", weights_only=False)
     assert all(torch.isfinite(tensor).all() for tensor in state["model"].values() if tensor.is_floating_point())

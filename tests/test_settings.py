@@ -26,7 +26,7 @@ def test_a_variant_takes_the_defaults_and_replaces_only_what_it_gives():
     defaults = PARAMS["variant_defaults"]
     resnet, final = settings.variants["resnet50"], settings.variants["xception_cbp_selfattn"]
     assert resnet.backbone == "resnet50" and resnet.lr == defaults["lr"] and resnet.steps == defaults["steps"]
-    assert final.backbone == "legacy_xception" and final.pooling == {"name": "cbp_vector", "dim": 8192}
+    assert final.backbone == "legacy_xception" and final.pooling == {"name": "cbp_vector", "dim": 8192, "seed": 0}
     assert final.augmentation == Augmentation(translate=0.1, scale=(0.9, 1.1), flip=0.5)
     changed = parsed(lambda params: params["variant_defaults"].update(lr=0.01))
     assert {name: variant.lr for name, variant in changed.variants.items()} == dict.fromkeys(PARAMS["variants"], 0.01)

@@ -15,7 +15,7 @@ from landmark.data.layout import image_path, read_labels
 from landmark.data.prepare import filter_classes, split_dev
 from landmark.data.shards import ShardReader, image_reader, pack, packed_ids
 from landmark.errors import UserError
-from landmark.train import train_variant
+from landmark.train import TrainingData, TrainingJob, train_variant
 from tests.params_file import params_with
 from tests.test_resume import RUNTIME, VARIANT, typed
 
@@ -34,7 +34,7 @@ def test_shards_are_webdataset_tars_whose_index_gives_back_every_image(tmp_path,
         with tarfile.open(shard) as tar:
             for member in tar:
                 members.append((member.name, tar.extractfile(member).read()))
-    labels = dict(zip(train["id"], train["landmark_id"]))
+    labels = dict(zip(train["id"], train["landmark_id"], strict=True))
     assert [name for name, _ in members[::2]] == [f"{image_id}.jpg" for image_id in index["id"]]
     assert [name for name, _ in members[1::2]] == [f"{image_id}.cls" for image_id in index["id"]]
     assert all(int(data) == labels[name[:-4]] for name, data in members[1::2])
@@ -74,8 +74,9 @@ def test_training_from_shards_equals_training_from_the_loose_files(tmp_path, tin
     runtime = RUNTIME | {"num_workers": 2, "eval_every": 3, "checkpoint_every": 10}
     results = {}
     for name, root in {"loose": tiny_dataset, "shards": tmp_path / "shards"}.items():
+        data = TrainingData(root, train, dev, classes)
         metrics = train_variant(
-            name, *typed(variant, runtime), root, train, dev, classes, tmp_path / f"{name}.pt", tmp_path / "plots"
+            TrainingJob(name, *typed(variant, runtime), data, tmp_path / f"{name}.pt", tmp_path / "plots")
         )
         results[name] = metrics, torch.load(tmp_path / f"{name}.pt", weights_only=True)["state_dict"]
     (loose, loose_state), (shards, shards_state) = results["loose"], results["shards"]

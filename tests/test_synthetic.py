@@ -6,6 +6,7 @@ from PIL import Image
 
 from landmark.data.layout import image_path, read_labels
 from landmark.data.synthetic import class_sizes, generate
+from landmark.settings import Synthetic
 from tests.conftest import TINY_SYNTHETIC
 
 
@@ -51,7 +52,7 @@ def test_solution_marks_most_test_images_as_non_landmarks(tiny_dataset):
 
 
 def test_same_seed_same_bytes(tmp_path, tiny_dataset):
-    generate(tmp_path / "again", **TINY_SYNTHETIC)
+    generate(tmp_path / "again", Synthetic(**TINY_SYNTHETIC))
 
     def digest(root):
         files = sorted(path for path in root.rglob("*") if path.is_file())

@@ -12,15 +12,17 @@ import torch._inductor.config
 import yaml
 
 from landmark.checks import check_params
+from landmark.data.labels import LabelEncoding
 from landmark.data.layout import read_labels
+from landmark.data.loading import image_dataset
 from landmark.data.prepare import filter_classes, split_dev
 from landmark.errors import UserError
-from landmark.inference import LabelEncoding, TrainedModel, image_dataset, predict
+from landmark.inference import TrainedModel, predict
 from landmark.metrics import dev_metrics
 from landmark.models import create_loss, create_model
 from landmark.runtime import loader_workers, make_loader, pick_device, will_compile
-from landmark.settings import Runtime, StopEarly, Train, parse
-from landmark.train import EarlyStop, dev_predictions_path, train_variant
+from landmark.settings import LearningRateSchedule, Runtime, StopEarly, Train, Variant, parse
+from landmark.train import EarlyStop, TrainingData, TrainingJob, dev_predictions_path, lr_factor, train_variant
 from stages.evaluate import read_dev_predictions
 from tests.test_resume import RUNTIME as RESUME_RUNTIME
 from tests.test_resume import VARIANT as RESUME_VARIANT
@@ -41,10 +43,9 @@ def prepared(tiny_dataset):
 def test_training_saves_model_plots_and_an_mlflow_run(tmp_path, tiny_dataset, prepared, mlflow_store, monkeypatch):
     monkeypatch.setenv("DVC_EXP_NAME", "tidy-lark")
     train, dev, classes = prepared
+    data = TrainingData(tiny_dataset, train, dev, classes)
     model_path = tmp_path / "models/tiny/model.pt"
-    metrics = train_variant(
-        "tiny", *typed(VARIANT, RUNTIME), tiny_dataset, train, dev, classes, model_path, tmp_path / "plots"
-    )
+    metrics = train_variant(TrainingJob("tiny", *typed(VARIANT, RUNTIME), data, model_path, tmp_path / "plots"))
 
     assert pd.read_csv(tmp_path / "plots/train/tiny.csv")["step"].tolist() == [2, 4, 6]
     dev_curve = pd.read_csv(tmp_path / "plots/dev/tiny.csv")
@@ -104,14 +105,10 @@ def test_dev_predictions_that_are_missing_or_not_trainings_are_one_line_each(tmp
 
 
 def test_same_seed_same_model(tmp_path, tiny_dataset, prepared, mlflow_store):
-    train, dev, classes = prepared
+    data = TrainingData(tiny_dataset, *prepared)
     short = VARIANT | {"steps": 2}
-    first = train_variant(
-        "a", *typed(short, RUNTIME), tiny_dataset, train, dev, classes, tmp_path / "a.pt", tmp_path / "plots"
-    )
-    second = train_variant(
-        "b", *typed(short, RUNTIME), tiny_dataset, train, dev, classes, tmp_path / "b.pt", tmp_path / "plots"
-    )
+    first = train_variant(TrainingJob("a", *typed(short, RUNTIME), data, tmp_path / "a.pt", tmp_path / "plots"))
+    second = train_variant(TrainingJob("b", *typed(short, RUNTIME), data, tmp_path / "b.pt", tmp_path / "plots"))
     assert first["loss"] == second["loss"]
     a, b = (torch.load(tmp_path / name, weights_only=True)["state_dict"] for name in ("a.pt", "b.pt"))
     assert all(torch.equal(a[key], b[key]) for key in a)
@@ -260,13 +257,11 @@ def test_early_stop_waits_patience_passes_without_a_higher_gap_and_reads_a_resum
 
 
 def test_training_stops_where_the_dev_gap_stops_rising(tmp_path, tiny_dataset, prepared, mlflow_store):
-    train, dev, classes = prepared
+    data = TrainingData(tiny_dataset, *prepared)
     stopping = VARIANT | {"steps": 40, "stop_early": {"every": 2, "patience": 1}}
     runtime = RUNTIME | {"eval_every": 100}
     model_path = tmp_path / "model.pt"
-    metrics = train_variant(
-        "tiny", *typed(stopping, runtime), tiny_dataset, train, dev, classes, model_path, tmp_path / "plots"
-    )
+    metrics = train_variant(TrainingJob("tiny", *typed(stopping, runtime), data, model_path, tmp_path / "plots"))
     curve = pd.read_csv(tmp_path / "plots/dev/tiny.csv")
     gaps = curve["gap"].tolist()
     assert curve["step"].tolist() == list(range(2, metrics["last_step"] + 1, 2))
@@ -275,3 +270,28 @@ def test_training_stops_where_the_dev_gap_stops_rising(tmp_path, tiny_dataset, p
     assert gaps[-1] <= max(gaps[:-1]) and all(gaps[n] > max(gaps[:n]) for n in range(1, len(gaps) - 1))
     assert metrics["gap"] == pytest.approx(gaps[-1])
     assert TrainedModel.load(model_path, torch.device("cpu")).variant.stop_early == StopEarly(every=2, patience=1)
+
+
+def test_a_learning_rate_schedule_warms_up_then_falls_along_a_cosine(tmp_path, tiny_dataset, prepared, mlflow_store):
+    factor = lr_factor(LearningRateSchedule(warmup_steps=2, final_fraction=0.1), steps=6)
+    # step 1 trains at lr / 2, step 2 at lr; from there a half cosine, down to lr · 0.1 at the last step
+    assert [factor(taken) for taken in range(6)] == pytest.approx([0.5, 1.0, 1.0, 0.775, 0.325, 0.1])
+    assert {lr_factor(None, steps=6)(taken) for taken in range(6)} == {1.0}
+    with pytest.raises(UserError, match=r"^params.yaml variants.v.lr_schedule.warmup_steps: 6 warm-up steps leave "):
+        parse(Variant, VARIANT | {"lr_schedule": {"warmup_steps": 6, "final_fraction": 0.1}}, "variants.v")
+    # the run trains at those rates: its last step at lr · final_fraction, which a constant lr does not reach
+    scheduled = VARIANT | {"lr_schedule": {"warmup_steps": 2, "final_fraction": 0.1}}
+    data = TrainingData(tiny_dataset, *prepared)
+    trained = {}
+    for name, variant in {"constant": VARIANT, "scheduled": scheduled}.items():
+        train_variant(TrainingJob(name, *typed(variant, RUNTIME), data, tmp_path / f"{name}.pt", tmp_path / "plots"))
+        run_id = torch.load(tmp_path / f"{name}.pt", weights_only=True)["mlflow_run_id"]
+        history = mlflow.MlflowClient(tracking_uri=mlflow_store).get_metric_history(run_id, "train_lr")
+        trained[name] = (
+            torch.load(tmp_path / f"{name}.pt", weights_only=True)["state_dict"],
+            [point.value for point in sorted(history, key=lambda point: point.step)],
+        )
+    assert trained["constant"][1] == [0.001] * 3  # logged at steps 2, 4 and 6
+    assert trained["scheduled"][1] == pytest.approx([0.001, 0.000775, 0.0001])  # factors 1, 0.775, 0.1
+    weights = trained["constant"][0], trained["scheduled"][0]
+    assert any(not torch.equal(weights[0][key], weights[1][key]) for key in weights[0])

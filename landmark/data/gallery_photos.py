@@ -98,7 +98,7 @@ def update_gallery_photos(folder, out_dir, shard_bytes: int, max_pixels: int) ->
         ]
     )
     fresh = fresh[usable].reset_index(drop=True)
-    paths = [path for path, kept in zip(paths, usable) if kept]
+    paths = [path for path, kept in zip(paths, usable, strict=True) if kept]
     packed_dir.mkdir(parents=True, exist_ok=True)
     first_shard = int(before["shard"].max()) + 1 if len(before) else 0
     index = unchanged[COLUMNS]

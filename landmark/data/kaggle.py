@@ -46,7 +46,7 @@ def kaggle_api():
         with contextlib.redirect_stdout(io.StringIO()):
             api.authenticate()
     except SystemExit:
-        raise UserError(f"no Kaggle credentials found: {CREDENTIALS_HELP}")
+        raise UserError(f"no Kaggle credentials found: {CREDENTIALS_HELP}") from None
     return api
 
 
@@ -64,17 +64,21 @@ def download_competition_files(api, competition: str, cache_dir) -> list:
     except requests.exceptions.HTTPError as error:
         status = getattr(error.response, "status_code", None)
         if status == 401:
-            raise UserError(f"Kaggle rejected the credentials (HTTP 401): {CREDENTIALS_HELP}")
+            raise UserError(f"Kaggle rejected the credentials (HTTP 401): {CREDENTIALS_HELP}") from None
         if status == 403:
             raise UserError(
                 f"Kaggle refused {competition} (HTTP 403): accept the rules at "
                 f"https://www.kaggle.com/competitions/{competition}/rules, then rerun"
-            )
+            ) from None
         if status == 404:
-            raise UserError(f"Kaggle has no competition {competition!r} (HTTP 404): check data.kaggle.competition")
-        raise UserError(f"Kaggle download of {competition} failed (HTTP {status}); rerun later")
+            raise UserError(
+                f"Kaggle has no competition {competition!r} (HTTP 404): check data.kaggle.competition"
+            ) from None
+        raise UserError(f"Kaggle download of {competition} failed (HTTP {status}); rerun later") from None
     except requests.exceptions.RequestException as error:
-        raise UserError(f"cannot reach Kaggle ({type(error).__name__}); check the network connection, then rerun")
+        raise UserError(
+            f"cannot reach Kaggle ({type(error).__name__}); check the network connection, then rerun"
+        ) from None
     return sorted(cache_dir.glob(f"{competition}*.zip"))
 
 
@@ -134,9 +138,9 @@ def extract_tar(archive, dest) -> None:
         with tarfile.open(archive) as bundle:
             bundle.extractall(dest, filter="data")
     except tarfile.FilterError as error:
-        raise UserError(f"{archive}: {error}; refusing to extract")
+        raise UserError(f"{archive}: {error}; refusing to extract") from None
     except tarfile.TarError as error:
-        raise UserError(f"{archive}: not a readable tar ({error}); delete it and rerun to download it again")
+        raise UserError(f"{archive}: not a readable tar ({error}); delete it and rerun to download it again") from None
 
 
 def fetch(url: str, dest, retries: int = 3, timeout: float = 60) -> Path:
@@ -173,7 +177,7 @@ def fetch(url: str, dest, retries: int = 3, timeout: float = 60) -> Path:
                 part.unlink(missing_ok=True)
                 problem = error
                 continue
-            raise UserError(f"cannot download {url}: HTTP {error.code}; check data.kaggle.shard_base_url")
+            raise UserError(f"cannot download {url}: HTTP {error.code}; check data.kaggle.shard_base_url") from None
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as error:
             problem = error
     raise UserError(f"cannot download {url} ({problem}); check the network, then rerun to resume")
@@ -234,7 +238,7 @@ def index_tar(path) -> pd.DataFrame:
                 if member.isfile() and member.name.endswith(".jpg"):
                     rows.append((member.name.rsplit("/", 1)[-1][:-4], member.offset_data, member.size))
     except tarfile.TarError as error:
-        raise UserError(f"{path}: not a readable tar ({error}); delete it and rerun to download it again")
+        raise UserError(f"{path}: not a readable tar ({error}); delete it and rerun to download it again") from None
     return pd.DataFrame(rows, columns=["id", "offset", "size"])
 
 

@@ -48,7 +48,7 @@ def read_csv(path, required_columns) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, engine="pyarrow")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, pa.ArrowInvalid, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})")
+        raise UserError(f"{path}: not a readable CSV ({str(error).splitlines()[0]})") from None
     frame.columns = [column.strip() for column in frame.columns]
     missing = [column for column in required_columns if column not in frame.columns]
     if missing:

@@ -25,6 +25,7 @@ from torch.utils.data import default_collate
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from landmark.data.images import open_rgb
+from landmark.data.shards import image_reader
 
 EXIF_ORIENTATION = 0x0112
 
@@ -83,7 +84,7 @@ def collate(samples):
     whole, where stacking them channels-first would gather every byte; and default_collate stacks straight into
     shared memory in a worker, saving a copy into it when the batch is queued (docs/benchmarks.md, "Training
     speed": what it is worth, by benchmarks/loader.py)."""
-    images, targets, keys = zip(*samples)
+    images, targets, keys = zip(*samples, strict=True)
     if all(isinstance(image, torch.Tensor) for image in images):
         images = default_collate([image.permute(1, 2, 0) for image in images]).permute(0, 3, 1, 2)
     else:
@@ -136,7 +137,7 @@ def decode_images(images, image_size: int, device: torch.device) -> torch.Tensor
                 results = _decode_jpegs(data, device)
             except RuntimeError:  # one file nvJPEG refuses fails the whole call: decode that batch one by one
                 results = [_decode_one(blob, device, image_size) for blob in data]
-            for index, image in zip(blobs, results):
+            for index, image in zip(blobs, results, strict=True):
                 decoded[index] = image
     # Resized in one call per distinct shape: GLDv2's 256-px files come out as one batched interpolate.
     by_shape = {}
@@ -328,3 +329,19 @@ class EpochBatches(torch.utils.data.Sampler):
             indices = order[offset * self.batch_size : (offset + 1) * self.batch_size]
             yield (epoch * self.size + indices[self.part]).tolist()
             batch += 1
+
+
+def image_dataset(image_size: int, images_root, split, ids, targets=None, decode: str = "worker"):
+    """The images of ids from images_root: packed shards (the pack stage's output) or the Kaggle layout."""
+    return ImageDataset(image_reader(images_root, split, ids), targets, image_size=image_size, decode=decode)
+
+
+def model_input(model, dataset, device, augmentation=None, augment_seed=None, channels_last=True) -> DeviceTransform:
+    """The batched device-side transform that turns this dataset's batches into the model's input; with an
+    augmentation (landmark.settings.Augmentation) and its seed, training's. channels_last: torch's layout for
+    the model; False: plain NCHW (what ONNX Runtime reads)."""
+    config = model.data_config
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return DeviceTransform(
+        dataset.image_size, config["mean"], config["std"], device, augmentation, augment_seed, len(dataset), layout
+    )

@@ -62,7 +62,7 @@ def add_nonlandmarks(folders, dest, shard_bytes: int) -> int:
         shutil.rmtree(dest / "nonlandmark")
         csv.unlink(missing_ok=True)
     if csv.is_file():
-        for image_id, path in zip(added["id"], added["path"]):
+        for image_id, path in zip(added["id"], added["path"], strict=True):
             link_or_copy(path, image_path(dest, "nonlandmark", image_id))
         existing = pd.read_csv(csv, dtype=str, keep_default_na=False)
         pool = pd.concat([existing, added[["id", "source"]]], ignore_index=True)

@@ -130,13 +130,13 @@ def _draw(job) -> list:
 
 def _drawn(frame: pd.DataFrame, settings, pool, desc: str):
     """(id, JPEG bytes) of every photo of frame, in its order, drawn on the worker processes of pool."""
-    rows = list(zip(frame["id"], frame["label"].tolist()))
+    rows = list(zip(frame["id"], frame["label"].tolist(), strict=True))
     chunks = [rows[start : start + 256] for start in range(0, len(rows), 256)]
     jobs = ((chunk, settings.seed, settings.image_size, settings.jpeg_quality) for chunk in chunks)
     with tqdm(total=len(rows), desc=desc, unit="img", mininterval=2) as progress:
-        for chunk, images in zip(chunks, pool.imap(_draw, jobs)):
+        for chunk, images in zip(chunks, pool.imap(_draw, jobs), strict=True):
             progress.update(len(chunk))
-            yield from zip((image_id for image_id, _ in chunk), images)
+            yield from zip((image_id for image_id, _ in chunk), images, strict=True)
 
 
 def _write_shards(frame, split: str, shard_count: int, folder: Path, settings, pool) -> None:

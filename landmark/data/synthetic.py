@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from landmark.data.layout import image_path
 from landmark.files import write_csv
+from landmark.settings import Synthetic
 
 SUPERSAMPLE = 2
 
@@ -103,7 +104,7 @@ def _warp(layer, rng, strength):
     target = np.array([[0, 0], [size, 0], [size, size], [0, size]], dtype=float)
     source = corners.reshape(4, 2)
     rows = []
-    for (x, y), (u, v) in zip(target, source):
+    for (x, y), (u, v) in zip(target, source, strict=True):
         rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
         rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
     coefficients = np.linalg.solve(np.array(rows), source.reshape(8))
@@ -147,51 +148,41 @@ def _new_ids(rng, count, taken):
     return ids
 
 
-def generate(
-    out_dir,
-    seed,
-    num_classes,
-    max_images_per_class,
-    min_images_per_class,
-    tail_exponent,
-    num_test_images,
-    test_landmark_fraction,
-    ignored_fraction,
-    num_nonlandmark_images,
-    image_size,
-    jpeg_quality,
-):
+def generate(out_dir, settings: Synthetic):
     """Write a GLD-like dataset in the Kaggle layout under out_dir, plus `solution.csv` for local scoring and a
     non-landmark pool (`nonlandmark.csv`, `nonlandmark/a/b/c/<id>.jpg`)."""
-    out_dir = Path(out_dir)
+    out_dir, seed, num_classes = Path(out_dir), settings.seed, settings.num_classes
+    num_test_images, image_size = settings.num_test_images, settings.image_size
     rng = np.random.default_rng(seed)
     landmark_ids = np.sort(rng.choice(200_000, size=num_classes, replace=False))
     blueprints = [make_blueprint(rng) for _ in range(num_classes)]
-    sizes = class_sizes(num_classes, max_images_per_class, min_images_per_class, tail_exponent)
+    sizes = class_sizes(
+        num_classes, settings.max_images_per_class, settings.min_images_per_class, settings.tail_exponent
+    )
     sizes = sizes[rng.permutation(num_classes)]
     taken = set()
 
     train_labels = np.repeat(np.arange(num_classes), sizes)
     train = pd.DataFrame({"id": _new_ids(rng, len(train_labels), taken), "landmark_id": landmark_ids[train_labels]})
 
-    num_landmarks = int(round(num_test_images * test_landmark_fraction))
+    num_landmarks = int(round(num_test_images * settings.test_landmark_fraction))
     test_labels = np.full(num_test_images, -1)
     test_labels[:num_landmarks] = rng.integers(0, num_classes, num_landmarks)
     test_labels = test_labels[rng.permutation(num_test_images)]
     test_ids = _new_ids(rng, num_test_images, taken)
     usage = rng.choice(["Public", "Private"], num_test_images, p=[1 / 3, 2 / 3])
-    usage[rng.uniform(size=num_test_images) < ignored_fraction] = "Ignored"
-    nonlandmark_ids = _new_ids(rng, num_nonlandmark_images, taken)
+    usage[rng.uniform(size=num_test_images) < settings.ignored_fraction] = "Ignored"
+    nonlandmark_ids = _new_ids(rng, settings.num_nonlandmark_images, taken)
 
-    jobs = [("train", image_id, label) for image_id, label in zip(train["id"], train_labels)]
-    jobs += [("test", image_id, label) for image_id, label in zip(test_ids, test_labels)]
+    jobs = [("train", image_id, label) for image_id, label in zip(train["id"], train_labels, strict=True)]
+    jobs += [("test", image_id, label) for image_id, label in zip(test_ids, test_labels, strict=True)]
     jobs += [("nonlandmark", image_id, -1) for image_id in nonlandmark_ids]
     for split, image_id, label in tqdm(jobs, desc="synthetic images", unit="img", mininterval=1):
         image_rng = np.random.default_rng([seed, int(image_id, 16) % 2**63])
         image = render(image_rng, image_size, blueprints[label] if label >= 0 else None)
         path = image_path(out_dir, split, image_id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(path, "JPEG", quality=jpeg_quality)
+        image.save(path, "JPEG", quality=settings.jpeg_quality)
 
     write_csv(out_dir / "train.csv", train)
     write_csv(out_dir / "test.csv", pd.DataFrame({"id": test_ids}))
@@ -204,5 +195,5 @@ def generate(
         "classes": num_classes,
         "test_images": num_test_images,
         "test_landmarks": num_landmarks,
-        "nonlandmark_images": num_nonlandmark_images,
+        "nonlandmark_images": settings.num_nonlandmark_images,
     }

@@ -54,7 +54,7 @@ class SelfAttention(_OnMaps):
     key convolutions C → C/8 and value C → C, a softmax over positions, and γ·out + x with γ starting at 0.
     Spectral normalisation on the convolutions, as the paper says (its code never applied it)."""
 
-    def __init__(self, in_features: int, map_size: int | None = None, spectral_normalisation: bool = True):
+    def __init__(self, in_features: int, *, spectral_normalisation: bool, map_size: int | None = None):
         super().__init__(in_features, map_size)
         channels = self.channels
         wrap = spectral_norm if spectral_normalisation else (lambda module: module)

@@ -50,13 +50,13 @@ def load_by_position(model, state: dict, where: str) -> None:
     own = model.state_dict()
     if len(own) != len(state):
         raise UserError(f"{where}.pretrained: {len(state)} tensors for the model's {len(own)}; not its weights")
-    for (name, tensor), (theirs, saved) in zip(own.items(), state.items()):
+    for (name, tensor), (theirs, saved) in zip(own.items(), state.items(), strict=True):
         if tensor.shape != saved.shape or name.rsplit(".", 1)[-1] != theirs.rsplit(".", 1)[-1]:
             raise UserError(
                 f"{where}.pretrained: {theirs} {tuple(saved.shape)} does not fit {name} {tuple(tensor.shape)}; "
                 "not this model's weights"
             )
-    model.load_state_dict(dict(zip(own, state.values())), strict=True)
+    model.load_state_dict(dict(zip(own, state.values(), strict=True)), strict=True)
 
 
 def create_backbone(name: str, pretrained: str, where: str):
@@ -79,7 +79,7 @@ def create_backbone(name: str, pretrained: str, where: str):
             raise UserError(
                 f"{where}.pretrained: cannot download {name} weights ({str(error).splitlines()[0]}); "
                 "set it to a local weights file or none"
-            )
+            ) from None
     elif pretrained in INSTALLED_WEIGHTS:
         path = installed_weights(pretrained, name, where)
         model = timm.create_model(name, pretrained=False)  # with its ImageNet classifier, as the weights were saved
@@ -94,7 +94,9 @@ def create_backbone(name: str, pretrained: str, where: str):
                 name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path.resolve())), **options
             )
         except (RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as error:
-            raise UserError(f"{where}.pretrained: {path} does not hold {name} weights ({str(error).splitlines()[0]})")
+            raise UserError(
+                f"{where}.pretrained: {path} does not hold {name} weights ({str(error).splitlines()[0]})"
+            ) from None
     return model, resolve_data_config({}, model=model)
 
 

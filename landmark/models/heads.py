@@ -15,9 +15,10 @@ class NoNeck(nn.Identity):
 
 
 class EmbeddingNeck(nn.Sequential):
-    """Linear → BatchNorm → PReLU to `dim` (512 by default): the neck of the 2020 GLR winners (Henkel & Singer)."""
+    """Linear → BatchNorm → PReLU to `dim` (512 in their code): the neck of the 2020 GLR winners (Henkel &
+    Singer)."""
 
-    def __init__(self, in_features: int, dim: int = 512):
+    def __init__(self, in_features: int, *, dim: int):
         super().__init__(nn.Linear(in_features, dim), nn.BatchNorm1d(dim), nn.PReLU())
         self.out_features = dim
 
@@ -40,7 +41,7 @@ class CosineHead(nn.Module):
     ArcFace, Deng et al. 2020), so a class's noisy or many-sided images need not crowd one centre. `scale` is the
     softmax temperature of the inference confidence only (the loss has its own)."""
 
-    def __init__(self, in_features: int, num_classes: int, subcenters: int = 1, scale: float = 30.0):
+    def __init__(self, in_features: int, num_classes: int, *, subcenters: int, scale: float):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num_classes * subcenters, in_features))
         nn.init.xavier_uniform_(self.weight)

@@ -46,7 +46,7 @@ class CompactBilinearVectorPooling(nn.Module):
     """The paper's bilinear pooling (Yep & Chen 2019, after Hu's TensorFlow code): average-pool the map to one
     C-vector x, then the compact sketch of x ⊗ x, C → dim (2048 → 8192)."""
 
-    def __init__(self, in_channels: int, dim: int = 8192, seed: int = 0):
+    def __init__(self, in_channels: int, *, dim: int, seed: int):
         super().__init__()
         self.sketch_x, self.sketch_y = CountSketch(in_channels, dim, seed), CountSketch(in_channels, dim, seed + 1)
         self.out_features = dim
@@ -60,7 +60,7 @@ class CompactBilinearPooling(nn.Module):
     """Compact bilinear pooling as Gao et al. (2016) define it: the sketch of x_p ⊗ x_p at every position p,
     summed over positions, then signed square root and L2 normalisation."""
 
-    def __init__(self, in_channels: int, dim: int = 8192, seed: int = 0):
+    def __init__(self, in_channels: int, *, dim: int, seed: int):
         super().__init__()
         self.sketch_x, self.sketch_y = CountSketch(in_channels, dim, seed), CountSketch(in_channels, dim, seed + 1)
         self.out_features = dim
@@ -75,12 +75,14 @@ class CompactBilinearPooling(nn.Module):
 class GeneralizedMeanPooling(nn.Module):
     """GeM (Radenović, Tolias & Chum 2018, "Fine-tuning CNN Image Retrieval with No Human Annotation"): the
     p-th root of the mean of x^p over positions, with p trained. p = 1 is average pooling; as p grows it tends
-    to max pooling. The 2019–2021 GLR winners' pooling."""
+    to max pooling. The 2019–2021 GLR winners' pooling; `p` is where training starts it (3 in their code)."""
 
-    def __init__(self, in_channels: int, p: float = 3.0, eps: float = 1e-6):
+    def __init__(self, in_channels: int, *, p: float):
         super().__init__()
         self.p = nn.Parameter(torch.tensor(float(p)))
-        self.eps, self.out_features = eps, in_channels
+        # a floor under x before x^p (a zero would give p a gradient of log 0), not a setting: far below any
+        # activation that moves the mean
+        self.eps, self.out_features = 1e-6, in_channels
 
     def forward(self, features):
         # float32: a bf16 x^p over a 2048-channel map loses the small activations GeM is meant to weigh

@@ -8,10 +8,13 @@ is a module in landmark/models/ plus one line in PARTS below.
 
 The constructor rule, for every part: the first argument is the width of what it takes (the channels of a
 feature map, the features of a vector) — for a head, followed by the number of classes; a loss takes the number of
-images of each class instead (its length is the number of classes; margins may follow it); the part's options
-in params.yaml are keyword arguments; and the part exposes `out_features`, the width of what it gives. A head
-also gives `confidence(logits)`, how an inference confidence is read from its logits.
+images of each class instead (its length is the number of classes); the part's options in params.yaml are
+keyword-only arguments with no default, so params.yaml gives every value that shapes a model; and the part
+exposes `out_features`, the width of what it gives. A head also gives `confidence(logits)`, how an inference
+confidence is read from its logits.
 """
+
+import inspect
 
 import torch
 from torch import nn
@@ -83,12 +86,20 @@ def _part(variant, key, where):
 
 
 def _build(part_class, options, where, *args):
+    signature = inspect.signature(part_class).parameters.values()
+    needed = [
+        option.name for option in signature if option.kind is option.KEYWORD_ONLY and option.default is option.empty
+    ]
+    missing = [name for name in needed if name not in options]
+    if missing:  # no option has a default: params.yaml holds every value that shapes the model
+        given = f"{{name: …, {', '.join(f'{name}: …' for name in needed)}}}"
+        raise UserError(f"{where}: {', '.join(missing)} not given; write every option of the part, {given}")
     try:
         return part_class(*args, **options)
     except TypeError as error:
-        raise UserError(f"{where}: {error}; check the part's options")
+        raise UserError(f"{where}: {error}; check the part's options") from None
     except UserError as error:
-        raise UserError(f"{where}.{error}")
+        raise UserError(f"{where}.{error}") from None
 
 
 def create_model(variant: Variant, num_classes: int, where: str = "variant", pretrained: str | None = None):
@@ -128,4 +139,4 @@ def check_builds(variant: Variant, where: str) -> None:
     except RuntimeError as error:
         raise UserError(
             f"{where}.image_size: {variant.backbone} cannot take {size} px images ({str(error).splitlines()[0]})"
-        )
+        ) from None

@@ -100,7 +100,7 @@ class Gallery:
         for chunk in chunks(0, len(rows)):
             similarities, positions = self.search(self.part_vectors(name, rows[chunk]), k, (searched,))
             found.append((similarities, np.where(positions >= 0, positions - offset, -1)))
-        return tuple(np.concatenate(arrays) for arrays in zip(*found))
+        return tuple(np.concatenate(arrays) for arrays in zip(*found, strict=True))
 
     def part_vectors(self, name: str, rows) -> np.ndarray:
         """The whitened vectors of part `name`'s images at rows."""
@@ -157,7 +157,7 @@ class Gallery:
                 part = self.names.index(name)
                 rows = slice(self.offsets[part], self.offsets[part + 1])
                 found = [self.nearest_within(name, searched, neighbours) for searched in parts]
-                similarities, near[rows] = merged(*zip(*found), neighbours)
+                similarities, near[rows] = merged(*zip(*found, strict=True), neighbours)
                 weights[rows] = np.where(near[rows] >= 0, np.maximum(similarities, 0), 0) ** alpha
                 augmented.indexes[part] = emptied(self.indexes[part])
                 for chunk in chunks(rows.start, rows.stop):

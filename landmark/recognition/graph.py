@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from landmark.files import atomic_path
-from landmark.recognition.search import build_index, chunks, merged, search
+from landmark.recognition.search import chunks, exact_index, merged, search
 
 
 def keys(ids, vectors) -> np.ndarray:
@@ -26,7 +26,7 @@ def keys(ids, vectors) -> np.ndarray:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     digests = b"".join(
         hashlib.blake2b(f"{image_id}".encode() + row.tobytes(), digest_size=8).digest()
-        for image_id, row in zip(ids, vectors)
+        for image_id, row in zip(ids, vectors, strict=True)
     )
     return np.frombuffer(digests, dtype=np.uint64)
 
@@ -56,7 +56,7 @@ class NeighbourGraphs:
             added = np.flatnonzero(~pd.Index(targets).isin(kept["targets"]))
             carried = np.flatnonzero(~stale)
             if len(added) and len(carried):
-                exact = build_index(gallery.part_vectors(searched, added), exact_below=len(added) + 1, factory="Flat")
+                exact = exact_index(gallery.part_vectors(searched, added))
                 for chunk in chunks(0, len(carried)):
                     at = carried[chunk]
                     found, near = search(exact, gallery.part_vectors(name, at), k)

@@ -139,8 +139,11 @@ def check_reach(methods, test_queries: int) -> None:
 def check_methods(settings, shortfalls: dict) -> list:
     """The methods of recognize.methods, parsed; refused in one line, before any work, where a step needs data
     the run will not have or the submission is to be chosen by a validation that will have no non-landmark.
-    settings: the parsed params (landmark.settings.Settings); shortfalls: landmark.settings.nonlandmark_shortfalls."""
+    settings: the parsed params (landmark.settings.Settings); shortfalls: landmark.settings.nonlandmark_shortfalls.
+    Every step's options are checked, named by a method or not: a `-S` that adds a method later finds them sound."""
     methods = [Method.parse(name, settings.recognize) for name in settings.recognize.methods]
+    for step, options in settings.recognize.steps.items():
+        parse(STEPS[step], options, f"recognize.steps.{step}")
     for method in methods:
         for step, built in method.steps:
             for need in sorted(built.needs & set(shortfalls)):

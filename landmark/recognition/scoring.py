@@ -114,7 +114,9 @@ def shown_queries(sets: dict, gallery, solution, per_kind: int = 3) -> pd.DataFr
         truth, labels, similarities = truths[name], queries.labels, queries.similarities
         for kind in (truth >= 0, truth < 0):
             for query in np.sort(rng.permutation(np.flatnonzero(kind))[:per_kind]):
-                for rank, (position, similarity) in enumerate(zip(queries.positions[query], similarities[query])):
+                for rank, (position, similarity) in enumerate(
+                    zip(queries.positions[query], similarities[query], strict=True)
+                ):
                     if position >= 0:
                         rows.append(
                             (name, frame["id"].iat[query], int(truth[query]), rank + 1, gallery.ids[position],

@@ -12,6 +12,7 @@ from tqdm import tqdm
 from landmark.data.layout import read_csv
 from landmark.errors import UserError
 from landmark.files import atomic_path
+from landmark.settings import Index
 
 SEARCH_CHUNK = 16384  # queries per faiss call: a progress bar step, and a bounded result buffer
 
@@ -41,7 +42,7 @@ def combined(parts, weights) -> np.ndarray:
     times sqrt(its weight / the weights' sum), L2-normalised, so that the inner product of two is the weighted mean
     of the variants' similarities."""
     shares = np.sqrt(np.asarray(weights, dtype=np.float64) / np.sum(weights))
-    return normalized(np.concatenate([share * part for share, part in zip(shares, parts)], axis=1))
+    return normalized(np.concatenate([share * part for share, part in zip(shares, parts, strict=True)], axis=1))
 
 
 class Whitening:
@@ -56,7 +57,7 @@ class Whitening:
         self.mean, self.projection = mean, projection
 
     @classmethod
-    def fit(cls, vectors, dims: int, rows=None, shrinkage: float = 0.1, sample: int = 200_000, seed: int = 0):
+    def fit(cls, vectors, dims: int, rows=None, *, shrinkage: float, sample: int, seed: int):
         """Learned on a seeded sample of vectors (n × d, memory-mapped is fine) at rows (positions; None: all),
         read a chunk at a time: the covariance is d × d, whatever n, where an SVD of the sample would hold it
         three times over."""
@@ -97,25 +98,33 @@ class Whitening:
             raise UserError(f"{path}: no such file; run the index stage (dvc repro)") from None
 
 
-def build_index(vectors: np.ndarray, exact_below: int, factory: str, seed: int = 0, gpu: bool = False):
-    """A faiss inner-product index over vectors (n × d float32): exact below exact_below vectors, else the
-    factory's approximate index, trained on a seeded sample. Built on the GPU when gpu, returned on the CPU (to
-    write it)."""
-    faiss = faiss_module()
+def exact_index(vectors: np.ndarray):
+    """A faiss exact inner-product index (IndexFlatIP) over vectors (n × d float32)."""
+    index = faiss_module().IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def build_index(vectors: np.ndarray, indexing: Index, gpu: bool = False):
+    """A faiss inner-product index over vectors (n × d float32), as params.yaml's index section says: exact below
+    exact_below vectors, else the factory's approximate index, trained on a seeded sample of train_per_list
+    vectors per inverted list (train_at_least at least). Built on the GPU when gpu, returned on the CPU (to write
+    it)."""
+    faiss, factory = faiss_module(), indexing.factory
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     dimension = vectors.shape[1]
-    if len(vectors) < exact_below:
-        index = faiss.IndexFlatIP(dimension)
-    else:
-        try:
-            index = faiss.index_factory(dimension, factory, faiss.METRIC_INNER_PRODUCT)
-        except RuntimeError as error:
-            message = str(error).strip().splitlines()[-1]
-            raise UserError(f"params.yaml index.factory: faiss cannot build {factory!r} ({message})") from None
+    if len(vectors) < indexing.exact_below:
+        return exact_index(vectors)
+    try:
+        index = faiss.index_factory(dimension, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as error:
+        message = str(error).strip().splitlines()[-1]
+        raise UserError(f"params.yaml index.factory: faiss cannot build {factory!r} ({message})") from None
     built = faiss.index_cpu_to_all_gpus(index) if gpu else index
     if not index.is_trained:
         lists = faiss.extract_index_ivf(index).nlist if "IVF" in factory else 256
-        sample = np.random.default_rng(seed).permutation(len(vectors))[: max(64 * lists, 10_000)]
+        wanted = max(indexing.train_per_list * lists, indexing.train_at_least)
+        sample = np.random.default_rng(indexing.seed).permutation(len(vectors))[:wanted]
         built.train(vectors[np.sort(sample)])
     for start in range(0, len(vectors), 1 << 20):
         built.add(vectors[start : start + (1 << 20)])

@@ -98,7 +98,7 @@ def stage_and_predict_agree(repo, env, recognition):
         command = ["landmark", "predict", *photos, "--json", "--top-k", "1", "--model", recognition]
         result = subprocess.run(command + ["--method", method], cwd=repo, env=env, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
-        stage = zip(mine["landmark_id"], mine["confidence"])
+        stage = zip(mine["landmark_id"], mine["confidence"], strict=True)
         for answer, (label, confidence) in zip(map(json.loads, result.stdout.splitlines()), stage, strict=True):
             if answer["no_landmark"]:  # refused: the suppression left it no positive confidence
                 assert method == "knn+train_correction" and confidence <= 1e-5
