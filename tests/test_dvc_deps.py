@@ -1,6 +1,10 @@
 """dvc.yaml tells the truth: every stage depends on each module of landmark/ that its script imports, directly or
 through other modules, and on no module it does not run (an edit to it would rerun the stage for nothing); on the
-params sections it reads; the runtime section (how fast) is no stage's param."""
+params sections it reads; the runtime section (how fast) is no stage's param.
+
+The parser (landmark/settings.py, landmark/params.py) is the settings stage's alone: every other stage depends on
+that stage's slices of the params it lists (stages/settings.py), so an edit of the parser that changes no parsed
+value reruns nothing after it, and one that changes a value reruns exactly the stages that read it."""
 
 import ast
 from pathlib import Path
@@ -73,10 +77,43 @@ def covered(path: str, deps) -> bool:
     return any(path == dep or path.startswith(dep.rstrip("/") + "/") for dep in deps)
 
 
+PARSER = {"landmark/settings.py", "landmark/params.py"}
+
+
+def read_through_slices(name: str) -> bool:
+    """Whether the stage reads its settings through the settings stage's slices, not the parser's code."""
+    return name != "settings" and name not in CARRIES_THE_PACKAGE
+
+
+def param_keys(stage: dict) -> list:
+    return [key for item in stage.get("params", []) for key in (item if isinstance(item, dict) else [item])]
+
+
+def slice_of(key: str) -> str | None:
+    """The settings stage's file (a setting) or folder (a section) of a params key a stage lists; variant_defaults
+    is in every variant's file."""
+    if key == "variant_defaults":
+        return None
+    section, *rest = key.split(".")
+    return f"settings/{section}" if not rest else f"settings/{section}/{rest[0]}.json"
+
+
 @pytest.mark.parametrize("name,stage", list(stage_definitions()), ids=[name for name, _ in stage_definitions()])
 def test_every_module_a_stage_runs_is_a_dependency(name, stage):
-    missing = sorted(path for path in closure(script_of(stage)) if not covered(path, stage["deps"]))
+    runs = closure(script_of(stage)) - (PARSER if read_through_slices(name) else set())
+    missing = sorted(path for path in runs if not covered(path, stage["deps"]))
     assert not missing, f"dvc.yaml stage {name} runs {missing} but does not depend on them"
+
+
+@pytest.mark.parametrize("name,stage", list(stage_definitions()), ids=[name for name, _ in stage_definitions()])
+def test_a_stage_depends_on_the_parsed_slices_of_exactly_its_params(name, stage):
+    """A parser change that alters a value a stage reads changes a file the stage depends on: DVC sees it."""
+    if not read_through_slices(name):
+        return
+    assert not PARSER & set(stage["deps"]), f"{name} depends on the parser's code, which the settings stage runs"
+    wanted = {slice_of(key) for key in param_keys(stage)} - {None}
+    slices = {dep for dep in stage["deps"] if dep.startswith("settings/")}
+    assert slices == wanted, f"dvc.yaml stage {name}: slices {sorted(slices)}, for its params {sorted(wanted)}"
 
 
 # The register stage logs the landmark package itself as its model's code: every module shapes that output.
@@ -113,8 +150,9 @@ def test_the_download_stage_does_not_run_the_model_or_training_code():
 
 def test_no_stage_depends_on_the_runtime_settings():
     for name, stage in stage_definitions():
-        params = [key for item in stage.get("params", []) for key in (item if isinstance(item, dict) else [item])]
-        assert not [key for key in params if key == "runtime" or key.startswith("runtime.")], name
+        assert not [key for key in param_keys(stage) if key == "runtime" or key.startswith("runtime.")], name
+    sections = set(param_keys(STAGES["settings"]))
+    assert sections == set(yaml.safe_load((ROOT / "params.yaml").read_text())) - {"runtime"}
 
 
 def test_the_closure_follows_imports_through_modules_and_packages():

@@ -12,7 +12,7 @@ from landmark.errors import UserError
 class NoAttention(nn.Identity):
     """The plain model: the input passes through unchanged."""
 
-    def __init__(self, in_features: int, map_size: int | None = None):
+    def __init__(self, in_features: int, *, map_size: int | None = None):
         super().__init__()
 
 
@@ -27,7 +27,7 @@ def _map_channels(in_features: int, map_size: int | None) -> int:
 class _OnMaps(nn.Module):
     """Folds a descriptor vector into maps around `attend`, when built with a map_size."""
 
-    def __init__(self, in_features: int, map_size: int | None = None):
+    def __init__(self, in_features: int, *, map_size: int | None = None):
         super().__init__()
         self.map_size = map_size
         self.channels = _map_channels(in_features, map_size)
@@ -55,7 +55,7 @@ class SelfAttention(_OnMaps):
     Spectral normalisation on the convolutions, as the paper says (its code never applied it)."""
 
     def __init__(self, in_features: int, *, spectral_normalisation: bool, map_size: int | None = None):
-        super().__init__(in_features, map_size)
+        super().__init__(in_features, map_size=map_size)
         channels = self.channels
         wrap = spectral_norm if spectral_normalisation else (lambda module: module)
         self.query = wrap(nn.Conv2d(channels, max(1, channels // 8), 1))

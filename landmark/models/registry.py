@@ -86,17 +86,20 @@ def _part(variant, key, where):
 
 
 def _build(part_class, options, where, *args):
-    signature = inspect.signature(part_class).parameters.values()
-    needed = [
-        option.name for option in signature if option.kind is option.KEYWORD_ONLY and option.default is option.empty
-    ]
-    missing = [name for name in needed if name not in options]
+    """The part built with its options, each one named, none missing: a wrong one is one line naming it."""
+    accepted = [option for option in inspect.signature(part_class).parameters.values()
+                if option.kind is option.KEYWORD_ONLY]  # fmt: skip
+    unknown = [name for name in options if name not in {option.name for option in accepted}]
+    if unknown:
+        takes = ", ".join(option.name for option in accepted) or "no option"
+        raise UserError(f"{where}: no option {unknown[0]!r}; it takes {takes}")
+    missing = [option.name for option in accepted if option.default is option.empty and option.name not in options]
     if missing:  # no option has a default: params.yaml holds every value that shapes the model
-        given = f"{{name: …, {', '.join(f'{name}: …' for name in needed)}}}"
+        given = f"{{name: …, {', '.join(f'{option.name}: …' for option in accepted)}}}"
         raise UserError(f"{where}: {', '.join(missing)} not given; write every option of the part, {given}")
     try:
         return part_class(*args, **options)
-    except TypeError as error:
+    except TypeError as error:  # an option of the wrong kind, where torch takes it
         raise UserError(f"{where}: {error}; check the part's options") from None
     except UserError as error:
         raise UserError(f"{where}.{error}") from None

@@ -271,8 +271,8 @@ def test_dvc_repro_end_to_end(tmp_path):
     per_variant = {f"{stage}@{name}" for stage in ("train", "evaluate") for name in E2E_VARIANTS}
     per_variant |= {f"{stage}@{name}" for stage in ("embed", "index", "recognize") for name in RETRIEVAL_VARIANTS}
     per_variant |= {f"{stage}@both" for stage in ("ensemble", "ensemble_index", "ensemble_recognize")}
-    everything_once = {"download", "filter", "split", "pack", "gallery_photos", "submission", "register", "saliency",
-                       "report"}  # fmt: skip
+    everything_once = {"settings", "download", "filter", "split", "pack", "gallery_photos", "submission", "register",
+                       "saliency", "report"}  # fmt: skip
     assert stages_run(first) == everything_once | per_variant
     for variant in E2E_VARIANTS:
         metrics = json.loads((repo / f"metrics/{variant}.json").read_text())
@@ -312,16 +312,17 @@ def test_dvc_repro_end_to_end(tmp_path):
     trains = changed_stages(repo, env, lambda params: params["variant_defaults"].update(lr=0.002))
     assert {f"train@{name}" for name in E2E_VARIANTS} <= trains
     assert changed_stages(repo, env, lambda params: params["variant_defaults"]["augmentation"].update(flip=0.25))
-    # Recognition's settings rerun recognition alone; the index's, the index.
+    # Recognition's settings rerun recognition alone; the index's, the index (after the settings stage, which
+    # parses every param but the runtime's).
     recognitions = {f"recognize@{name}" for name in RETRIEVAL_VARIANTS} | {"ensemble_recognize@both"}
     ban = {"max_label_predictions": 3}
     # (and the registered model, which answers by the recognition's settings)
     assert changed_stages(repo, env, lambda params: params["recognize"]["steps"].update(frequency_ban=ban)) == (
-        recognitions | {"register"}
+        recognitions | {"register", "settings"}
     )
     assert changed_stages(repo, env, lambda params: params["index"].update(exact_below=5)) == {
         f"index@{name}" for name in RETRIEVAL_VARIANTS
-    } | {"ensemble_index@both"}
+    } | {"ensemble_index@both", "settings"}
 
     # Fewer neighbours verified: recognition alone reruns, and matches from the features it kept (a persisted output).
     assert {int(count) for count in re.findall(r"(\d+) photos' features extracted", first)} - {0}
@@ -353,7 +354,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert (clone / "reports/submission.json").read_bytes() == (repo / "reports/submission.json").read_bytes()
     # `++` adds the key to a variant that inherits it (DVC's -S is Hydra's override syntax); that variant alone reruns.
     experiment = run(dvc + ["exp", "run", "-S", "++variants.xception.lr=0.0001"], repo, env)
-    assert stages_run(experiment) == {"train@xception", "evaluate@xception", "saliency", "report"}
+    assert stages_run(experiment) == {"settings", "train@xception", "evaluate@xception", "saliency", "report"}
     assert SECRET not in first + second + experiment
     written = [path for path in repo.rglob("*") if path.is_file() and ".git" not in path.parts]
     assert written and not [path for path in written if SECRET.encode() in path.read_bytes()]
