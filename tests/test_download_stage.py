@@ -1,9 +1,13 @@
+import http.server
+import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 from PIL import Image
 
@@ -111,6 +115,90 @@ def test_kaggle_without_credentials_leaves_nothing_behind(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: no Kaggle credentials found: set KAGGLE_API_TOKEN")
     assert not (tmp_path / "data/raw").exists() and not (tmp_path / "data/raw.partial").exists()
+
+
+class KaggleSite(http.server.BaseHTTPRequestHandler):
+    """Kaggle's API as the real client meets it, on the endpoint its LOCALHOST environment calls (http://localhost):
+    the token check answers `token` (200: a good token), the competition download answers `download`."""
+
+    token, download, asked = 200, 200, []
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        KaggleSite.asked.append(self.path.rsplit("/", 1)[-1])
+        status = self.token if self.path.endswith("/IntrospectToken") else self.download
+        body = {"active": True, "username": "tester"} if status == 200 else {"code": status, "message": "no"}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def kaggle_site():
+    """The site on port 80, where the client's LOCALHOST environment looks (it has no setting for the port)."""
+    try:
+        server = http.server.ThreadingHTTPServer(("localhost", 80), KaggleSite)
+    except OSError as error:
+        pytest.skip(f"cannot serve Kaggle's local endpoint on port 80 here ({error})")
+    KaggleSite.token, KaggleSite.download, KaggleSite.asked = 200, 200, []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield KaggleSite
+    server.shutdown()
+    server.server_close()
+
+
+# the variants embed.variants names: the stage builds each before it downloads, and the others add only time
+EMBEDDED_ONLY = {
+    name: own for name, own in yaml.safe_load((ROOT / "params.yaml").read_text())["variants"].items()
+    if name in yaml.safe_load((ROOT / "params.yaml").read_text())["embed"]["variants"]
+}  # fmt: skip
+LOCAL_KAGGLE = {"KAGGLE_API_ENVIRONMENT": "LOCALHOST", "KAGGLE_API_TOKEN": "KGAT_local_0123456789"}
+RULES = "https://www.kaggle.com/competitions/landmark-recognition-2019/rules"
+
+
+@pytest.mark.parametrize(
+    "token,download,said",
+    [
+        (403, 200, "no Kaggle credentials found: set KAGGLE_API_TOKEN"),  # a token Kaggle does not know
+        (401, 200, "Kaggle rejected the credentials (HTTP 401): set KAGGLE_API_TOKEN"),
+        (200, 401, "Kaggle rejected the credentials (HTTP 401): set KAGGLE_API_TOKEN"),
+        (200, 403, f"Kaggle refused landmark-recognition-2019 (HTTP 403): accept the rules at {RULES}, then rerun"),
+        (200, 404, "Kaggle has no competition 'landmark-recognition-2019' (HTTP 404): check data.kaggle.competition"),
+        (200, 500, "Kaggle failed the download of landmark-recognition-2019 (HTTP 500); rerun later"),
+        (500, 200, "Kaggle failed the credentials check (HTTP 500); rerun later"),
+    ],
+    ids=["unknown-token", "token-rejected", "download-rejected", "rules", "no-competition", "server-error",
+         "check-failed"],
+)  # fmt: skip
+def test_kaggle_refusals_through_the_real_client_are_one_line_and_leave_no_data(
+    tmp_path, kaggle_site, token, download, said
+):
+    """The download stage, the real Kaggle client and a local Kaggle that refuses: each refusal is one line that
+    says what to do, and no data/raw appears (README: "Bad input and faults")."""
+    kaggle_site.token, kaggle_site.download = token, download
+    data = {"source": "kaggle", "kaggle": UNREACHABLE_KAGGLE, "nonlandmarks": str(tmp_path)}
+    result = run_download(tmp_path, data, env=LOCAL_KAGGLE, variants=EMBEDDED_ONLY)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {said}") and result.stderr.count("\n") == 1, result.stderr
+    assert ("DownloadDataFiles" in kaggle_site.asked) == (token == 200)  # the client asked this server
+    assert not (tmp_path / "data/raw").exists()
+    # nothing half-downloaded: at most the note of which settings data/raw.partial is being unpacked for
+    kept = [path.relative_to(tmp_path).as_posix() for path in (tmp_path / "data").rglob("*") if path.is_file()]
+    assert set(kept) <= {"data/raw.partial/.unpacked/settings.json"}
+
+
+def test_no_network_to_kaggle_is_one_line(tmp_path):
+    data = {"source": "kaggle", "kaggle": UNREACHABLE_KAGGLE, "nonlandmarks": str(tmp_path)}
+    result = run_download(tmp_path, data, env=LOCAL_KAGGLE, variants=EMBEDDED_ONLY)  # nothing listens there
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr == ("error: cannot reach Kaggle (ConnectionError); check the network connection, then rerun\n")
+    assert not (tmp_path / "data/raw").exists()
 
 
 def test_a_kaggle_download_checks_the_train_params_first(tmp_path):

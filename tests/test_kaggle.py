@@ -17,12 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import requests
 
 from landmark.data import kaggle
 from landmark.data.kaggle import (
     download,
-    download_competition_files,
     extract_tar,
     extract_zip,
     fetch,
@@ -192,29 +190,6 @@ class FakeKaggleApi:
         with zipfile.ZipFile(f"{path}/{competition}.zip", "w") as bundle:
             for name, text in self.files.items():
                 bundle.writestr(name, text)
-
-
-def http_error(status):
-    response = requests.Response()
-    response.status_code = status
-    return requests.exceptions.HTTPError(f"{status} Client Error", response=response)
-
-
-@pytest.mark.parametrize(
-    "error, message",
-    [
-        (
-            http_error(403),
-            r"HTTP 403\): accept the rules at https://www.kaggle.com/competitions/landmark-recognition-2019/rules",
-        ),
-        (http_error(401), r"HTTP 401\): set KAGGLE_API_TOKEN"),
-        (http_error(404), r"no competition 'landmark-recognition-2019'"),
-        (requests.exceptions.ConnectionError("Max retries exceeded"), "cannot reach Kaggle \\(ConnectionError\\)"),
-    ],
-)
-def test_kaggle_errors_become_one_line(tmp_path, error, message):
-    with pytest.raises(UserError, match=message):
-        download_competition_files(FakeKaggleApi(error), "landmark-recognition-2019", tmp_path)
 
 
 def test_missing_credentials_with_the_real_client(tmp_path, monkeypatch):

@@ -38,16 +38,38 @@ CREDENTIALS_HELP = (
 
 def kaggle_api():
     """An authenticated KaggleApi. The `kaggle` package is imported here, not at the top: it authenticates on
-    import."""
+    import. Authenticating asks Kaggle whether the token is good, so it fails as a download can."""
+    import requests
     from kaggle.api.kaggle_api_extended import KaggleApi
 
     api = KaggleApi()
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             api.authenticate()
-    except SystemExit:
+    except SystemExit:  # the client found no credentials, or none that Kaggle knows
         raise UserError(f"no Kaggle credentials found: {CREDENTIALS_HELP}") from None
+    except requests.exceptions.RequestException as error:
+        raise kaggle_failure(error, "the credentials check") from None
     return api
+
+
+def kaggle_failure(error, asked: str, competition: str = "") -> UserError:
+    """A failed Kaggle API call (asked: what was asked of it) as one line that says what to do."""
+    import requests
+
+    if not isinstance(error, requests.exceptions.HTTPError):
+        return UserError(f"cannot reach Kaggle ({type(error).__name__}); check the network connection, then rerun")
+    status = getattr(error.response, "status_code", None)
+    if status == 401:
+        return UserError(f"Kaggle rejected the credentials (HTTP 401): {CREDENTIALS_HELP}")
+    if status == 403 and competition:
+        return UserError(
+            f"Kaggle refused {competition} (HTTP 403): accept the rules at "
+            f"https://www.kaggle.com/competitions/{competition}/rules, then rerun"
+        )
+    if status == 404 and competition:
+        return UserError(f"Kaggle has no competition {competition!r} (HTTP 404): check data.kaggle.competition")
+    return UserError(f"Kaggle failed {asked} (HTTP {status}); rerun later")
 
 
 def download_competition_files(api, competition: str, cache_dir) -> list:
@@ -61,24 +83,8 @@ def download_competition_files(api, competition: str, cache_dir) -> list:
     cache_dir.mkdir(parents=True, exist_ok=True)
     try:
         api.competition_download_files(competition, path=str(cache_dir), quiet=False)
-    except requests.exceptions.HTTPError as error:
-        status = getattr(error.response, "status_code", None)
-        if status == 401:
-            raise UserError(f"Kaggle rejected the credentials (HTTP 401): {CREDENTIALS_HELP}") from None
-        if status == 403:
-            raise UserError(
-                f"Kaggle refused {competition} (HTTP 403): accept the rules at "
-                f"https://www.kaggle.com/competitions/{competition}/rules, then rerun"
-            ) from None
-        if status == 404:
-            raise UserError(
-                f"Kaggle has no competition {competition!r} (HTTP 404): check data.kaggle.competition"
-            ) from None
-        raise UserError(f"Kaggle download of {competition} failed (HTTP {status}); rerun later") from None
     except requests.exceptions.RequestException as error:
-        raise UserError(
-            f"cannot reach Kaggle ({type(error).__name__}); check the network connection, then rerun"
-        ) from None
+        raise kaggle_failure(error, f"the download of {competition}", competition) from None
     return sorted(cache_dir.glob(f"{competition}*.zip"))
 
 
