@@ -7,6 +7,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +25,8 @@ from landmark.settings import parse_params
 from landmark.submission import validate_submission
 from tests.conftest import TINY_SYNTHETIC
 from tests.e2e.project import DVC, ROOT, new_project, run, stages_run
+
+pytestmark = pytest.mark.e2e
 
 # parts: tested one by one; lite0_pretrained loads the ImageNet weights the package installs
 E2E_VARIANTS = ["resnet50", "xception", "xception_cbp_selfattn", "recipe_resnet50", "lite0_pretrained"]
@@ -261,13 +265,33 @@ def queued_experiments_run_side_by_side(repo, env, dvc):
             assert (repo / "mlartifacts" / run_id / "artifacts" / "model.pt").is_file()
 
 
-@pytest.mark.e2e
-def test_dvc_repro_end_to_end(tmp_path):
-    repo = tmp_path / "repo"
-    env = new_project(repo, tiny_params(), {"KAGGLE_API_TOKEN": SECRET})  # must never reach a log or an output
-    dvc = DVC
+@dataclass
+class Project:
+    """The tiny pipeline's repository after its first `dvc repro`, shared by the parts below, which run in order
+    (each builds on the state the one before left)."""
 
-    first = run(dvc + ["repro"], repo, env)
+    repo: Path
+    env: dict
+    folder: Path  # beside the repository: the remote, the clone, files a part makes
+    first: str  # the first repro's output
+    score: dict  # reports/submission.json
+
+    def status_says_up_to_date(self) -> bool:
+        return "Data and pipelines are up to date" in run(DVC + ["status"], self.repo, self.env)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Project:
+    folder = tmp_path_factory.mktemp("e2e")
+    repo = folder / "repo"
+    env = new_project(repo, tiny_params(), {"KAGGLE_API_TOKEN": SECRET})  # must never reach a log or an output
+    first = run(DVC + ["repro"], repo, env)
+    return Project(repo, env, folder, first, json.loads((repo / "reports/submission.json").read_text()))
+
+
+@pytest.mark.timeout(900)  # the first repro of the whole pipeline, timed with the part that needs it
+def test_the_first_repro_runs_every_stage_once_and_scores_a_submission(project):
+    repo, first, score = project.repo, project.first, project.score
     per_variant = {f"{stage}@{name}" for stage in ("train", "evaluate") for name in E2E_VARIANTS}
     per_variant |= {f"{stage}@{name}" for stage in ("embed", "index", "recognize") for name in RETRIEVAL_VARIANTS}
     per_variant |= {f"{stage}@both" for stage in ("ensemble", "ensemble_index", "ensemble_recognize")}
@@ -279,7 +303,6 @@ def test_dvc_repro_end_to_end(tmp_path):
         assert set(metrics) >= {"gap", "batch_gap", "loss", "accuracy"} and 0 <= metrics["gap"] <= 1
     test_ids = (repo / "data/raw/test.csv").read_text().split()[1:]
     validate_submission(repo / "submission.csv", test_ids)
-    score = json.loads((repo / "reports/submission.json").read_text())
     assert {"gap", "public", "private", "variant", "method", "validation_gap"} <= set(score)
     assert score["variant"] in RETRIEVAL_VARIANTS + ["both"]
     results = (repo / "reports/results.md").read_text()
@@ -287,11 +310,6 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert "# Recognition: methods × variants" in results and f"| **{score['variant']}** |" in results
     for figure in ("curves.png", "saliency.png", "retrieval.png"):
         assert (repo / "reports" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    dropped_class_is_recognised(repo, "recipe_resnet50")
-    stage_and_predict_agree(repo, env, "recipe_resnet50")
-    stage_and_predict_agree(repo, env, "both")
-    predict_answers_each_photo(repo, env, score, tmp_path)
-    registered_model_answers_as_predict(repo, env, score)
     with sqlite3.connect(repo / "mlflow.db") as db:
         trained = len(E2E_VARIANTS)
         assert db.execute(
@@ -301,22 +319,49 @@ def test_dvc_repro_end_to_end(tmp_path):
             trained,
         )
         assert db.execute("select count(*) from metrics where key = 'bad_images' and value = 0").fetchone() == (1,)
+    assert SECRET not in first
 
-    second = run(dvc + ["repro"], repo, env)
+
+def test_a_class_the_filter_dropped_is_still_recognised(project):
+    dropped_class_is_recognised(project.repo, "recipe_resnet50")
+
+
+def test_predict_gives_the_stage_s_answers_for_a_variant_and_an_ensemble(project):
+    stage_and_predict_agree(project.repo, project.env, "recipe_resnet50")
+    stage_and_predict_agree(project.repo, project.env, "both")
+
+
+def test_predict_answers_each_photo_or_says_why_not(project, tmp_path):
+    predict_answers_each_photo(project.repo, project.env, project.score, tmp_path)
+
+
+def test_the_registered_model_answers_as_predict_does(project):
+    registered_model_answers_as_predict(project.repo, project.env, project.score)
+
+
+def test_a_second_repro_runs_nothing(project):
+    second = run(DVC + ["repro"], project.repo, project.env)
     assert stages_run(second) == set() and "Data and pipelines are up to date" in second
+    assert SECRET not in second
 
+
+def test_each_param_reruns_exactly_the_stages_it_shapes(project):
+    repo, env = project.repo, project.env
+    trains = {f"train@{name}" for name in E2E_VARIANTS}
     # How fast it runs is nobody's param: changing every runtime setting leaves every stage up to date.
     speed = dict(num_workers=1, log_every=2, eval_every=3, checkpoint_every=1, inference_batch_size=7, compile=False)
     assert changed_stages(repo, env, lambda params: params["runtime"].update(speed)) == set()
-    # A variant default changes every variant that inherits it.
-    trains = changed_stages(repo, env, lambda params: params["variant_defaults"].update(lr=0.002))
-    assert {f"train@{name}" for name in E2E_VARIANTS} <= trains
-    assert changed_stages(repo, env, lambda params: params["variant_defaults"]["augmentation"].update(flip=0.25))
-    # Recognition's settings rerun recognition alone; the index's, the index (after the settings stage, which
-    # parses every param but the runtime's).
+    # A variant default changes every variant that inherits it (and the settings stage, which parses every param
+    # but the runtime's).
+    assert changed_stages(repo, env, lambda params: params["variant_defaults"].update(lr=0.002)) == trains | {
+        "settings"
+    }
+    flip = changed_stages(repo, env, lambda params: params["variant_defaults"]["augmentation"].update(flip=0.25))
+    assert flip == trains | {"settings"}
+    # Recognition's settings rerun recognition alone (and the registered model, which answers by them); the
+    # index's, the index.
     recognitions = {f"recognize@{name}" for name in RETRIEVAL_VARIANTS} | {"ensemble_recognize@both"}
     ban = {"max_label_predictions": 3}
-    # (and the registered model, which answers by the recognition's settings)
     assert changed_stages(repo, env, lambda params: params["recognize"]["steps"].update(frequency_ban=ban)) == (
         recognitions | {"register", "settings"}
     )
@@ -324,48 +369,67 @@ def test_dvc_repro_end_to_end(tmp_path):
         f"index@{name}" for name in RETRIEVAL_VARIANTS
     } | {"ensemble_index@both", "settings"}
 
-    # Fewer neighbours verified: recognition alone reruns, and matches from the features it kept (a persisted output).
-    assert {int(count) for count in re.findall(r"(\d+) photos' features extracted", first)} - {0}
+
+def test_fewer_verified_neighbours_rerun_recognition_from_the_features_it_kept(project):
+    repo, env = project.repo, project.env
+    recognitions = {f"recognize@{name}" for name in RETRIEVAL_VARIANTS} | {"ensemble_recognize@both"}
+    assert {int(count) for count in re.findall(r"(\d+) photos' features extracted", project.first)} - {0}
     path, original = repo / "params.yaml", (repo / "params.yaml").read_text()
     params = yaml.safe_load(original)
     params["recognize"]["steps"]["verify"]["neighbours"] = 1
     path.write_text(yaml.safe_dump(params, sort_keys=False))
-    fewer = run(dvc + ["repro"], repo, env)
+    try:
+        fewer = run(DVC + ["repro"], repo, env)
+    finally:
+        path.write_text(original)
     assert stages_run(fewer) >= recognitions and not stages_run(fewer) & {f"embed@{n}" for n in RETRIEVAL_VARIANTS}
     extracted = re.findall(r"(\d+) photos' features extracted", fewer)
     assert extracted and set(extracted) == {"0"}
-    path.write_text(original)
-    run(dvc + ["repro"], repo, env)
-    gallery_photos_name_a_new_landmark(repo, env, dvc, tmp_path / "query.jpg")
+    run(DVC + ["repro"], repo, env)
+    assert project.status_says_up_to_date()
 
+
+def test_gallery_photos_name_a_new_landmark_without_retraining(project):
+    gallery_photos_name_a_new_landmark(project.repo, project.env, DVC, project.folder / "query.jpg")
+
+
+def test_a_clone_pulls_the_pipeline_from_a_remote_and_has_nothing_to_rerun(project):
+    repo, env, folder = project.repo, project.env, project.folder
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "lock"], repo, env)
-    # A team shares one pipeline: pushed to a DVC remote, a second clone pulls it all and has nothing to rerun.
-    run(dvc + ["remote", "add", "-d", "team", str(tmp_path / "remote")], repo, env)
+    run(DVC + ["remote", "add", "-d", "team", str(folder / "remote")], repo, env)
     run(["git", "commit", "-qam", "team remote"], repo, env)
-    run(dvc + ["push"], repo, env)
-    clone = tmp_path / "clone"
-    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
-    run(dvc + ["pull"], clone, env)
-    assert "Data and pipelines are up to date" in run(dvc + ["status"], clone, env)
+    run(DVC + ["push"], repo, env)
+    clone = folder / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], folder, env)
+    run(DVC + ["pull"], clone, env)
+    assert "Data and pipelines are up to date" in run(DVC + ["status"], clone, env)
     assert (clone / "gallery_photos/train.csv").read_bytes() == (repo / "gallery_photos/train.csv").read_bytes()
-    assert stages_run(run(dvc + ["repro"], clone, env)) == set()
+    assert stages_run(run(DVC + ["repro"], clone, env)) == set()
     assert (clone / "submission.csv").read_bytes() == (repo / "submission.csv").read_bytes()
     assert (clone / "reports/submission.json").read_bytes() == (repo / "reports/submission.json").read_bytes()
+
+
+def test_an_experiment_reruns_the_one_variant_it_changes_and_no_output_holds_the_secret(project):
+    repo, env = project.repo, project.env
     # `++` adds the key to a variant that inherits it (DVC's -S is Hydra's override syntax); that variant alone reruns.
-    experiment = run(dvc + ["exp", "run", "-S", "++variants.xception.lr=0.0001"], repo, env)
+    experiment = run(DVC + ["exp", "run", "-S", "++variants.xception.lr=0.0001"], repo, env)
     assert stages_run(experiment) == {"settings", "train@xception", "evaluate@xception", "saliency", "report"}
-    assert SECRET not in first + second + experiment
+    assert SECRET not in experiment
     written = [path for path in repo.rglob("*") if path.is_file() and ".git" not in path.parts]
     assert written and not [path for path in written if SECRET.encode() in path.read_bytes()]
     with sqlite3.connect(repo / "mlflow.db") as db:
         tagged = db.execute("select count(*) from tags where key = 'dvc_experiment'").fetchone()
     assert tagged == (1,)
 
-    # Seeds: `landmark seeds 0 1` runs the pipeline per train.seed as DVC experiments, keeps each run's figures and
-    # puts the workspace back; seed 0 is the committed run (nothing reruns), seed 1 retrains.
+
+@pytest.mark.timeout(600)
+def test_seeds_run_the_pipeline_per_seed_and_put_the_workspace_back(project):
+    # `landmark seeds 0 1` runs the pipeline per train.seed as DVC experiments, keeps each run's figures and puts
+    # the workspace back; seed 0 is the committed run (nothing reruns), seed 1 retrains.
+    repo, env = project.repo, project.env
     run(["git", "checkout", "--", "params.yaml", "dvc.lock"], repo, env)
-    run(dvc + ["checkout", "--quiet"], repo, env)
+    run(DVC + ["checkout", "--quiet"], repo, env)
     committed = (repo / "submission.csv").read_bytes()
     seeded = run([sys.executable, "-m", "landmark.cli", "seeds", "0", "1"], repo, env)
     assert "train@resnet50" in stages_run(seeded) and "filter" not in stages_run(seeded)
@@ -382,7 +446,10 @@ def test_dvc_repro_end_to_end(tmp_path):
         r"\| resnet50 \| \d\.\d{3} ± \d\.\d{3} \(.*n=2\) \|", table
     )
     assert (repo / "submission.csv").read_bytes() == committed
-    assert "Data and pipelines are up to date" in run(dvc + ["status"], repo, env)
+    assert project.status_says_up_to_date()
     assert run(["git", "status", "--porcelain", "--", "params.yaml", "dvc.lock"], repo, env) == ""
 
-    queued_experiments_run_side_by_side(repo, env, dvc)
+
+@pytest.mark.timeout(1000)  # the parts' own deadline is 900 s
+def test_queued_experiments_run_side_by_side_into_one_mlflow_store(project):
+    queued_experiments_run_side_by_side(project.repo, project.env, DVC)

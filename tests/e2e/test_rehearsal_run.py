@@ -17,6 +17,7 @@ from tests.e2e.project import ROOT, stages_run
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(900)
 def test_the_rehearsal_runs_from_the_mirror_to_a_submission(tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "DVC_"))}
     env |= {"OUT": str(tmp_path / "out"), "WORK": str(tmp_path / "work")}
