@@ -88,7 +88,7 @@ def main(embeddings_dir, index_dir, images_dir, gallery_photos_dir, classes_csv,
     write_csv(out_dir / "neighbours.csv", shown_queries(sets, gallery, solution))
     best = max(recognize.methods, key=lambda method: scores[method]["validation_gap"])
     tested = f", test GAP {scores[best]['test_gap']:.4f}" if solution is not None else ""
-    graphs = f"; {gallery.graphs.summary()}" if gallery.graphs.summary() else ""
+    graphs = f"; {summary}" if (summary := gallery.graphs.summary()) else ""
     print(
         f"recognize: {len(methods)} methods over {len(validation)} validation and {len(sets['test'][0])} test "
         f"queries; best by validation GAP {best} ({scores[best]['validation_gap']:.3f}{tested}){graphs} -> {out_dir}"

@@ -190,6 +190,16 @@ def test_dbas_neighbours_kept_from_the_last_run_are_a_fresh_search_and_only_what
     reader.graphs.save()
     assert searched == [] and {path.name: path.read_bytes() for path in tmp_path.iterdir()} == written
 
+    # a kept graph whose keys name an image twice (a 64-bit collision) is not reused: searched afresh, no error
+    for path in tmp_path.glob("gallery-gallery-*.npz"):
+        with np.load(path) as graph:
+            arrays = {key: graph[key] for key in graph.files}
+        arrays["rows"][1] = arrays["rows"][0]
+        np.savez(path, **arrays)
+    collided = gallery_after(NeighbourGraphs(tmp_path, writable=True))
+    np.testing.assert_array_equal(collided.augmented(PARTS, 3, 3.0).sources[0], fresh.sources[0])
+    assert searched[0] == 302  # every gallery image, against the gallery
+
 
 def test_the_first_search_finds_what_query_expansion_and_superglobal_ask_of_the_query_and_answers_the_same(
     monkeypatch,

@@ -46,14 +46,16 @@ class NeighbourGraphs:
         """(similarities, positions in the whole gallery) of the k nearest images of part `searched` to each
         image of part `name` (gallery: a landmark.recognition.gallery.Gallery), from what the folder kept where it
         still holds, searched where not."""
-        rows, targets = gallery.part_keys(name), gallery.part_keys(searched)
+        rows, targets = pd.Index(gallery.part_keys(name)), pd.Index(gallery.part_keys(searched))
         similarities = np.full((len(rows), k), -np.inf, dtype=np.float32)
         positions = np.full((len(rows), k), -1, dtype=np.int64)
         kept = self.read(f"{name}-{searched}-{k}.npz")
         stale = np.ones(len(rows), dtype=bool)
-        if kept is not None and pd.Index(rows).is_unique and pd.Index(targets).is_unique:
+        # keys that name one image each, now and in the kept graph (a 64-bit collision is all that could break it)
+        unique = kept is not None and all(pd.Index(keys).is_unique for keys in (kept["rows"], kept["targets"]))
+        if unique and rows.is_unique and targets.is_unique:
             stale = self.carried_over(kept, (rows, targets), similarities, positions)
-            added = np.flatnonzero(~pd.Index(targets).isin(kept["targets"]))
+            added = np.flatnonzero(~targets.isin(kept["targets"]))
             carried = np.flatnonzero(~stale)
             if len(added) and len(carried):
                 exact = exact_index(gallery.part_vectors(searched, added))
@@ -68,7 +70,8 @@ class NeighbourGraphs:
             similarities[fresh], positions[fresh] = gallery.search_within(name, searched, k, fresh)
         if self.writable:
             self.found[f"{name}-{searched}-{k}.npz"] = {
-                "rows": rows, "targets": targets, "similarities": similarities, "positions": positions,
+                "rows": rows.to_numpy(), "targets": targets.to_numpy(), "similarities": similarities,
+                "positions": positions,
             }  # fmt: skip
         offset = gallery.offsets[gallery.names.index(searched)]
         return similarities, np.where(positions >= 0, positions + offset, -1)
@@ -77,9 +80,9 @@ class NeighbourGraphs:
     def carried_over(kept, keys, similarities, positions) -> np.ndarray:
         """Fill similarities and positions (in the searched part) of the images whose kept neighbours are all still
         there; returns which images must be searched again (new, changed, or one of their neighbours gone)."""
-        rows, targets = keys
+        rows, targets = keys  # pd.Index each
         was = pd.Index(kept["rows"]).get_indexer(rows)
-        moved = pd.Index(targets).get_indexer(kept["targets"])  # each kept target's position now; -1: gone
+        moved = targets.get_indexer(kept["targets"])  # each kept target's position now; -1: gone
         near = kept["positions"][np.maximum(was, 0)]
         now = np.where(near >= 0, moved[np.maximum(near, 0)], -1)
         lost = ((near >= 0) & (now < 0)).any(axis=1)
