@@ -7,7 +7,7 @@ import pytest
 from landmark.errors import UserError
 from landmark.recognition import gallery as gallery_module
 from landmark.recognition.gallery import PARTS, VALIDATION_PARTS, Queries
-from landmark.recognition.graph import NeighbourGraphs
+from landmark.recognition.graph import NeighbourGraphs, keys
 from landmark.recognition.method import Method
 from tests.test_recognition import SETTINGS, make_gallery, queries_of, unit
 
@@ -128,6 +128,19 @@ def test_reranking_steps_need_a_gallery_search():
         Method.parse("softmax+aqe", with_steps(aqe={"neighbours": 2, "alpha": 3}))
     with pytest.raises(UserError, match=r"params.yaml recognize.steps.dba.alpha: -1 must be a number >= 0"):
         Method.parse("knn+dba", with_steps(dba={"neighbours": 2, "alpha": -1}))
+
+
+def test_an_image_s_key_changes_with_its_id_its_vector_and_the_whitening_and_no_other_s_does():
+    rng = np.random.default_rng(8)
+    vectors, ids = rng.normal(size=(6, 2048)).astype(np.float32), [f"g{row}" for row in range(6)]
+    first = keys(ids, vectors, salt=0)
+    assert len(set(first.tolist())) == 6 and np.array_equal(keys(ids, vectors.copy(), salt=0), first)
+    nudged = vectors.copy()
+    nudged[2, 1000] = np.nextafter(nudged[2, 1000], np.float32(np.inf))  # one bit of one value
+    renamed = [*ids[:3], "g9", *ids[4:]]
+    assert (keys(ids, nudged, salt=0) != first).tolist() == [False, False, True, False, False, False]
+    assert (keys(renamed, vectors, salt=0) != first).tolist() == [False, False, False, True, False, False]
+    assert (keys(ids, vectors, salt=12345) != first).all()  # another whitening: every vector searched anew
 
 
 def test_dbas_neighbours_kept_from_the_last_run_are_a_fresh_search_and_only_what_changed_is_searched(

@@ -107,13 +107,14 @@ class Gallery:
         return self.vectors_at(np.asarray(rows) + self.offsets[self.names.index(name)])
 
     def part_keys(self, name: str) -> np.ndarray:
-        """Per image of part `name`, its key: its id and whitened vector, hashed."""
+        """Per image of part `name`, its key: its id, its embedding and the whitening, hashed (no vector is
+        whitened for it: a run that adds a photo whitens the photo alone)."""
         if name not in self._keys:
-            part = self.names.index(name)
+            part, salt = self.names.index(name), self.whitening.digest()
             found = [np.zeros(0, np.uint64)]
-            for chunk in chunks(0, self.offsets[part + 1] - self.offsets[part]):
+            for chunk in chunks(0, self.offsets[part + 1] - self.offsets[part], 8_192):  # 8,192 × 2,048 × 8 bytes
                 ids = self.ids[self.offsets[part] + chunk.start : self.offsets[part] + chunk.stop]
-                found.append(keys(ids, self.part_vectors(name, np.arange(chunk.start, chunk.stop))))
+                found.append(keys(ids, self.embeddings[part][chunk], salt))
             self._keys[name] = np.concatenate(found)
         return self._keys[name]
 

@@ -2,7 +2,7 @@
 
 Finding them is the one search of recognition that grows with the square of the gallery: 100,000 images searched
 against themselves. A run after photos were added to the gallery (data.gallery_photos) or removed from it needs only
-what changed: an image and its vector are known by a key (its id and its whitened vector, hashed), and
+what changed: an image and its vector are known by a key (its id, its embedding and the whitening, hashed), and
 
 - an image whose neighbours are all still there keeps them, and only the images added are compared with it;
 - an image that is new, whose vector changed, or that lost one of its neighbours is searched for again.
@@ -11,7 +11,6 @@ That is the exact search's answer (up to the order of exact ties), at a cost tha
 whitening is learned on the train images alone (stages/index.py), so adding a photo changes no other vector.
 """
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +20,14 @@ from landmark.files import atomic_path
 from landmark.recognition.search import chunks, exact_index, merged, search
 
 
-def keys(ids, vectors) -> np.ndarray:
-    """One 64-bit key per image: its id and the bytes of its vector, hashed."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    digests = b"".join(
-        hashlib.blake2b(f"{image_id}".encode() + row.tobytes(), digest_size=8).digest()
-        for image_id, row in zip(ids, vectors, strict=True)
-    )
-    return np.frombuffer(digests, dtype=np.uint64)
+def keys(ids, vectors, salt: int = 0) -> np.ndarray:
+    """One 64-bit key per image, with no Python loop over the images (GLDv2's 4.1M gallery in seconds): its id
+    hashed (pandas' siphash), xor its vector's bits weighed by fixed odd 64-bit numbers, summed and hashed, xor
+    salt (a digest of what the vectors are read through)."""
+    bits = np.ascontiguousarray(vectors, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    weights = np.random.default_rng(0).integers(0, 2**64 - 1, bits.shape[1], dtype=np.uint64, endpoint=True)
+    weighed = bits @ (weights | np.uint64(1))  # integer arithmetic: wraps modulo 2^64, as a hash should
+    return pd.util.hash_array(np.asarray(ids, dtype=object)) ^ pd.util.hash_array(weighed) ^ np.uint64(salt)
 
 
 class NeighbourGraphs:

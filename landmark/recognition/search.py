@@ -6,6 +6,8 @@ here imports torch, so the index and recognize stages start in a second.
   string such as `IVF4096,SQ8`) from there on; on the whitened, L2-normalised embeddings inner product is cosine.
 """
 
+import hashlib
+
 import numpy as np
 from tqdm import tqdm
 
@@ -84,6 +86,13 @@ class Whitening:
         for chunk in chunks(0, len(vectors)):
             whitened[chunk] = normalized((np.asarray(vectors[chunk], dtype=np.float32) - self.mean) @ self.projection)
         return whitened
+
+    def digest(self) -> int:
+        """64 bits that change with the whitening (0: none), for keys of vectors read through it."""
+        if self.projection is None:
+            return 0
+        hashed = hashlib.blake2b(self.mean.tobytes() + self.projection.tobytes(), digest_size=8)
+        return int.from_bytes(hashed.digest(), "little")
 
     def save(self, path) -> None:
         with atomic_path(path) as temporary, open(temporary, "wb") as handle:
