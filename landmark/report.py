@@ -178,12 +178,13 @@ def recognition_table(recognitions: dict, methods, submission: dict | None) -> s
     return text
 
 
-def _smooth(values: pd.Series, weight: float = 0.9) -> pd.Series:
+def _smooth(values: pd.Series, weight: float) -> pd.Series:
     return values.ewm(alpha=1 - weight).mean()
 
 
-def plot_curves(plots_dir, variants, out_png) -> None:
-    """Train loss and batch GAP (smoothed), dev loss and GAP, one line per variant."""
+def plot_curves(plots_dir, variants, out_png, smoothing: float) -> None:
+    """Train loss and batch GAP (smoothed: `smoothing` is the weight of the past), dev loss and GAP, one line per
+    variant."""
     figure, axes = plt.subplots(2, 2, figsize=(11, 8))
     panels = [
         ("train", "loss", axes[0, 0]),
@@ -197,7 +198,7 @@ def plot_curves(plots_dir, variants, out_png) -> None:
             if not path.exists():
                 continue
             curve = pd.read_csv(path)
-            values = _smooth(curve[column]) if kind == "train" else curve[column]
+            values = _smooth(curve[column], smoothing) if kind == "train" else curve[column]
             axis.plot(curve["step"], values, label=name, marker="" if kind == "train" else "o")
         label = {"loss": "loss", "gap": "GAP", "batch_gap": "batch GAP"}[column]
         axis.set_title(f"{kind} {label}" + (" (smoothed)" if kind == "train" else ""))
@@ -322,7 +323,7 @@ def write_report(metrics_dir, plots_dir, submission_json, recognitions_dir, imag
         recognitions, params.recognize.methods, submission
     )
     write_text(Path(out_dir) / "results.md", tables)
-    plot_curves(plots_dir, variants, Path(out_dir) / "curves.png")
+    plot_curves(plots_dir, variants, Path(out_dir) / "curves.png", params.report.curve_smoothing)
     if submission:
         neighbours = read_csv(Path(recognitions_dir) / submission["variant"] / "neighbours.csv", ["query_id"])
         neighbours = neighbours.astype(

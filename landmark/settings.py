@@ -507,6 +507,13 @@ class Submission(Section):
     registered_model: Text  # the chosen recogniser's name in MLflow's Model Registry (landmark.serving)
 
 
+class Report(Section):
+    """What the figures show (reports/)."""
+
+    curve_smoothing: Annotated[float, PlainValidator(fraction)]  # curves.png: the train curves' weight of the past
+    queries_per_kind: OneOrMore  # retrieval.png: queries drawn of each kind (recognize's neighbours.csv)
+
+
 class Settings(BaseModel):
     """Every section of params.yaml, typed, and every variant with variant_defaults applied. A new section is a
     new field here."""
@@ -526,6 +533,7 @@ class Settings(BaseModel):
     index: Index
     recognize: Recognize
     submission: Submission
+    report: Report
     variants: dict[str, Variant]
 
     @model_validator(mode="before")

@@ -85,7 +85,7 @@ def main(embeddings_dir, index_dir, images_dir, gallery_photos_dir, classes_csv,
     gallery.graphs.save()
     write_json(out_dir / "metrics.json", {"methods": scores, "gallery": figures})
     write_csv(out_dir / "predictions.csv", predicted)
-    write_csv(out_dir / "neighbours.csv", shown_queries(sets, gallery, solution))
+    write_csv(out_dir / "neighbours.csv", shown_queries(sets, gallery, solution, settings.report.queries_per_kind))
     best = max(recognize.methods, key=lambda method: scores[method]["validation_gap"])
     tested = f", test GAP {scores[best]['test_gap']:.4f}" if solution is not None else ""
     graphs = f"; {summary}" if (summary := gallery.graphs.summary()) else ""

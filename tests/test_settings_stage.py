@@ -36,7 +36,7 @@ def test_each_file_holds_the_parsed_value_and_an_edit_changes_only_its_own(tmp_p
     assert first["variants/resnet50.json"]["lr"] == 1.0 and isinstance(first["variants/resnet50.json"]["lr"], float)
     assert first["train/seed.json"] == parsed.train.seed and first["embed/scales.json"] == list(parsed.embed.scales)
     assert not [name for name in first if name.startswith("runtime")]  # nobody's param
-    assert f"settings: {len(first)} settings of 13 sections -> settings" in capsys.readouterr().out
+    assert f"settings: {len(first)} settings of 14 sections -> settings" in capsys.readouterr().out
 
     params["variant_defaults"]["lr"] = 0.002  # a default: every variant that inherits it, and nothing else
     second = run_stage(tmp_path / "b", params, monkeypatch)

@@ -97,7 +97,7 @@ def recognition_scores(predictions, validation: tuple, solution, classes: tuple,
     return results
 
 
-def shown_queries(sets: dict, gallery, solution, per_kind: int = 3) -> pd.DataFrame:
+def shown_queries(sets: dict, gallery, solution, per_kind: int) -> pd.DataFrame:
     """A fixed sample of queries (of validation: landmarks and non-landmarks; of test: the same where a solution
     says which is which) with their nearest gallery images: what reports/retrieval.png shows. sets: name -> (rows,
     Queries), as landmark.recognition.sets.query_sets gives them."""
