@@ -14,6 +14,7 @@ from PIL import Image
 from landmark.data.layout import image_path
 from landmark.data.local import link_tree
 from landmark.data.shards import image_reader
+from tests.params_file import PARAMS
 
 ROOT = Path(__file__).parents[1]
 UNREACHABLE_KAGGLE = {
@@ -154,10 +155,7 @@ def kaggle_site():
 
 
 # the variants embed.variants names: the stage builds each before it downloads, and the others add only time
-EMBEDDED_ONLY = {
-    name: own for name, own in yaml.safe_load((ROOT / "params.yaml").read_text())["variants"].items()
-    if name in yaml.safe_load((ROOT / "params.yaml").read_text())["embed"]["variants"]
-}  # fmt: skip
+EMBEDDED_ONLY = {name: own for name, own in PARAMS["variants"].items() if name in PARAMS["embed"]["variants"]}
 LOCAL_KAGGLE = {"KAGGLE_API_ENVIRONMENT": "LOCALHOST", "KAGGLE_API_TOKEN": "KGAT_local_0123456789"}
 RULES = "https://www.kaggle.com/competitions/landmark-recognition-2019/rules"
 
